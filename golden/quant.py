@@ -1,0 +1,155 @@
+"""Quantization (Eq. 1, 2), scale matching (Eq. 8), re-scaling (Eq. 10) and Scale Propagation (Alg. 1)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .qtensor import QTensor, check_bits, first_bad, qmax
+from .rounding import ceil_div, check_rounding, round_div
+
+GRANULARITIES = ("tensor", "row", "batch", "block")
+MATCH_MODES = ("paper", "dyadic")
+RESCALE_MODES = ("paper", "pow2")
+DYADIC_BITS = 31          # multiplier m in [2^30, 2^31): fits a signed 32-bit register
+_MAX_DIVISOR = 1 << 32    # |x| < 2^32 so x / d rounds to 0 for any d >= 2^32: clamping keeps int64 safe
+_MAX_SHIFT = 62
+
+
+def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def check_qtensor(x, name: str) -> QTensor:
+    if not isinstance(x, QTensor):
+        raise ValueError(f"{name} must be a QTensor, got {type(x).__name__}")
+    return x
+
+
+def group_absmax(a: np.ndarray, granularity: str = "tensor", block: int | None = None) -> np.ndarray:
+    """max|a| per scale group, keepdims: tensor (all), row (last dim), batch (all but the first dim),
+    block (b x b tiles of the last two dims, ragged edge tiles allowed; returned at full size)."""
+    _choice(granularity, GRANULARITIES, "granularity")
+    a = np.abs(a)
+    if a.ndim == 0 or a.size == 0:
+        raise ValueError(f"granularity {granularity!r} needs a non-empty array with ndim >= 1, got shape {a.shape}")
+    if granularity == "tensor":
+        return a.max(keepdims=True)
+    if granularity == "row":
+        return a.max(axis=-1, keepdims=True)
+    if a.ndim < 2:
+        raise ValueError(f"granularity {granularity!r} needs ndim >= 2, got shape {a.shape}")
+    if granularity == "batch":
+        return a.max(axis=tuple(range(1, a.ndim)), keepdims=True)
+    block = check_bits(block, "block", 1, 1 << 30)
+    rows, cols = a.shape[-2:]
+    pr, pc = -rows % block, -cols % block
+    padded = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pr), (0, pc)])
+    tiles = padded.reshape(a.shape[:-2] + ((rows + pr) // block, block, (cols + pc) // block, block))
+    m = tiles.max(axis=(-3, -1))
+    return np.repeat(np.repeat(m, block, axis=-2), block, axis=-1)[..., :rows, :cols]
+
+
+def _round_float(x: np.ndarray, rounding: str) -> np.ndarray:
+    """Round float32 products to integers; float64 keeps |x| + 0.5 exact."""
+    x = x.astype(np.float64)
+    if rounding == "half_away":
+        return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    return np.rint(x) if rounding == "half_even" else np.floor(x)
+
+
+def quantize(r, bits: int = 8, granularity: str = "tensor", block: int | None = None,
+             rounding: str = "half_away") -> QTensor:
+    """Eq. 1 with the Sec. 3.1 scale: s = (2^(bits-1) - 1) / max|r| per group (float32), x = round(s * r).
+
+    An all-zero group gets s = 1 and x = 0 (no division by zero)."""
+    bits = check_bits(bits)
+    check_rounding(rounding)
+    r = np.asarray(r)
+    if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)) or r.dtype == np.bool_:
+        raise ValueError(f"quantize: r must be a real array, got dtype {r.dtype}")
+    bad = ~np.isfinite(r)
+    if bad.any():
+        i = first_bad(bad)
+        raise ValueError(f"quantize: r[{i}] = {r[i]} is not finite")
+    r = r.astype(np.float32)
+    m = group_absmax(r, granularity, block)
+    q = np.float32(qmax(bits))
+    s = np.where(m > 0, q / np.where(m > 0, m, np.float32(1)), np.float32(1)).astype(np.float32)
+    if not np.isfinite(s).all():
+        raise ValueError(f"quantize: max|r| too small for a finite float32 scale (min max|r| = {m[m > 0].min()})")
+    x = np.clip(_round_float(s * r, rounding), -qmax(bits), qmax(bits))  # clip only absorbs float32 rounding at max|r|
+    return QTensor(x.astype(np.int64), s, bits)
+
+
+def dequantize(x: QTensor) -> np.ndarray:
+    """Eq. 2, D(x, s) = x / s (float64; leaves the integer domain)."""
+    return check_qtensor(x, "x").dequantize()
+
+
+def _divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: str, rounding: str) -> np.ndarray:
+    """Re-express values at scale s_from as values at the smaller scale s_to (the Eq. 8 division)."""
+    if mode == "paper":      # x / ceil(s_i / s_min), ratio in float32 as the paper's scales are float
+        d = np.ceil(np.minimum(s_from / s_to, np.float32(_MAX_DIVISOR))).astype(np.int64)
+        return round_div(values, d, rounding)
+    # dyadic: s_min / s_i = m * 2^-sh with m a 31-bit integer; x' = round(x * m / 2^sh), one rounding
+    f, e = np.frexp(s_to.astype(np.float64) / s_from.astype(np.float64))
+    m = _round_float(f * float(1 << DYADIC_BITS), "half_away").astype(np.int64)
+    carry = m == (1 << DYADIC_BITS)
+    m, sh = np.where(carry, m >> 1, m), DYADIC_BITS - e + carry
+    small = sh > _MAX_SHIFT    # |x * m| < 2^62 <= 2^(sh-1): rounds to 0
+    d = np.left_shift(np.int64(1), np.where(small, _MAX_SHIFT, sh).astype(np.int64))
+    return np.where(small, 0, round_div(values * m, d, rounding))
+
+
+def match_scales(tensors, mode: str = "paper", rounding: str = "half_away") -> list[QTensor]:
+    """Eq. 8, M(x_i, s_i) = {x_i / ceil(s_i / s_min), s_min}, s_min the element-wise minimum of all scales.
+
+    Values broadcast to the common scale's shape; every output carries exactly s_min."""
+    _choice(mode, MATCH_MODES, "mode")
+    check_rounding(rounding)
+    tensors = [check_qtensor(t, f"tensors[{i}]") for i, t in enumerate(tensors)]
+    if not tensors or len({t.values.ndim for t in tensors}) != 1:
+        raise ValueError(f"match_scales: need >= 1 tensors of equal ndim, got shapes {[t.shape for t in tensors]}")
+    try:
+        shape = np.broadcast_shapes(*(t.scale.shape for t in tensors))
+        s_min = np.minimum.reduce([np.broadcast_to(t.scale, shape) for t in tensors])
+        out_shapes = [np.broadcast_shapes(t.shape, shape) for t in tensors]
+    except ValueError:
+        raise ValueError(f"match_scales: shapes do not broadcast: {[t.shape for t in tensors]}") from None
+    return [QTensor(_divide_to(np.broadcast_to(t.values, o), t.scale, s_min, mode, rounding), s_min, t.bits)
+            for t, o in zip(tensors, out_shapes)]
+
+
+def match_along(x: QTensor, axis: int, mode: str = "paper", rounding: str = "half_away") -> QTensor:
+    """M(x, s, d) of Table 1: match the sub-tensors split along `axis` (Eq. 8 with s_min = min over axis),
+    so the scale becomes constant along that axis."""
+    _choice(mode, MATCH_MODES, "mode")
+    x = check_qtensor(x, "x")
+    if not -x.values.ndim <= axis < x.values.ndim:
+        raise ValueError(f"match_along: axis {axis} out of range for shape {x.shape}")
+    if x.scale.shape[axis] == 1:
+        return x
+    s_min = x.scale.min(axis=axis, keepdims=True)
+    return QTensor(_divide_to(x.values, x.scale, s_min, mode, check_rounding(rounding)), s_min, x.bits)
+
+
+def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "paper",
+            block: int | None = None, rounding: str = "half_away") -> QTensor:
+    """Eq. 10, R(x, s) = {x / s_hat, s / s_hat}, s_hat = ceil(max|x| / (2^(bits-1) - 1)) per group; groups
+    that already fit get s_hat = 1 (Alg. 1 line 2). mode "pow2": s_hat = the next power of two >= that."""
+    x = check_qtensor(x, "x")
+    bits = check_bits(bits)
+    _choice(mode, RESCALE_MODES, "mode")
+    s_hat = np.maximum(ceil_div(group_absmax(x.values, granularity, block), qmax(bits)), 1)
+    if mode == "pow2":
+        s_hat = np.left_shift(np.int64(1), np.ceil(np.log2(s_hat)).astype(np.int64))
+    values = round_div(x.values, s_hat, check_rounding(rounding))
+    scale = (x.scale.astype(np.float64) / s_hat).astype(np.float32)
+    return QTensor(values, scale, bits)
+
+
+def propagate(op, *args, bits: int = 8, granularity: str = "row", mode: str = "paper", **kwargs) -> QTensor:
+    """Alg. 1 (Scale Propagation): {x, s} = OP({x_i, s_i}) in the wide accumulator, then R(x, s) if
+    max|x| > 2^(bits-1) - 1, then narrow to `bits`."""
+    return rescale(op(*args, **kwargs), bits, granularity, mode)
