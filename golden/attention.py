@@ -1,0 +1,77 @@
+"""Polynomial attention (Lin et al. Eq. 11-12) in integers."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ops import absolute, add, matmul, power, relu, transpose
+from .qtensor import QTensor, check_bits
+from .quant import check_qtensor, match_along, rescale
+from .rounding import round_div
+
+DIVISIONS = ("paper", "fixed")
+
+
+def lift(t: QTensor, ndim: int, name: str) -> QTensor:
+    """Prepend unit dims so a parameter (bias, gain) has the ndim of the tensor it combines with."""
+    t = check_qtensor(t, name)
+    if t.values.ndim > ndim:
+        raise ValueError(f"{name}: ndim {t.values.ndim} exceeds the {ndim} of the tensor it applies to")
+    pad = (1,) * (ndim - t.values.ndim)
+    return QTensor(t.values.reshape(pad + t.shape), t.scale.reshape(pad + t.scale.shape), t.bits)
+
+
+def fixed_point_bits(division: str, frac_bits: int) -> int:
+    """F for the numerator pre-shift: 0 for division "paper" (as written), frac_bits for "fixed"."""
+    if division not in DIVISIONS:
+        raise ValueError(f"division must be one of {DIVISIONS}, got {division!r}")
+    return check_bits(frac_bits, "frac_bits", 0, 16) if division == "fixed" else 0
+
+
+def _masked(x: QTensor, keep: np.ndarray | None) -> QTensor:
+    return x if keep is None else QTensor(np.where(keep, x.values, 0), x.scale, x.bits)
+
+
+def _check_mask(mask, shape: tuple[int, ...]) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise ValueError(f"mask must be a bool array (True = attend), got dtype {mask.dtype}")
+    try:
+        return np.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(f"mask shape {mask.shape} does not broadcast to scores shape {shape}") from None
+
+
+def poly(x: QTensor, b: QTensor, delta: QTensor, n: int = 3, bits: int = 8, mask=None,
+         mode: str = "paper") -> QTensor:
+    """Eq. 11, Poly(x) = ReLU(x + b)^n + |delta|, with ReLU's output re-scaled to `bits` before the power
+    (an INT32 score cubed would overflow) and masked entries forced to exactly 0 (also no |delta|)."""
+    x = check_qtensor(x, "x")
+    keep = _check_mask(mask, x.shape)
+    y = _masked(relu(add(x, lift(b, x.values.ndim, "b"), mode)), keep)
+    y = power(rescale(y, bits, "row"), n)
+    return _masked(add(y, absolute(lift(delta, x.values.ndim, "delta")), mode), keep)
+
+
+def poly_attention(q: QTensor, k: QTensor, v: QTensor, b: QTensor, delta: QTensor, n: int = 3,
+                   bits: int = 8, mask=None, division: str = "paper", frac_bits: int = 8,
+                   mode: str = "paper", rounding: str = "half_away") -> QTensor:
+    """Eq. 12, PolyAttn = Poly(Q K^T / sqrt(d)) V / sum_j Poly(Q K_j^T / sqrt(d)), shapes q (..., Tq, d),
+    k (..., Tk, d), v (..., Tk, dv). The quotient (Poly V) / sum has the scale of V: the Poly scale cancels.
+    division "fixed" pre-shifts the numerator by frac_bits (scale x 2^frac_bits). A row whose sum is 0
+    (fully masked) outputs 0. Output re-scaled to `bits` per row (Alg. 1)."""
+    q, k, v = check_qtensor(q, "q"), check_qtensor(k, "k"), check_qtensor(v, "v")
+    f = fixed_point_bits(division, frac_bits)
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"poly_attention: q {q.shape}, k {k.shape}, v {v.shape} need matching d and Tk")
+    scores = matmul(q, transpose(k), mode, rounding)
+    # 1/sqrt(d) folded into the scale: r / sqrt(d) = x / (s * sqrt(d)); then one scale per query row
+    scores = match_along(QTensor(scores.values, scores.scale * np.float32(np.sqrt(q.shape[-1])), scores.bits),
+                         -1, mode, rounding)
+    p = match_along(rescale(poly(scores, b, delta, n, bits, mask, mode), bits, "row"), -1, mode, rounding)
+    v = match_along(v, -2, mode, rounding)
+    num = matmul(p, v, mode, rounding)
+    den = p.values.sum(axis=-1, keepdims=True)
+    out = np.where(den > 0, round_div(num.values << f, np.maximum(den, 1), rounding), 0)
+    return rescale(QTensor(out, v.scale * np.float32(1 << f), num.bits), bits, "row")
