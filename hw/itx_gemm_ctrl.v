@@ -1,0 +1,178 @@
+// Tile controller: streams C = A (M x K) * B (K x N) through an itx_array.
+// Input stream, one beat per step k of an output tile (tiles in order tm-major, tn-minor):
+//   in_a[r] = A[tm*ROWS + r][k], in_b[c] = B[k][tn*COLS + c]  (pad rows >= M / cols >= N with anything).
+// Output stream, one beat per valid row of a tile (rows >= M are skipped): out_data[c] = C[m][tn*COLS + c];
+// the consumer drops columns >= N. out_last marks the last beat of a GEMM.
+// cfg_m/k/n (all >= 1) are sampled on the first beat of each GEMM, so GEMMs can follow back to back.
+module itx_gemm_ctrl #(
+    parameter ROWS     = 8,
+    parameter COLS     = 8,
+    parameter IN_BITS  = 8,
+    parameter ACC_BITS = 32,
+    parameter SATURATE = 0,
+    parameter DIM_BITS = 16
+) (
+    input  wire                       clk,
+    input  wire                       rst,          // synchronous, active high; legal mid-stream
+    input  wire [DIM_BITS-1:0]        cfg_m,
+    input  wire [DIM_BITS-1:0]        cfg_k,
+    input  wire [DIM_BITS-1:0]        cfg_n,
+    input  wire                       in_valid,
+    output wire                       in_ready,
+    input  wire [ROWS*IN_BITS-1:0]    in_a,
+    input  wire [COLS*IN_BITS-1:0]    in_b,
+    output wire                       out_valid,
+    input  wire                       out_ready,
+    output wire [COLS*ACC_BITS-1:0]   out_data,
+    output wire                       out_last
+);
+    // A tile's last step, accepted in cycle x, is in PE (r, c) in cycle x+1+r+c; PE (R-1, C-1) publishes its
+    // res at the end of cycle x+ROWS+COLS-1, so the tile is complete (and copied out) in cycle x+LAT.
+    localparam LAT = ROWS + COLS;
+    // PE (0, 0) republishes res at the end of cycle x'+1 for the next tile's last step x': keep it after the
+    // copy, i.e. last steps of successive tiles at least GAP enabled cycles apart (binds only for small K).
+    localparam GAP = ROWS + COLS - 1;
+    localparam RW  = $clog2(ROWS + 1);
+    localparam OW  = COLS * ACC_BITS;
+    localparam [DIM_BITS-1:0] ROWS_D = ROWS[DIM_BITS-1:0];  // dimension-width copies keep comparisons width-clean
+    localparam [DIM_BITS-1:0] COLS_D = COLS[DIM_BITS-1:0];
+    localparam [DIM_BITS-1:0] GAP_D  = GAP[DIM_BITS-1:0];
+
+    // ---- input side: tile/step counters --------------------------------------------------------------
+    reg                busy;                    // inside a GEMM (dimensions latched)
+    reg [DIM_BITS-1:0] k_len, n_len, k_cnt, n_rem, m_rem;
+    reg [DIM_BITS-1:0] gap;
+    wire [DIM_BITS-1:0] k_now = busy ? k_len : cfg_k;
+    wire [DIM_BITS-1:0] n_now = busy ? n_rem : cfg_n;
+    wire [DIM_BITS-1:0] m_now = busy ? m_rem : cfg_m;
+    wire first  = (k_cnt == 0);
+    wire last_k = (k_cnt == k_now - 1'b1);
+    wire last_n = (n_now <= COLS_D);
+    wire last_m = (m_now <= ROWS_D);
+    wire [RW-1:0] tile_rows = last_m ? m_now[RW-1:0] : ROWS[RW-1:0];
+
+    // ---- done pipeline: tile tag travels LAT enabled cycles behind its last step ----------------------
+    reg           dl_v    [0:LAT-1];
+    reg           dl_last [0:LAT-1];
+    reg [RW-1:0]  dl_rows [0:LAT-1];
+    wire done_v = dl_v[LAT-1];
+
+    // ---- output side: one tile of results buffered, drained a row per beat ----------------------------
+    reg [OW-1:0] obuf [0:(1 << RW) - 1];  // power-of-two depth: rd indexes it at full width
+    reg          ob_busy, ob_last;
+    reg [RW-1:0] ob_rows, rd;
+    wire out_fire  = ob_busy && out_ready;
+    wire drain_end = out_fire && (rd == ob_rows - 1'b1);
+    wire copy      = done_v && (!ob_busy || drain_end);
+    // Freeze everything while a finished tile waits for the output buffer.
+    wire en        = !done_v || copy;
+
+    assign in_ready  = en && (!last_k || gap >= GAP_D);
+    assign out_valid = ob_busy;
+    assign out_data  = obuf[rd];
+    assign out_last  = ob_last && (rd == ob_rows - 1'b1);
+    wire fire = in_valid && in_ready;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            busy  <= 1'b0;
+            k_cnt <= 0;
+            gap   <= GAP_D;
+        end else if (en) begin
+            if (fire) begin
+                if (!busy) begin  // latch the GEMM's dimensions (overridden below if it is a 1-step tile)
+                    k_len <= cfg_k;
+                    n_len <= cfg_n;
+                    n_rem <= cfg_n;
+                    m_rem <= cfg_m;
+                end
+                busy  <= !(last_k && last_n && last_m);
+                k_cnt <= last_k ? 0 : k_cnt + 1'b1;
+                if (last_k) begin
+                    n_rem <= last_n ? (busy ? n_len : cfg_n) : n_now - COLS_D;
+                    m_rem <= last_n ? m_now - ROWS_D : m_now;
+                end
+            end
+            if (fire && last_k) gap <= 1;
+            else if (gap < GAP_D) gap <= gap + 1'b1;
+        end
+    end
+
+    integer i;
+    always @(posedge clk) begin
+        if (rst) begin
+            for (i = 0; i < LAT; i = i + 1) dl_v[i] <= 1'b0;
+        end else if (en) begin
+            dl_v[0]    <= fire && last_k;
+            dl_last[0] <= last_n && last_m;
+            dl_rows[0] <= tile_rows;
+            for (i = 1; i < LAT; i = i + 1) begin
+                dl_v[i]    <= dl_v[i-1];
+                dl_last[i] <= dl_last[i-1];
+                dl_rows[i] <= dl_rows[i-1];
+            end
+        end
+    end
+
+    // ---- input register and skew: row r delayed r cycles, column c delayed c cycles -------------------
+    localparam AW = IN_BITS + 3;  // {l, f, v, a}
+    wire [ROWS*IN_BITS-1:0] a_left;
+    wire [ROWS-1:0]         v_left, f_left, l_left;
+    wire [COLS*IN_BITS-1:0] b_top;
+    wire [AW-1:0]           a_word [0:ROWS-1];
+
+    genvar r, c;
+    generate
+        for (r = 0; r < ROWS; r = r + 1) begin : g_askew
+            reg [AW-1:0] pipe [0:r];
+            integer s;
+            always @(posedge clk) begin
+                if (rst) begin
+                    for (s = 0; s <= r; s = s + 1) pipe[s][IN_BITS] <= 1'b0;
+                end else if (en) begin
+                    pipe[0] <= {fire && last_k, first, fire, in_a[r*IN_BITS +: IN_BITS]};
+                    for (s = 1; s <= r; s = s + 1) pipe[s] <= pipe[s-1];
+                end
+            end
+            assign a_word[r] = pipe[r];
+            assign a_left[r*IN_BITS +: IN_BITS] = a_word[r][IN_BITS-1:0];
+            assign v_left[r] = a_word[r][IN_BITS];
+            assign f_left[r] = a_word[r][IN_BITS+1];
+            assign l_left[r] = a_word[r][IN_BITS+2];
+        end
+        for (c = 0; c < COLS; c = c + 1) begin : g_bskew
+            reg [IN_BITS-1:0] pipe [0:c];
+            integer s;
+            always @(posedge clk) begin
+                if (en) begin
+                    pipe[0] <= in_b[c*IN_BITS +: IN_BITS];
+                    for (s = 1; s <= c; s = s + 1) pipe[s] <= pipe[s-1];
+                end
+            end
+            assign b_top[c*IN_BITS +: IN_BITS] = pipe[c];
+        end
+    endgenerate
+
+    wire [ROWS*COLS*ACC_BITS-1:0] res;
+    itx_array #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_array (
+        .clk(clk), .rst(rst), .en(en),
+        .a_left(a_left), .v_left(v_left), .f_left(f_left), .l_left(l_left), .b_top(b_top),
+        .res(res)
+    );
+
+    always @(posedge clk) begin
+        if (rst) begin
+            ob_busy <= 1'b0;
+            rd      <= 0;
+        end else if (copy) begin
+            for (i = 0; i < ROWS; i = i + 1) obuf[i] <= res[i*OW +: OW];
+            ob_busy <= 1'b1;
+            ob_last <= dl_last[LAT-1];
+            ob_rows <= dl_rows[LAT-1];
+            rd      <= 0;
+        end else if (out_fire) begin
+            rd <= rd + 1'b1;
+            if (drain_end) ob_busy <= 1'b0;
+        end
+    end
+endmodule
