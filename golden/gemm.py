@@ -1,10 +1,29 @@
 """Exact integer GEMM with a configurable accumulator (SPEC.md, "GEMM").
 
-PLACEHOLDER API (to be made fast): gemm(a, b, acc_bits=32, overflow="wrap") -> int64 array.
+Semantics (what one PE of the systolic array computes, Lin et al. 2020 Sec. 3: INT8 x INT8 products summed in an
+INT32 accumulator): C[..., i, j] = acc_{K-1}, where acc_{-1} = 0 and, for k = 0..K-1 in that order,
+acc_k = ovf(acc_{k-1} + A[..., i, k] * B[..., k, j]) with the product exact and
+  "wrap":     ovf(x) = x reduced mod 2^acc_bits into [-2^(acc_bits-1), 2^(acc_bits-1));
+  "saturate": ovf(x) = clip(x, -2^(acc_bits-1), 2^(acc_bits-1) - 1), applied after every MAC (order-dependent).
+Since wrapping is modular, "wrap" equals wrapping the exact sum once.
+
+Speed: sums are computed by float BLAS only where that is provably exact: every partial sum of a K-chunk is an
+integer of magnitude <= chunk * max|a| * max|b| <= 2^24 (float32) or 2^53 (float64), so any summation order the BLAS
+picks is exact; chunk sums are added in int64. Saturation is simulated in k order only for the outputs whose bound
+sum_k |a_ik| |b_kj| can leave the accumulator range.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+
+from golden.config import OVERFLOW_MODES, load_hw_config
+
+_F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32 (24-bit significand)
+_F64_EXACT = 1 << 53
+# Below this many K per float32 chunk the per-chunk overhead outweighs float32's 2x speed over float64.
+_MIN_F32_CHUNK = 256
 
 
 def _wrap(x: int, bits: int) -> int:
@@ -31,7 +50,123 @@ def gemm_reference(a, b, acc_bits: int = 32, overflow: str = "wrap") -> list[lis
     return out
 
 
-def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap") -> np.ndarray:
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    return np.asarray(gemm_reference(a, b, acc_bits, overflow), dtype=np.int64).reshape(a.shape[0], b.shape[1])
+@lru_cache(maxsize=1)
+def _default_in_bits() -> int:
+    return load_hw_config().in_bits
+
+
+def _check_width(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"gemm: {name} must be an integer in {lo}..{hi}, got {value!r}")
+
+
+def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
+    for name, x in (("a", a), ("b", b)):
+        if x.ndim < 2:
+            raise ValueError(f"gemm: {name} must be at least 2-D ([batch...,] rows, cols), got shape {x.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"gemm: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"gemm: batch dimensions do not broadcast: a has shape {a.shape}, "
+                         f"b has shape {b.shape}") from None
+
+
+def _check_operand(name: str, x: np.ndarray, in_bits: int) -> int:
+    """Reject non-integer or out-of-range operands; return a bound on max|x| (sizes the exact chunks)."""
+    def at(mask: np.ndarray) -> str:  # "name[i, j] = v" for the first flagged element
+        idx = np.unravel_index(np.argmax(mask), x.shape)
+        return f"{name}[{', '.join(map(str, idx))}] = {x[idx]}"
+
+    if not np.issubdtype(x.dtype, np.integer):
+        if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
+            raise ValueError(f"gemm: {at(~np.isfinite(x))}: operands must be finite integers")
+        raise ValueError(f"gemm: {name} must have an integer dtype, got {x.dtype}")
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    info = np.iinfo(x.dtype)
+    if lo <= info.min and info.max <= hi:  # the dtype alone guarantees the range: skip the scan
+        return max(-int(info.min), int(info.max))
+    if x.size == 0:
+        return 0
+    xmin, xmax = int(x.min()), int(x.max())
+    if xmin < lo or xmax > hi:
+        raise ValueError(f"gemm: {at((x < lo) | (x > hi))} is outside the signed {in_bits}-bit range [{lo}, {hi}]")
+    return max(-xmin, xmax)
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int) -> np.ndarray:
+    """Exact int64 sum_k a[..., i, k] * b[..., k, j] for |a| <= bound_a, |b| <= bound_b, via exact float BLAS."""
+    k = a.shape[-1]
+    prod = bound_a * bound_b
+    if prod == 0 or k == 0:
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        return np.zeros(shape, dtype=np.int64)
+    chunk = _F32_EXACT // prod
+    ftype = np.float32 if chunk >= min(k, _MIN_F32_CHUNK) else np.float64
+    if ftype is np.float64:
+        chunk = _F64_EXACT // prod
+    af, bf = a.astype(ftype), b.astype(ftype)
+    if k <= chunk and ftype is np.float32:
+        # |sum| <= 2^24: float32 -> int32 is a SIMD cast, then widen (faster than float32 -> int64 directly).
+        return np.matmul(af, bf).astype(np.int32).astype(np.int64)
+    out = np.matmul(af[..., :chunk], bf[..., :chunk, :]).astype(np.int64)
+    for k0 in range(chunk, k, chunk):
+        np.add(out, np.matmul(af[..., k0:k0 + chunk], bf[..., k0:k0 + chunk, :]), out=out, casting="unsafe")
+    return out
+
+
+def _wrap_array(x: np.ndarray, bits: int) -> np.ndarray:
+    """Two's complement reduction mod 2^bits, in place."""
+    half = 1 << (bits - 1)
+    x += half
+    x &= (1 << bits) - 1
+    x -= half
+    return x
+
+
+def _saturate_ordered(a: np.ndarray, b: np.ndarray, out: np.ndarray, bound_a: int, bound_b: int,
+                      acc_bits: int) -> np.ndarray:
+    """Fix up, in k order, the outputs whose bound sum_k |a_ik||b_kj| exceeds the accumulator; others are exact."""
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    bound = exact_matmul(np.abs(a, dtype=np.int32), np.abs(b, dtype=np.int32), bound_a, bound_b)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = out.shape[:-2]
+    t, i, j = np.nonzero((bound > hi).reshape(-1, m, n))
+    if t.size == 0:
+        return out
+    # Rows of k-major operand copies, flattened over batch, so each step is a 1-D gather.
+    ak = np.moveaxis(np.broadcast_to(a, batch + (m, k)).reshape(-1, m, k), 2, 0).reshape(k, -1).astype(np.int64)
+    bk = np.moveaxis(np.broadcast_to(b, batch + (k, n)).reshape(-1, k, n), 1, 0).reshape(k, -1).astype(np.int64)
+    ia, ib = t * m + i, t * n + j
+    acc = np.zeros(t.size, dtype=np.int64)
+    prod = np.empty_like(acc)
+    for kk in range(k):
+        np.multiply(ak[kk, ia], bk[kk, ib], out=prod)
+        acc += prod
+        np.clip(acc, lo, hi, out=acc)
+    out.reshape(-1, m, n)[t, i, j] = acc
+    return out
+
+
+def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap",
+         in_bits: int | None = None) -> np.ndarray:
+    """C = A @ B with signed in_bits operands and an acc_bits accumulator (module docstring; Lin et al. 2020 Sec. 3).
+
+    a: (..., M, K), b: (..., K, N) integer arrays; leading dims broadcast like np.matmul (per-head attention).
+    in_bits defaults to hw/config.toml. Returns int64 (..., M, N), bit-identical to gemm_reference.
+    """
+    in_bits = _default_in_bits() if in_bits is None else in_bits
+    _check_width("in_bits", in_bits, 2, 16)
+    _check_width("acc_bits", acc_bits, 16, 32)
+    if overflow not in OVERFLOW_MODES:
+        raise ValueError(f"gemm: overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
+    a, b = np.asarray(a), np.asarray(b)
+    _check_shapes(a, b)
+    bound_a, bound_b = _check_operand("a", a, in_bits), _check_operand("b", b, in_bits)
+    out = exact_matmul(a, b, bound_a, bound_b)
+    if a.shape[-1] * bound_a * bound_b < 1 << (acc_bits - 1):  # no partial sum can reach the accumulator limits
+        return out
+    if overflow == "wrap":
+        return _wrap_array(out, acc_bits)
+    return _saturate_ordered(a, b, out, bound_a, bound_b, acc_bits)

@@ -1,0 +1,172 @@
+"""golden.gemm: the fast exact GEMM equals the pure-Python ordered-accumulation reference, bit for bit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from golden.config import load_hw_config
+from golden.gemm import gemm, gemm_reference
+
+IN_BITS = (2, 3, 4, 8, 12, 16)
+ACC_BITS = (16, 17, 20, 24, 31, 32)
+
+
+def assert_exact(got: np.ndarray, want, what: str) -> None:
+    """Zero tolerance; on mismatch name the first differing index, expected and got."""
+    want = np.asarray(want, dtype=np.int64).reshape(got.shape)
+    assert got.dtype == np.int64, f"{what}: dtype {got.dtype}, expected int64"
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, (f"{what}: {len(bad)} mismatches, first at {tuple(bad[0])}: "
+                           f"expected {want[tuple(bad[0])]}, got {got[tuple(bad[0])]}")
+
+
+def wrap64(x: np.ndarray, bits: int) -> np.ndarray:
+    """Independent two's complement wrap of exact int64 sums (Python ints per element)."""
+    m = 1 << bits
+    return np.array([(int(v) + m // 2) % m - m // 2 for v in x.ravel()], dtype=np.int64).reshape(x.shape)
+
+
+def edge_values(in_bits: int) -> list[int]:
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    powers = [s * ((1 << i) + d) for i in range(in_bits) for d in (-1, 0, 1) for s in (1, -1)]
+    return sorted({v for v in [lo, hi, 0, 1, -1, *powers] if lo <= v <= hi})
+
+
+@st.composite
+def gemm_case(draw, max_k: int = 12):
+    in_bits = draw(st.sampled_from(IN_BITS))
+    acc_bits = draw(st.sampled_from(ACC_BITS))
+    m, k, n = draw(st.integers(1, 4)), draw(st.integers(1, max_k)), draw(st.integers(1, 4))
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    values = st.one_of(st.integers(lo, hi), st.sampled_from(edge_values(in_bits)))
+    dtype = np.int8 if in_bits <= 8 else np.int16
+    a = draw(hnp.arrays(dtype, (m, k), elements=values))
+    b = draw(hnp.arrays(dtype, (k, n), elements=values))
+    return a, b, in_bits, acc_bits
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@settings(max_examples=1000)
+@given(case=gemm_case())
+def test_gemm_equals_reference(overflow, case):
+    a, b, in_bits, acc_bits = case
+    assert_exact(gemm(a, b, acc_bits, overflow, in_bits=in_bits), gemm_reference(a, b, acc_bits, overflow),
+                 f"{overflow} in_bits={in_bits} acc_bits={acc_bits} a={a.tolist()} b={b.tolist()}")
+
+
+@settings(max_examples=200)
+@given(case=gemm_case(max_k=6), overflow=st.sampled_from(["wrap", "saturate"]), heads=st.integers(1, 3))
+def test_batched_broadcast_equals_per_head_reference(case, overflow, heads):
+    a, b, in_bits, acc_bits = case
+    a3 = np.stack([np.roll(a, h, axis=1) for h in range(heads)])  # (heads, M, K) against one shared (K, N)
+    got = gemm(a3[None], b, acc_bits, overflow, in_bits=in_bits)
+    assert got.shape == (1, heads, a.shape[0], b.shape[1])
+    for h in range(heads):
+        assert_exact(got[0, h], gemm_reference(a3[h], b, acc_bits, overflow), f"head {h}")
+
+
+@pytest.mark.parametrize("in_bits", [2, 8, 16])
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_edge_shapes_and_values(in_bits, overflow):
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    ev = np.array(edge_values(in_bits), dtype=np.int64)
+    cases = {
+        "single element": (np.array([[lo]]), np.array([[lo]])),
+        "K=1": (ev[:, None], ev[None, :]),
+        "all zero": (np.zeros((3, 5), np.int64), np.zeros((5, 2), np.int64)),
+        "all min": (np.full((2, 9), lo), np.full((9, 3), lo)),
+        "mixed extremes": (np.resize([lo, hi, hi, lo, 0], (4, 7)), np.resize([hi, lo, lo, hi, lo, 1], (7, 5))),
+        "edge grid": (np.resize(ev, (3, len(ev))), np.resize(ev[::-1], (len(ev), 4))),
+    }
+    for acc_bits in (16, 32):
+        for name, (a, b) in cases.items():
+            assert_exact(gemm(a, b, acc_bits, overflow, in_bits=in_bits), gemm_reference(a, b, acc_bits, overflow),
+                         f"{name} in_bits={in_bits} acc_bits={acc_bits} {overflow}")
+
+
+def test_all_min_saturates_and_stays():
+    a = np.full((2, 6), -128, np.int8)
+    assert_exact(gemm(a, a.T.copy(), 16, "saturate", in_bits=8), np.full((2, 2), 32767), "all -128, acc 16")
+    assert_exact(gemm(a, a.T.copy(), 16, "wrap", in_bits=8), np.full((2, 2), (6 * 16384 + 32768) % 65536 - 32768),
+                 "all -128, acc 16 wrap")
+
+
+def test_largest_k_all_min_against_int64():
+    k = 4096
+    a = np.full((2, k), -128, np.int8)
+    want = np.full((2, 2), k * 128 * 128)  # 2^26: beyond float32's exact integers, fits 32 bits
+    assert_exact(gemm(a, a.T.copy(), 32, "wrap"), want, "K=4096 all -128")
+    assert_exact(gemm(a, a.T.copy(), 32, "saturate"), want, "K=4096 all -128 saturate")
+
+
+def test_largest_k_needs_chunking():
+    """An odd sum above 2^24 is no float32, so one float32 GEMM cannot be exact; the chunked path must be."""
+    k = 4095
+    a = np.full((1, k), 127, np.int8)
+    b = np.full((k, 1), 127, np.int8)
+    want = np.array([[k * 127 * 127]])
+    assert np.matmul(a.astype(np.float32), b.astype(np.float32))[0, 0] != want[0, 0]  # the case is discriminating
+    assert_exact(gemm(a, b), want, "K=4095 127*127")
+
+
+@pytest.mark.parametrize("in_bits, shape", [(8, (5, 3000, 7)), (12, (4, 700, 6)), (16, (3, 900, 5))])
+@pytest.mark.parametrize("acc_bits", [24, 32])
+def test_random_large_k_wrap_against_int64(in_bits, shape, acc_bits):
+    m, k, n = shape
+    rng = np.random.default_rng(in_bits * 100 + acc_bits)
+    lim = 1 << (in_bits - 1)
+    a, b = rng.integers(-lim, lim, (m, k)), rng.integers(-lim, lim, (k, n))
+    exact = a @ b  # int64 matmul is exact here: |sum| < 2^63
+    assert_exact(gemm(a, b, acc_bits, "wrap", in_bits=in_bits), wrap64(exact, acc_bits),
+                 f"in_bits={in_bits} acc_bits={acc_bits} shape={shape}")
+
+
+def test_saturate_large_k_some_outputs_saturate():
+    rng = np.random.default_rng(7)
+    a = rng.integers(-128, 128, (3, 2000), dtype=np.int8)
+    b = rng.integers(-128, 128, (2000, 4), dtype=np.int8)
+    a[0] = 127  # row 0 against column 0 drifts far past 2^15
+    b[:, 0] = 127
+    got = gemm(a, b, 16, "saturate")
+    assert got[0, 0] == 32767
+    assert_exact(got, gemm_reference(a, b, 16, "saturate"), "K=2000 saturate acc 16")
+
+
+def test_unsigned_and_wide_dtypes_accepted_when_in_range():
+    a = np.array([[0, 127, 5]], np.uint8)
+    b = np.array([[3], [-128], [127]], np.int64)
+    assert_exact(gemm(a, b), gemm_reference(a, b), "uint8 x int64")
+
+
+@pytest.mark.parametrize("args, kwargs, needle", [
+    ((np.ones((2, 2)), np.ones((2, 2), np.int8)), {}, "a must have an integer dtype, got float64"),
+    ((np.array([[1.0, np.nan]]), np.ones((2, 1), np.int8)), {}, "a[0, 1] = nan"),
+    ((np.ones((1, 2), np.int8), np.array([[1.0], [np.inf]])), {}, "b[1, 0] = inf"),
+    ((np.ones((1, 2), bool), np.ones((2, 1), np.int8)), {}, "a must have an integer dtype, got bool"),
+    ((np.array([[1, 128]], np.int16), np.ones((2, 1), np.int8)), {"in_bits": 8}, "a[0, 1] = 128 is outside the "
+                                                                                   "signed 8-bit range [-128, 127]"),
+    ((np.ones((1, 2), np.int8), np.array([[0], [-9]])), {"in_bits": 4}, "b[1, 0] = -9 is outside the signed 4-bit"),
+    ((np.ones(3, np.int8), np.ones((3, 1), np.int8)), {}, "a must be at least 2-D"),
+    ((np.ones((2, 3), np.int8), np.ones((4, 2), np.int8)), {}, "a has shape (2, 3), b has shape (4, 2)"),
+    ((np.ones((2, 1, 3), np.int8), np.ones((3, 3, 2), np.int8)), {}, "batch dimensions do not broadcast"),
+    ((np.ones((1, 1), np.int8),) * 2, {"in_bits": 17}, "in_bits must be an integer in 2..16, got 17"),
+    ((np.ones((1, 1), np.int8),) * 2, {"in_bits": True}, "in_bits must be an integer in 2..16, got True"),
+    ((np.ones((1, 1), np.int8),) * 2, {"acc_bits": 33}, "acc_bits must be an integer in 16..32, got 33"),
+    ((np.ones((1, 1), np.int8),) * 2, {"acc_bits": 15}, "acc_bits must be an integer in 16..32, got 15"),
+    ((np.ones((1, 1), np.int8),) * 2, {"overflow": "clip"}, "overflow must be one of"),
+])
+def test_bad_input_one_line_error(args, kwargs, needle):
+    with pytest.raises(ValueError) as exc:
+        gemm(*args, **kwargs)
+    msg = str(exc.value)
+    assert needle in msg and "\n" not in msg, msg
+
+
+def test_in_bits_defaults_to_hw_config():
+    bits = load_hw_config().in_bits
+    too_big = np.array([[1 << (bits - 1)]], np.int64)
+    with pytest.raises(ValueError, match=f"signed {bits}-bit range"):
+        gemm(too_big, np.ones((1, 1), np.int64))
