@@ -107,13 +107,13 @@ def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int) -> np
     if ftype is np.float64:
         chunk = _F64_EXACT // prod
     af, bf = a.astype(ftype), b.astype(ftype)
-    if k <= chunk and ftype is np.float32:
-        # |sum| <= 2^24: float32 -> int32 is a SIMD cast, then widen (faster than float32 -> int64 directly).
-        return np.matmul(af, bf).astype(np.int32).astype(np.int64)
-    out = np.matmul(af[..., :chunk], bf[..., :chunk, :]).astype(np.int64)
-    for k0 in range(chunk, k, chunk):
-        np.add(out, np.matmul(af[..., k0:k0 + chunk], bf[..., k0:k0 + chunk, :]), out=out, casting="unsafe")
-    return out
+    # Chunk sums are added in int32 when the total provably fits (float32 -> int32 is a SIMD cast, -> int64 is not).
+    acc_type = np.int32 if k * prod < 1 << 31 else np.int64
+    parts = (np.matmul(af[..., k0:k0 + chunk], bf[..., k0:k0 + chunk, :]) for k0 in range(0, k, chunk))
+    out = next(parts).astype(acc_type)
+    for part in parts:
+        out += part.astype(acc_type)
+    return out.astype(np.int64, copy=False)
 
 
 def _wrap_array(x: np.ndarray, bits: int) -> np.ndarray:
