@@ -63,7 +63,7 @@ def quantize(r, bits: int = 8, granularity: str = "tensor", block: int | None = 
     """Eq. 1 with the Sec. 3.1 scale: s = (2^(bits-1) - 1) / max|r| per group (float32), x = round(s * r).
 
     An all-zero group gets s = 1 and x = 0 (no division by zero)."""
-    bits = check_bits(bits)
+    bits = check_bits(bits, "bits", 2, 16)
     check_rounding(rounding)
     r = np.asarray(r)
     if not (np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.integer)) or r.dtype == np.bool_:
@@ -139,7 +139,7 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
     """Eq. 10, R(x, s) = {x / s_hat, s / s_hat}, s_hat = ceil(max|x| / (2^(bits-1) - 1)) per group; groups
     that already fit get s_hat = 1 (Alg. 1 line 2). mode "pow2": s_hat = the next power of two >= that."""
     x = check_qtensor(x, "x")
-    bits = check_bits(bits)
+    bits = check_bits(bits, "bits", 2, 16)
     _choice(mode, RESCALE_MODES, "mode")
     s_hat = np.maximum(ceil_div(group_absmax(x.values, granularity, block), qmax(bits)), 1)
     if mode == "pow2":

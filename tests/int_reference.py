@@ -1,0 +1,72 @@
+"""Pure-Python-int references for the golden core: one element at a time, Fractions for division,
+numpy float32 scalars only for the float32 scale bookkeeping (IEEE, so identical to the vectorised code)."""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+F32 = np.float32
+
+
+def round_frac(x: Fraction, rounding: str = "half_away") -> int:
+    fl = math.floor(x)
+    rem = x - fl
+    if rounding == "floor" or rem < Fraction(1, 2):
+        return fl
+    if rem > Fraction(1, 2):
+        return fl + 1
+    if rounding == "half_even":
+        return fl + (fl % 2)
+    return fl + 1 if x > 0 else fl        # half away from zero
+
+
+def div(n: int, d: int, rounding: str = "half_away") -> int:
+    return round_frac(Fraction(n, d), rounding)
+
+
+def qmax(bits: int) -> int:
+    return 2 ** (bits - 1) - 1
+
+
+def quantize_group(rs: list[float], bits: int) -> tuple[list[int], F32]:
+    """Eq. 1 on one scale group."""
+    m = max(abs(F32(r)) for r in rs)
+    s = F32(qmax(bits)) / m if m > 0 else F32(1)
+    return [max(-qmax(bits), min(qmax(bits), round_frac(Fraction(float(s * F32(r)))))) for r in rs], s
+
+
+def match_one(x: int, s_from: F32, s_to: F32, mode: str) -> int:
+    """Eq. 8 (paper) or the dyadic multiplier-and-shift, for one element."""
+    if mode == "paper":
+        return div(x, min(math.ceil(s_from / s_to), 2 ** 32))
+    f, e = math.frexp(float(s_to) / float(s_from))
+    m = round_frac(Fraction(f) * 2 ** 31)
+    sh = 31 - e
+    if m == 2 ** 31:
+        m, sh = m // 2, sh - 1
+    return div(x * m, 2 ** sh)
+
+
+def rescale_group(xs: list[int], bits: int, mode: str) -> tuple[list[int], int]:
+    """Eq. 10 on one group: s_hat = max(1, ceil(max|x| / qmax)), pow2 rounds s_hat up to a power of two."""
+    s_hat = max(1, -(-max(abs(x) for x in xs) // qmax(bits)))
+    if mode == "pow2":
+        s_hat = 1 << (s_hat - 1).bit_length()
+    return [div(x, s_hat) for x in xs], s_hat
+
+
+def gemm(a: list[list[int]], b: list[list[int]], acc_bits: int = 32, overflow: str = "wrap") -> list[list[int]]:
+    lo, hi = -(2 ** (acc_bits - 1)), 2 ** (acc_bits - 1) - 1
+    out = []
+    for row in a:
+        orow = []
+        for j in range(len(b[0])):
+            acc = 0
+            for k, av in enumerate(row):
+                acc += av * b[k][j]
+                acc = ((acc - lo) % 2 ** acc_bits) + lo if overflow == "wrap" else min(hi, max(lo, acc))
+            orow.append(acc)
+        out.append(orow)
+    return out

@@ -1,0 +1,168 @@
+"""Quantize, scale matching, re-scaling and Alg. 1 vs the pure-Python-int reference; tolerance 0."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import int_reference as ref
+from golden.qtensor import QTensor
+from golden.quant import group_absmax, match_along, match_scales, propagate, quantize, rescale
+from golden.rounding import round_div
+
+N = 1000
+EDGE = [0, 1, -1, 127, -127, -128, 2**15 - 1, -(2**15), 2**31 - 1, -(2**31)] + \
+       [s * (2**i + o) for i in range(1, 31) for o in (-1, 1) for s in (1, -1)]
+ints32 = st.one_of(st.sampled_from(EDGE), st.integers(-(2**31), 2**31 - 1))
+scales = st.one_of(st.sampled_from([1.0, 0.5, 3.0, 127.0, 2.0**-20, 2.0**20]),
+                   st.floats(float(np.float32(1e-6)), 1e6, width=32))
+small_shapes = st.tuples(st.integers(1, 3), st.integers(1, 4))
+
+
+def mat(draw, shape, elems):
+    return np.array(draw(st.lists(elems, min_size=shape[0] * shape[1], max_size=shape[0] * shape[1])),
+                    dtype=np.int64).reshape(shape)
+
+
+@settings(max_examples=N)
+@given(st.integers(-(2**61), 2**61), st.integers(1, 2**61), st.sampled_from(["half_away", "half_even", "floor"]))
+def test_round_div(n, d, rounding):
+    assert round_div(n, d, rounding) == ref.div(n, d, rounding)
+
+
+@pytest.mark.parametrize("n,d,half_away,half_even", [(5, 2, 3, 2), (-5, 2, -3, -2), (7, 2, 4, 4), (-7, 2, -4, -4),
+                                                     (1, 3, 0, 0), (-2, 3, -1, -1), (0, 5, 0, 0)])
+def test_round_div_named_ties(n, d, half_away, half_even):
+    assert (round_div(n, d, "half_away"), round_div(n, d, "half_even")) == (half_away, half_even)
+
+
+@settings(max_examples=N)
+@given(st.data(), small_shapes, st.integers(2, 16), st.sampled_from(["tensor", "row", "batch"]))
+def test_quantize(data, shape, bits, granularity):
+    r = np.array(data.draw(st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-30]),
+                                              st.floats(-1e6, 1e6, width=32, allow_subnormal=False)),
+                                    min_size=shape[0] * shape[1], max_size=shape[0] * shape[1])),
+                 dtype=np.float32).reshape(shape)
+    r[np.abs(r) < 1e-30] = 0       # keeps 127 / max|r| a finite float32 (tiny maxima are a tested error)
+    q = quantize(r, bits, granularity)
+    groups = {"tensor": [[(i, j) for i in range(shape[0]) for j in range(shape[1])]],
+              "row": [[(i, j) for j in range(shape[1])] for i in range(shape[0])],
+              "batch": [[(i, j) for j in range(shape[1])] for i in range(shape[0])]}[granularity]
+    for g in groups:
+        xs, s = ref.quantize_group([r[ij] for ij in g], bits)
+        for ij, x in zip(g, xs):
+            assert (q.values[ij], np.broadcast_to(q.scale, shape)[ij]) == (x, s), (granularity, ij)
+
+
+def test_quantize_block_groups():
+    r = np.arange(1, 31, dtype=np.float32).reshape(5, 6)
+    q = quantize(r, 8, "block", block=4)
+    for i0, j0 in [(0, 0), (0, 4), (4, 0), (4, 4)]:
+        blk = r[i0:i0 + 4, j0:j0 + 4]
+        xs, s = ref.quantize_group(blk.ravel().tolist(), 8)
+        assert q.values[i0:i0 + 4, j0:j0 + 4].ravel().tolist() == xs
+        assert (q.scale[i0:i0 + 4, j0:j0 + 4] == s).all()
+
+
+def test_quantize_all_zero_and_single():
+    q = quantize(np.zeros((2, 3)), 8, "row")
+    assert (q.values == 0).all() and (q.scale == 1).all()
+    one = quantize(np.array([-0.37]), 8)
+    assert one.values.tolist() == [-127] and one.scale.dtype == np.float32
+
+
+def test_quantize_roundtrip_bound():
+    r = np.random.default_rng(0).normal(size=(8, 64)).astype(np.float32)
+    for bits in (4, 8, 16):
+        q = quantize(r, bits, "row")
+        # half a quantization step per element: max|r| / (2 * qmax), plus float32 slack
+        step = np.abs(r).max(-1, keepdims=True) / (2 * (2 ** (bits - 1) - 1))
+        assert (np.abs(q.dequantize() - r) <= step * (1 + 1e-5)).all()
+
+
+@settings(max_examples=N)
+@given(st.data(), small_shapes, st.sampled_from(["paper", "dyadic"]))
+def test_match_scales(data, shape, mode):
+    a = QTensor(mat(data.draw, shape, ints32), np.float32(data.draw(scales)), 32)
+    sb = np.array(data.draw(st.lists(scales, min_size=shape[0], max_size=shape[0])), np.float32).reshape(-1, 1)
+    b = QTensor(mat(data.draw, shape, ints32), sb, 32)
+    ma, mb = match_scales([a, b], mode)
+    for i in range(shape[0]):
+        s_min = min(a.scale[0, 0], sb[i, 0])
+        assert ma.scale[i, 0] == mb.scale[i, 0] == s_min
+        for j in range(shape[1]):
+            assert ma.values[i, j] == ref.match_one(int(a.values[i, j]), a.scale[0, 0], s_min, mode), (i, j)
+            assert mb.values[i, j] == ref.match_one(int(b.values[i, j]), sb[i, 0], s_min, mode), (i, j)
+
+
+@settings(max_examples=N)
+@given(st.data(), small_shapes, st.sampled_from(["paper", "dyadic"]))
+def test_match_along(data, shape, mode):
+    s = np.array(data.draw(st.lists(scales, min_size=shape[1], max_size=shape[1])), np.float32).reshape(1, -1)
+    x = QTensor(mat(data.draw, shape, ints32), s, 32)
+    m = match_along(x, -1, mode)
+    assert m.scale.shape == (1, 1) and m.scale[0, 0] == s.min()
+    for i, j in np.ndindex(*shape):
+        assert m.values[i, j] == ref.match_one(int(x.values[i, j]), s[0, j], s.min(), mode), (i, j)
+
+
+def test_match_equal_scales_is_identity_and_dyadic_beats_paper():
+    x = QTensor(np.array([[-(2**31), 2**31 - 1, 0, 5]]), np.float32(3.0), 32)
+    for mode in ("paper", "dyadic"):
+        assert match_scales([x, x], mode)[0].values.tolist() == x.values.tolist()
+    # ratio 1.5: paper divides by ceil(1.5) = 2 and keeps scale s_min (true value off by 25%)
+    big = QTensor(np.array([[120]]), np.float32(3.0), 8)
+    small = QTensor(np.array([[0]]), np.float32(2.0), 8)
+    assert match_scales([big, small], "paper")[0].values.tolist() == [[60]]
+    assert match_scales([big, small], "dyadic")[0].values.tolist() == [[80]]
+
+
+@settings(max_examples=N)
+@given(st.data(), small_shapes, st.integers(2, 16), st.sampled_from(["paper", "pow2"]))
+def test_rescale(data, shape, bits, mode):
+    x = QTensor(mat(data.draw, shape, ints32), np.float32(data.draw(scales)), 32)
+    y = rescale(x, bits, "row", mode)
+    assert y.bits == bits
+    for i in range(shape[0]):
+        xs, s_hat = ref.rescale_group(x.values[i].tolist(), bits, mode)
+        assert y.values[i].tolist() == xs, i
+        assert y.scale[i, 0] == np.float32(float(x.scale[0, 0]) / s_hat)
+
+
+def test_rescale_only_when_over_range():
+    x = QTensor(np.array([[127, -127], [128, 0], [0, 0]]), np.float32(2.0), 32)
+    y = rescale(x, 8)
+    assert y.values.tolist() == [[127, -127], [64, 0], [0, 0]]
+    assert y.scale.ravel().tolist() == [2.0, 1.0, 2.0]
+
+
+def test_propagate_is_alg1():
+    a = QTensor(np.array([[100, -100]]), np.float32(4.0), 8)
+    from golden.ops import mul
+    out = propagate(mul, a, a, bits=8)
+    assert out.bits == 8 and out.values.tolist() == [[127, 127]] and out.scale[0, 0] == np.float32(16.0 / 79)
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda: quantize(np.array([1.0, np.nan])), "r[(1,)]"),
+    (lambda: quantize(np.array([np.inf])), "not finite"),
+    (lambda: quantize(np.array([1.0]), bits=1), "bits must be"),
+    (lambda: quantize(np.array([1.0]), bits=17), "bits must be"),
+    (lambda: quantize(np.array(["a"])), "dtype"),
+    (lambda: quantize(np.array([1e-38, 0.0])), "max|r| too small"),
+    (lambda: quantize(np.ones((2, 2)), granularity="col"), "granularity"),
+    (lambda: quantize(np.ones((2, 2)), granularity="block"), "block must be"),
+    (lambda: QTensor(np.array([1.5]), np.float32(1), 8), "QTensor.values must be an integer array"),
+    (lambda: QTensor(np.array([128]), np.float32(1), 8), "QTensor.values[(0,)] = 128"),
+    (lambda: QTensor(np.array([1]), np.float32(np.nan), 8), "QTensor.scale"),
+    (lambda: QTensor(np.array([1]), np.float32(0), 8), "QTensor.scale"),
+    (lambda: QTensor(np.ones((2, 3), np.int64), np.ones((3, 1)), 8), "QTensor.scale shape"),
+    (lambda: rescale(np.ones(3)), "x must be a QTensor"),
+    (lambda: rescale(QTensor(np.array([1]), 1.0, 8), mode="log"), "mode must be"),
+    (lambda: match_scales([QTensor(np.ones(2, np.int64), 1.0, 8), QTensor(np.ones((2, 2), np.int64), 1.0, 8)]),
+     "equal ndim"),
+    (lambda: match_along(QTensor(np.ones(2, np.int64), 1.0, 8), 3), "axis 3"),
+    (lambda: round_div(1, 1, "up"), "rounding must be"),
+])
+def test_bad_input_one_line(call, needle):
+    with pytest.raises(ValueError) as exc:
+        call()
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
