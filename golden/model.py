@@ -282,21 +282,21 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def greedy_search(model, srcs: list[list[int]]) -> list[list[int]]:
-    """Argmax decoding of a batch of sources (id lists); each output ends before EOS."""
+    """Argmax decoding of a batch of sources (id lists); outputs stop before EOS or at the length limit."""
     src = pad_batch(srcs)
     mem, mask = model.encode(src)
     limit = np.array([max_target_len(len(s), model.cfg.max_len) for s in srcs])
     cache = [{} for _ in range(model.cfg.dec_layers)]
-    y, out = np.full((len(srcs), 1), BOS), np.zeros((len(srcs), 0), dtype=np.int64)
-    done = np.zeros(len(srcs), bool)
+    tok, out = np.full(len(srcs), BOS), []
+    length = np.full(len(srcs), -1)  # -1 while still decoding
     for t in range(limit.max()):
-        nxt = model.decode(y, mem, mask, cache, start=t)[:, -1].argmax(-1)
-        nxt = np.where(done, PAD, np.where(t + 1 >= limit, EOS, nxt))
-        out, y = np.concatenate([out, nxt[:, None]], 1), nxt[:, None]
-        done |= nxt == EOS
-        if done.all():
+        tok = model.decode(tok[:, None], mem, mask, cache, start=t)[:, -1].argmax(-1)
+        out.append(tok)
+        length = np.where(length < 0, np.where(tok == EOS, t, np.where(t + 1 >= limit, t + 1, -1)), length)
+        if (length >= 0).all():
             break
-    return [[int(i) for i in row if i not in (PAD, EOS)] for row in out]
+    out = np.stack(out, 1)
+    return [out[r, : length[r]].tolist() for r in range(len(srcs))]
 
 
 def length_penalty(length: int, alpha: float) -> float:
