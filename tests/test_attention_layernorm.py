@@ -1,0 +1,172 @@
+"""Polynomial attention (Eq. 11-12) and L1 LayerNorm (Eq. 13) vs pure-Python-int references (tolerance 0),
+plus the numeric-quality bound of the dequantized result against the float formulas."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import int_reference as ref
+from golden.attention import poly_attention
+from golden.layernorm import C_L1, l1_layernorm
+from golden.qtensor import QTensor
+from golden.quant import quantize
+
+F32 = np.float32
+N = 1000
+int8 = st.one_of(st.sampled_from([0, 1, -1, 127, -127, -128, 64, -65]), st.integers(-128, 127))
+scale = st.sampled_from([F32(v) for v in (1.0, 0.5, 3.0, 127.0, 42.333332, 2.0**-6)])
+
+
+@st.composite
+def rows(draw, r, c):
+    v = [[draw(int8) for _ in range(c)] for _ in range(r)]
+    return QTensor(np.array(v, np.int64), np.array([[draw(scale)] for _ in range(r)], F32), 8), v
+
+
+def ref_rescale_rows(xs, scales, bits=8):
+    out = [ref.rescale_group(row, bits, "paper") for row in xs]
+    return [o[0] for o in out], [F32(float(s) / o[1]) for s, o in zip(scales, out)]
+
+
+def ref_add_scalar(row, s_row, c, s_c, mode):
+    s = min(s_row, s_c)
+    return [ref.match_one(x, s_row, s, mode) + ref.match_one(c, s_c, s, mode) for x in row], s
+
+
+def ref_poly_attention(q, sq, k, sk, v, sv, b, sb, dl, sd, n, f, mode):
+    d, rows_out = len(q[0]), []
+    x, s_x = [], []
+    for i, qi in enumerate(q):
+        sc = [F32(sq[i] * sk[j]) * F32(math.sqrt(d)) for j in range(len(k))]
+        s_row = min(sc)
+        row = [ref.match_one(sum(a * c for a, c in zip(qi, kj)), sc[j], s_row, mode) for j, kj in enumerate(k)]
+        row, s_row = ref_add_scalar(row, s_row, b, sb, mode)
+        x.append([max(e, 0) for e in row])
+        s_x.append(s_row)
+    x, s_x = ref_rescale_rows(x, s_x)
+    p, s_p = [], []
+    for row, s in zip(x, s_x):
+        sn = s
+        for _ in range(n - 1):
+            sn = sn * s
+        row, s2 = ref_add_scalar([e ** n for e in row], sn, abs(dl), sd, mode)
+        p.append(row)
+        s_p.append(s2)
+    p, _ = ref_rescale_rows(p, s_p)
+    sv_min = min(sv)
+    vm = [[ref.match_one(e, sv[j], sv_min, mode) for e in vj] for j, vj in enumerate(v)]
+    for row in p:
+        den = sum(row)
+        rows_out.append([ref.div(sum(w * vm[j][c] for j, w in enumerate(row)) << f, den) if den else 0
+                         for c in range(len(v[0]))])
+    return ref_rescale_rows(rows_out, [F32(sv_min * F32(1 << f))] * len(q))
+
+
+@settings(max_examples=N)
+@given(st.data(), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
+       st.sampled_from(["paper", "dyadic"]), st.sampled_from(["paper", "fixed"]))
+def test_poly_attention_vs_reference(data, tq, tk, d, n, mode, division):
+    (q, qv), (k, kv), (v, vv) = data.draw(rows(tq, d)), data.draw(rows(tk, d)), data.draw(rows(tk, 2))
+    (b, bv), (dl, dv) = data.draw(rows(1, 1)), data.draw(rows(1, 1))
+    out = poly_attention(q, k, v, b, dl, n=n, division=division, frac_bits=4, mode=mode)
+    want, s_want = ref_poly_attention(qv, q.scale[:, 0], kv, k.scale[:, 0], vv, v.scale[:, 0], bv[0][0],
+                                      b.scale[0, 0], dv[0][0], dl.scale[0, 0], n,
+                                      4 if division == "fixed" else 0, mode)
+    assert out.values.tolist() == want
+    assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
+
+
+def ref_l1ln(x, s_x, g, s_g, b, s_b, f, division, mode):
+    out, s_out = [], []
+    for row, s in zip(x, s_x):
+        n = len(row)
+        mu = ref.div(sum(row), n)
+        c = [e - mu for e in row]
+        l1 = sum(abs(e) for e in c)
+        if division == "paper":
+            mad = ref.div(l1, n)
+            y = [ref.div(e, mad) if mad else 0 for e in c]
+        else:
+            y = [ref.div((e * n) << f, l1) if l1 else 0 for e in c]
+        s_y = F32(C_L1 * F32(1 << f)) * s_g
+        r, s2 = [], min(s_y, s_b)
+        for e, gi, bi in zip(y, g, b):
+            r.append(ref.match_one(e * gi, s_y, s2, mode) + ref.match_one(bi, s_b, s2, mode))
+        out.append(r)
+        s_out.append(s2)
+    return ref_rescale_rows(out, s_out)
+
+
+@settings(max_examples=N)
+@given(st.data(), st.integers(1, 3), st.integers(1, 5), st.sampled_from(["paper", "dyadic"]),
+       st.sampled_from(["paper", "fixed"]))
+def test_l1_layernorm_vs_reference(data, r, n, mode, division):
+    (x, xv), (g, gv), (b, bv) = data.draw(rows(r, n)), data.draw(rows(1, n)), data.draw(rows(1, n))
+    out = l1_layernorm(x, g, b, division=division, frac_bits=5, mode=mode)
+    want, s_want = ref_l1ln(xv, x.scale[:, 0], gv[0], g.scale[0, 0], bv[0], b.scale[0, 0],
+                            5 if division == "fixed" else 0, division, mode)
+    assert out.values.tolist() == want
+    assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
+
+
+def test_l1_layernorm_constant_row_is_b():
+    x = QTensor(np.full((1, 4), 37), F32(2.0), 8)
+    g, b = quantize(np.ones(4)), quantize(np.array([0.5, -0.5, 0.25, 0.0]))
+    assert np.allclose(l1_layernorm(x, g, b).dequantize(), [[0.5, -0.5, 0.25, 0.0]], atol=0.01)
+
+
+def test_poly_attention_mask_contributes_zero():
+    rng = np.random.default_rng(1)
+    q, k, v = (quantize(rng.normal(size=s), 8, "row") for s in ((3, 4), (5, 4), (5, 2)))
+    b, dl = quantize(np.array([[-0.1]])), quantize(np.array([[0.05]]))
+    keep = np.tril(np.ones((3, 5), bool))
+    keep[2] = False                                        # a fully masked row outputs exactly 0
+    full = poly_attention(q, k, v, b, dl, mask=keep)
+    cut = poly_attention(QTensor(q.values, q.scale, 8), k, v, b, dl, mask=keep)
+    assert full.values[2].tolist() == [0, 0] and full.values.tolist() == cut.values.tolist()
+    # row 0 attends only key 0: the output is v[0] re-expressed (up to rounding)
+    assert np.abs(full.dequantize()[0] - v.dequantize()[0]).max() < 0.05
+
+
+def float_poly_attention(q, k, v, b, dl, n=3):
+    p = np.maximum(q @ k.swapaxes(-1, -2) / np.sqrt(q.shape[-1]) + b, 0) ** n + abs(dl)
+    return p @ v / p.sum(-1, keepdims=True)
+
+
+# Measured bounds (8 bits, dyadic matching, seed 0, 4 heads x 16 x 32): see SPEC.md "Numeric quality".
+@pytest.mark.parametrize("division,bound", [("paper", 0.05), ("fixed", 0.05)])
+def test_poly_attention_close_to_float(division, bound):
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.normal(size=(4, 16, 32)) for _ in range(3))
+    got = poly_attention(*(quantize(t, 8, "row") for t in (q, k, v)), quantize(np.array([[[-0.1]]])),
+                         quantize(np.array([[[0.05]]])), division=division, mode="dyadic").dequantize()
+    err = np.abs(got - float_poly_attention(q, k, v, -0.1, 0.05)).max() / np.abs(v).max()
+    assert err < bound, err
+
+
+@pytest.mark.parametrize("division,bound", [("paper", 0.5), ("fixed", 0.03)])
+def test_l1_layernorm_close_to_float(division, bound):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 64)) * 3 + 1
+    g, b = rng.normal(size=64) * 0.2 + 1, rng.normal(size=64) * 0.1
+    c = x - x.mean(-1, keepdims=True)
+    want = g * c / (np.sqrt(np.pi / 2) * np.abs(c).mean(-1, keepdims=True)) + b
+    got = l1_layernorm(quantize(x, 8, "row"), quantize(g), quantize(b), division=division, mode="dyadic")
+    err = np.abs(got.dequantize() - want).max() / np.abs(want).max()
+    assert err < bound, err
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda q: poly_attention(q, q, q, q, q, division="exact"), "division must be"),
+    (lambda q: poly_attention(q, q, q, q, q, mask=np.ones((2, 2))), "mask must be a bool"),
+    (lambda q: poly_attention(q, q, q, q, q, mask=np.ones((3, 3), bool)), "mask shape"),
+    (lambda q: poly_attention(q, q, q, q, q, division="fixed", frac_bits=40), "frac_bits must be"),
+    (lambda q: poly_attention(q, QTensor(np.ones((2, 3), np.int64), 1.0, 8), q, q, q), "need matching d"),
+    (lambda q: l1_layernorm(q, q, np.ones(2)), "b must be a QTensor"),
+    (lambda q: l1_layernorm(q, QTensor(np.ones((1, 2, 2), np.int64), 1.0, 8), q), "g: ndim 3"),
+])
+def test_bad_input_one_line(call, needle):
+    with pytest.raises(ValueError) as exc:
+        call(QTensor(np.ones((2, 2), np.int64), 1.0, 8))
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
