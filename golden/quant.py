@@ -87,16 +87,22 @@ def dequantize(x: QTensor) -> np.ndarray:
     return check_qtensor(x, "x").dequantize()
 
 
+def dyadic_factors(s_from: np.ndarray, s_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m, sh) with s_to / s_from = m * 2^-sh, m a DYADIC_BITS-bit integer in [2^30, 2^31) (the dyadic Eq. 8
+    divisor; also the factors the RTL re-scaling unit multiplies and shifts by)."""
+    f, e = np.frexp(s_to.astype(np.float64) / s_from.astype(np.float64))
+    m = _round_float(f * float(1 << DYADIC_BITS), "half_away").astype(np.int64)
+    carry = m == (1 << DYADIC_BITS)
+    return np.where(carry, m >> 1, m), DYADIC_BITS - e + carry
+
+
 def _divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: str, rounding: str) -> np.ndarray:
     """Re-express values at scale s_from as values at the smaller scale s_to (the Eq. 8 division)."""
     if mode == "paper":      # x / ceil(s_i / s_min), ratio in float32 as the paper's scales are float
         d = np.ceil(np.minimum(s_from / s_to, np.float32(_MAX_DIVISOR))).astype(np.int64)
         return round_div(values, d, rounding)
-    # dyadic: s_min / s_i = m * 2^-sh with m a 31-bit integer; x' = round(x * m / 2^sh), one rounding
-    f, e = np.frexp(s_to.astype(np.float64) / s_from.astype(np.float64))
-    m = _round_float(f * float(1 << DYADIC_BITS), "half_away").astype(np.int64)
-    carry = m == (1 << DYADIC_BITS)
-    m, sh = np.where(carry, m >> 1, m), DYADIC_BITS - e + carry
+    # dyadic: x' = round(x * m / 2^sh), one rounding
+    m, sh = dyadic_factors(s_from, s_to)
     small = sh > _MAX_SHIFT    # |x * m| < 2^62 <= 2^(sh-1): rounds to 0
     d = np.left_shift(np.int64(1), np.where(small, _MAX_SHIFT, sh).astype(np.int64))
     return np.where(small, 0, round_div(values * m, d, rounding))
@@ -134,6 +140,16 @@ def match_along(x: QTensor, axis: int, mode: str = "paper", rounding: str = "hal
     return QTensor(_divide_to(x.values, x.scale, s_min, mode, check_rounding(rounding)), s_min, x.bits)
 
 
+def rescale_divisor(values: np.ndarray, bits: int, granularity: str = "row", mode: str = "paper",
+                    block: int | None = None) -> np.ndarray:
+    """Eq. 10's s_hat per group (keepdims): max(ceil(max|x| / (2^(bits-1) - 1)), 1), or for mode "pow2" the next
+    power of two >= that (also the divisor the RTL re-scaling unit is given)."""
+    s_hat = np.maximum(ceil_div(group_absmax(values, granularity, block), qmax(bits)), 1)
+    if mode == "pow2":
+        s_hat = np.left_shift(np.int64(1), np.ceil(np.log2(s_hat)).astype(np.int64))
+    return s_hat
+
+
 def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "paper",
             block: int | None = None, rounding: str = "half_away") -> QTensor:
     """Eq. 10, R(x, s) = {x / s_hat, s / s_hat}, s_hat = ceil(max|x| / (2^(bits-1) - 1)) per group; groups
@@ -141,9 +157,7 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
     x = check_qtensor(x, "x")
     bits = check_bits(bits, "bits", 2, 16)
     _choice(mode, RESCALE_MODES, "mode")
-    s_hat = np.maximum(ceil_div(group_absmax(x.values, granularity, block), qmax(bits)), 1)
-    if mode == "pow2":
-        s_hat = np.left_shift(np.int64(1), np.ceil(np.log2(s_hat)).astype(np.int64))
+    s_hat = rescale_divisor(x.values, bits, granularity, mode, block)
     values = round_div(x.values, s_hat, check_rounding(rounding))
     scale = (x.scale.astype(np.float64) / s_hat).astype(np.float32)
     return QTensor(values, scale, bits)

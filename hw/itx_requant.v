@@ -1,0 +1,128 @@
+// Re-scaling (requantization) unit after the accumulators: one beat of LANES accumulator values in, LANES
+// OUT_BITS values out, valid/ready on both sides. Per lane (all factors come from the golden side, per element):
+//   t = round(x * mul / 2^sh) + bias         Eq. 8 scale matching, dyadic multiplier-shift, then the bias add
+//   y = round(t / 2^rsh)      (in_divide = 0) Eq. 10 re-scaling, "pow2" divisor: one cycle
+//   y = round(t / div)        (in_divide = 1) Eq. 10 re-scaling, "paper" ceil divisor: sequential divider,
+//                                             ACC_BITS cycles per beat
+// mul = 1, sh = 0, bias = 0 makes the first line the identity. Rounding: in_rnd (itx_round codes), one per beat.
+// out_ovf flags a lane whose t left the accumulator range or whose y was saturated to OUT_BITS (the golden
+// model raises instead of ever producing such a value).
+module itx_requant #(
+    parameter LANES    = 8,
+    parameter ACC_BITS = 32,
+    parameter OUT_BITS = 8,
+    parameter MUL_BITS = 31,
+    parameter SH_BITS  = 6
+) (
+    input  wire                        clk,
+    input  wire                        rst,
+    input  wire                        in_valid,
+    output wire                        in_ready,
+    input  wire [LANES*ACC_BITS-1:0]   in_data,
+    input  wire [LANES*MUL_BITS-1:0]   in_mul,     // unsigned
+    input  wire [LANES*SH_BITS-1:0]    in_sh,
+    input  wire [LANES*ACC_BITS-1:0]   in_bias,    // signed, already at the matched scale
+    input  wire [LANES*SH_BITS-1:0]    in_rsh,
+    input  wire [LANES*ACC_BITS-1:0]   in_div,     // unsigned, >= 1 when in_divide
+    input  wire                        in_divide,
+    input  wire [1:0]                  in_rnd,
+    input  wire                        in_last,
+    output reg                         out_valid,
+    input  wire                        out_ready,
+    output reg  [LANES*OUT_BITS-1:0]   out_data,
+    output reg  [LANES-1:0]            out_ovf,
+    output reg                         out_last
+);
+    localparam PW = ACC_BITS + MUL_BITS + 1;   // x * mul, signed
+    localparam signed [PW+1:0] ACC_MAX = (1 << (ACC_BITS - 1)) - 1;
+    localparam signed [PW+1:0] ACC_MIN = -(1 << (ACC_BITS - 1));
+    localparam signed [ACC_BITS:0] OUT_MAX = (1 << (OUT_BITS - 1)) - 1;
+    localparam signed [ACC_BITS:0] OUT_MIN = -(1 << (OUT_BITS - 1));
+
+    reg              busy;     // a divide is in flight
+    reg              last_q;
+    reg  [1:0]       rnd_q;
+    wire [LANES-1:0] div_done;
+    assign in_ready = !busy && (!out_valid || out_ready);
+    wire fire     = in_valid && in_ready;
+    wire div_fin  = busy && &div_done;         // all lanes start together and take the same cycles
+
+    // {overflow flag, y saturated to OUT_BITS}
+    function [OUT_BITS:0] saturate(input signed [ACC_BITS:0] y);
+        if (y > OUT_MAX) saturate = {1'b1, OUT_MAX[OUT_BITS-1:0]};
+        else if (y < OUT_MIN) saturate = {1'b1, OUT_MIN[OUT_BITS-1:0]};
+        else saturate = {1'b0, y[OUT_BITS-1:0]};
+    endfunction
+
+    always @(posedge clk) begin
+        if (rst) begin
+            out_valid <= 1'b0;
+            busy      <= 1'b0;
+        end else begin
+            if (out_valid && out_ready) out_valid <= 1'b0;
+            if (fire && in_divide) begin
+                busy   <= 1'b1;
+                last_q <= in_last;
+                rnd_q  <= in_rnd;
+            end
+            if (fire && !in_divide) begin
+                out_valid <= 1'b1;
+                out_last  <= in_last;
+            end
+            if (div_fin) begin
+                busy      <= 1'b0;
+                out_valid <= 1'b1;
+                out_last  <= last_q;
+            end
+        end
+    end
+
+    genvar i;
+    generate
+        for (i = 0; i < LANES; i = i + 1) begin : g_lane
+            wire signed [ACC_BITS-1:0] x = in_data[i*ACC_BITS +: ACC_BITS];
+            wire signed [PW-1:0]       p = x * $signed({1'b0, in_mul[i*MUL_BITS +: MUL_BITS]});
+            wire        [PW:0]         a;
+            itx_round_shift #(.XW(PW), .SW(SH_BITS)) u_match (
+                .x(p), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd), .y(a));
+            wire signed [PW+1:0]       t     = $signed(a) + {{(PW+2-ACC_BITS){in_bias[(i+1)*ACC_BITS-1]}}, in_bias[i*ACC_BITS +: ACC_BITS]};
+            wire                       t_ovf = t > ACC_MAX || t < ACC_MIN;
+            wire        [ACC_BITS-1:0] tn    = t[ACC_BITS-1:0];
+
+            wire [ACC_BITS:0] ys;
+            itx_round_shift #(.XW(ACC_BITS), .SW(SH_BITS)) u_pow2 (
+                .x(tn), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd), .y(ys));
+
+            reg                 neg_q, ovf_q;
+            reg  [ACC_BITS-1:0] d_q;
+            wire [ACC_BITS-1:0] q, r;
+            wire [ACC_BITS:0]   yd;
+            /* verilator lint_off PINCONNECTEMPTY */  // readiness is `busy`, shared by all lanes
+            itx_divider #(.NW(ACC_BITS), .DW(ACC_BITS)) u_div (
+                .clk(clk), .rst(rst), .start(fire && in_divide), .n(tn[ACC_BITS-1] ? -tn : tn),
+                .d(in_div[i*ACC_BITS +: ACC_BITS]), .ready(), .done(div_done[i]), .q(q), .r(r));
+            /* verilator lint_on PINCONNECTEMPTY */
+            itx_round #(.QW(ACC_BITS)) u_round (
+                .q(q), .neg(neg_q), .gt({r, 1'b0} > {1'b0, d_q}), .eq({r, 1'b0} == {1'b0, d_q}), .nz(r != 0),
+                .rnd(rnd_q), .y(yd));
+
+            wire [OUT_BITS:0] sat_s = saturate(ys);
+            wire [OUT_BITS:0] sat_d = saturate(yd);
+            always @(posedge clk) begin
+                if (fire) begin
+                    neg_q <= tn[ACC_BITS-1];
+                    ovf_q <= t_ovf;
+                    d_q   <= in_div[i*ACC_BITS +: ACC_BITS];
+                end
+                if (fire && !in_divide) begin
+                    out_data[i*OUT_BITS +: OUT_BITS] <= sat_s[OUT_BITS-1:0];
+                    out_ovf[i] <= t_ovf | sat_s[OUT_BITS];
+                end
+                if (div_fin) begin
+                    out_data[i*OUT_BITS +: OUT_BITS] <= sat_d[OUT_BITS-1:0];
+                    out_ovf[i] <= ovf_q | sat_d[OUT_BITS];
+                end
+            end
+        end
+    endgenerate
+endmodule
