@@ -14,6 +14,7 @@ sum_k |a_ik| |b_kj| can leave the accumulator range.
 """
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -24,6 +25,7 @@ _F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32 (24-bit 
 _F64_EXACT = 1 << 53
 # Below this many K per float32 chunk the per-chunk overhead outweighs float32's 2x speed over float64.
 _MIN_F32_CHUNK = 256
+_SCRATCH = threading.local()
 
 
 def _wrap(x: int, bits: int) -> int:
@@ -95,25 +97,42 @@ def _check_operand(name: str, x: np.ndarray, in_bits: int) -> int:
     return max(-xmin, xmax)
 
 
+def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A reused per-thread buffer: fresh multi-MB temporaries per call cost more in page faults than the GEMM."""
+    size = int(np.prod(shape))
+    buf = getattr(_SCRATCH, name, None)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(size, dtype=dtype)
+        setattr(_SCRATCH, name, buf)
+    return buf[:size].reshape(shape)
+
+
 def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int) -> np.ndarray:
     """Exact int64 sum_k a[..., i, k] * b[..., k, j] for |a| <= bound_a, |b| <= bound_b, via exact float BLAS."""
     k = a.shape[-1]
     prod = bound_a * bound_b
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
     if prod == 0 or k == 0:
-        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         return np.zeros(shape, dtype=np.int64)
     chunk = _F32_EXACT // prod
     ftype = np.float32 if chunk >= min(k, _MIN_F32_CHUNK) else np.float64
     if ftype is np.float64:
         chunk = _F64_EXACT // prod
-    af, bf = a.astype(ftype), b.astype(ftype)
     # Chunk sums are added in int32 when the total provably fits (float32 -> int32 is a SIMD cast, -> int64 is not).
     acc_type = np.int32 if k * prod < 1 << 31 else np.int64
-    parts = (np.matmul(af[..., k0:k0 + chunk], bf[..., k0:k0 + chunk, :]) for k0 in range(0, k, chunk))
-    out = next(parts).astype(acc_type)
-    for part in parts:
-        out += part.astype(acc_type)
-    return out.astype(np.int64, copy=False)
+    af, bf = _scratch("a", a.shape, ftype), _scratch("b", b.shape, ftype)
+    np.copyto(af, a)
+    np.copyto(bf, b)
+    part, acc = _scratch("part", shape, ftype), _scratch("acc", shape, acc_type)
+    for k0 in range(0, k, chunk):
+        np.matmul(af[..., k0:k0 + chunk], bf[..., k0:k0 + chunk, :], out=part)
+        if k0 == 0:
+            np.copyto(acc, part, casting="unsafe")  # exact: part is an integer-valued float within acc_type
+        else:
+            step = _scratch("step", shape, acc_type)
+            np.copyto(step, part, casting="unsafe")
+            acc += step
+    return acc.astype(np.int64)  # a fresh array: the scratch is reused by the next call
 
 
 def _wrap_array(x: np.ndarray, bits: int) -> np.ndarray:
