@@ -48,10 +48,13 @@ module itx_requant #(
     wire div_fin  = busy && &div_done;         // all lanes start together and take the same cycles
 
     // {overflow flag, y saturated to OUT_BITS}
-    function [OUT_BITS:0] saturate(input signed [ACC_BITS:0] y);
-        if (y > OUT_MAX) saturate = {1'b1, OUT_MAX[OUT_BITS-1:0]};
-        else if (y < OUT_MIN) saturate = {1'b1, OUT_MIN[OUT_BITS-1:0]};
-        else saturate = {1'b0, y[OUT_BITS-1:0]};
+    function [OUT_BITS:0] saturate;
+        input signed [ACC_BITS:0] y;
+        begin
+            if (y > OUT_MAX) saturate = {1'b1, OUT_MAX[OUT_BITS-1:0]};
+            else if (y < OUT_MIN) saturate = {1'b1, OUT_MIN[OUT_BITS-1:0]};
+            else saturate = {1'b0, y[OUT_BITS-1:0]};
+        end
     endfunction
 
     always @(posedge clk) begin
@@ -85,7 +88,8 @@ module itx_requant #(
             wire        [PW:0]         a;
             itx_round_shift #(.XW(PW), .SW(SH_BITS)) u_match (
                 .x(p), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd), .y(a));
-            wire signed [PW+1:0]       t     = $signed(a) + {{(PW+2-ACC_BITS){in_bias[(i+1)*ACC_BITS-1]}}, in_bias[i*ACC_BITS +: ACC_BITS]};
+            wire signed [PW+1:0]       t     = $signed(a) + $signed({{(PW+2-ACC_BITS){in_bias[(i+1)*ACC_BITS-1]}},
+                                                                       in_bias[i*ACC_BITS +: ACC_BITS]});
             wire                       t_ovf = t > ACC_MAX || t < ACC_MIN;
             wire        [ACC_BITS-1:0] tn    = t[ACC_BITS-1:0];
 
