@@ -1,6 +1,7 @@
 // Simulation-only fast path: $readmemh-preloads A and B, streams them through itx_gemm_ctrl with seeded
 // random stalls on both handshakes (generated here, no per-cycle Python), and writes C row-major as hex.
 // Plusargs: +a=FILE +b=FILE +c=FILE +m=M +k=K +n=N [+seed=S] [+stall_in=PCT] [+stall_out=PCT] [+max_cycles=C]
+//           [+dump=FILE.fst] (run vvp with -fst for FST waveforms)
 // Prints "ITX_STATS cycles=... beats=..." on success, "ITX_ERROR ..." on failure.
 `timescale 1ns / 1ps
 module itx_tb_mem #(
@@ -21,7 +22,7 @@ module itx_tb_mem #(
     reg [IN_BITS-1:0]  amem [0:AMAX-1];
     reg [IN_BITS-1:0]  bmem [0:BMAX-1];
     reg [ACC_BITS-1:0] cmem [0:CMAX-1];
-    reg [8*4096-1:0]   afile, bfile, cfile;
+    reg [8*4096-1:0]   afile, bfile, cfile, dumpfile;
     integer m, k, n, seed, stall_in, stall_out, max_cycles, fd, i, c;
 
     reg                      in_valid = 1'b0, out_ready = 1'b0;
@@ -42,6 +43,10 @@ module itx_tb_mem #(
               && $value$plusargs("m=%d", m) && $value$plusargs("k=%d", k) && $value$plusargs("n=%d", n))) begin
             $display("ITX_ERROR missing plusarg (+a +b +c +m +k +n required)");
             $finish;
+        end
+        if ($value$plusargs("dump=%s", dumpfile)) begin
+            $dumpfile(dumpfile);
+            $dumpvars(0, itx_tb_mem);
         end
         if (!$value$plusargs("seed=%d", seed)) seed = 1;
         if (!$value$plusargs("stall_in=%d", stall_in)) stall_in = 0;

