@@ -144,27 +144,30 @@ module itx_tb_layer #(
         end
     endtask
 
-    // factors of the C row currently offered to the requant unit (padding lanes >= N: any, result dropped)
+    // factors of the C row offered next to the requant unit (padding lanes >= N: any, result dropped); loaded
+    // on the clock edge that advances the row (not @*, which would watch every word of the factor memories)
     integer fl, fidx;
-    always @* begin
+    task load_factors;
         for (fl = 0; fl < COLS; fl = fl + 1) begin
             fidx = ctn * COLS + fl < n ? (ctm * ROWS + crow) * n + ctn * COLS + fl : 0;
-            f_mul[fl*MUL_BITS +: MUL_BITS]  = mulm[fidx];
-            f_sh[fl*SH_BITS +: SH_BITS]     = shm[fidx];
-            f_bias[fl*ACC_BITS +: ACC_BITS] = biasm[fidx];
-            f_rsh[fl*SH_BITS +: SH_BITS]    = rshm[fidx];
-            f_div[fl*ACC_BITS +: ACC_BITS]  = divm[fidx];
+            f_mul[fl*MUL_BITS +: MUL_BITS]  <= mulm[fidx];
+            f_sh[fl*SH_BITS +: SH_BITS]     <= shm[fidx];
+            f_bias[fl*ACC_BITS +: ACC_BITS] <= biasm[fidx];
+            f_rsh[fl*SH_BITS +: SH_BITS]    <= rshm[fidx];
+            f_div[fl*ACC_BITS +: ACC_BITS]  <= divm[fidx];
         end
-    end
+    endtask
 
     integer ol;
     always @(posedge clk) begin
         if (!rst) begin
             cycles = cycles + 1;
+            if (cycles == 1 && rq != 0) load_factors;
             if (c_fire) begin
                 for (ol = 0; ol < COLS && ctn * COLS + ol < n; ol = ol + 1)
                     cmem[(ctm * ROWS + crow) * n + ctn * COLS + ol] = c_data[ol*ACC_BITS +: ACC_BITS];
                 advance(ctm, ctn, crow);
+                if (rq != 0) load_factors;
                 if (c_last != (ctm * ROWS >= m)) begin
                     $display("ITX_ERROR accumulator out_last=%0d at tile row %0d", c_last, crow);
                     $finish;
