@@ -114,31 +114,36 @@ module itx_gemm_ctrl #(
         end
     end
 
-    // ---- input register and skew: row r delayed r cycles, column c delayed c cycles -------------------
-    localparam AW = IN_BITS + 3;  // {l, f, v, a}
+    // ---- input register and skew: row r of A delayed r cycles, column c of B delayed c cycles; the step
+    // flags {v, f, l} of anti-diagonal d = r + c are the input flags delayed d cycles (one vector each, so a
+    // PE has no flag registers of its own: that halves Icarus time per cycle).
+    localparam ND = ROWS + COLS - 1;
     wire [ROWS*IN_BITS-1:0] a_left;
-    wire [ROWS-1:0]         v_left, f_left, l_left;
     wire [COLS*IN_BITS-1:0] b_top;
-    wire [AW-1:0]           a_word [0:ROWS-1];
+    reg  [ND-1:0]           v_diag, f_diag, l_diag;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            v_diag <= 0;
+        end else if (en) begin
+            v_diag <= {v_diag[ND-2:0], fire};
+            f_diag <= {f_diag[ND-2:0], first};
+            l_diag <= {l_diag[ND-2:0], last_k};
+        end
+    end
 
     genvar r, c;
     generate
         for (r = 0; r < ROWS; r = r + 1) begin : g_askew
-            reg [AW-1:0] pipe [0:r];
+            reg [IN_BITS-1:0] pipe [0:r];
             integer s;
             always @(posedge clk) begin
-                if (rst) begin
-                    for (s = 0; s <= r; s = s + 1) pipe[s][IN_BITS] <= 1'b0;
-                end else if (en) begin
-                    pipe[0] <= {fire && last_k, first, fire, in_a[r*IN_BITS +: IN_BITS]};
+                if (en) begin
+                    pipe[0] <= in_a[r*IN_BITS +: IN_BITS];
                     for (s = 1; s <= r; s = s + 1) pipe[s] <= pipe[s-1];
                 end
             end
-            assign a_word[r] = pipe[r];
-            assign a_left[r*IN_BITS +: IN_BITS] = a_word[r][IN_BITS-1:0];
-            assign v_left[r] = a_word[r][IN_BITS];
-            assign f_left[r] = a_word[r][IN_BITS+1];
-            assign l_left[r] = a_word[r][IN_BITS+2];
+            assign a_left[r*IN_BITS +: IN_BITS] = pipe[r];
         end
         for (c = 0; c < COLS; c = c + 1) begin : g_bskew
             reg [IN_BITS-1:0] pipe [0:c];
@@ -155,8 +160,8 @@ module itx_gemm_ctrl #(
 
     wire [ROWS*COLS*ACC_BITS-1:0] res;
     itx_array #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_array (
-        .clk(clk), .rst(rst), .en(en),
-        .a_left(a_left), .v_left(v_left), .f_left(f_left), .l_left(l_left), .b_top(b_top),
+        .clk(clk), .en(en),
+        .a_left(a_left), .b_top(b_top), .v_diag(v_diag), .f_diag(f_diag), .l_diag(l_diag),
         .res(res)
     );
 

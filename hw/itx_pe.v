@@ -1,13 +1,13 @@
 // Output-stationary processing element: one signed MAC per enabled cycle, accumulator of ACC_BITS.
-// Operands and control flags are registered and forwarded (A and flags to the right, B downwards), so
-// every PE sees step k of its tile exactly once, in k order: the golden ordered accumulation.
+// Operands are registered and forwarded (A to the right, B downwards); the step flags come from the
+// controller per anti-diagonal. Every PE sees step k of its tile exactly once, in k order: the golden
+// ordered accumulation. No state needs a reset: v_in gates every update.
 module itx_pe #(
     parameter IN_BITS  = 8,
     parameter ACC_BITS = 32,
     parameter SATURATE = 0   // 0: wrap (two's complement), 1: clip to ACC_BITS after every MAC
 ) (
     input  wire                       clk,
-    input  wire                       rst,
     input  wire                       en,     // global advance; 0 freezes the whole array
     input  wire signed [IN_BITS-1:0]  a_in,
     input  wire signed [IN_BITS-1:0]  b_in,
@@ -16,9 +16,6 @@ module itx_pe #(
     input  wire                       l_in,   // last step of a tile: publish the sum in res
     output reg  signed [IN_BITS-1:0]  a_out,
     output reg  signed [IN_BITS-1:0]  b_out,
-    output reg                        v_out,
-    output reg                        f_out,
-    output reg                        l_out,
     output reg  signed [ACC_BITS-1:0] res
 );
     localparam PW = 2 * IN_BITS;
@@ -33,16 +30,9 @@ module itx_pe #(
 
     // One clocked block per PE: far faster under Icarus than continuous-assign MACs.
     always @(posedge clk) begin
-        if (rst) begin
-            v_out <= 1'b0;
-            f_out <= 1'b0;
-            l_out <= 1'b0;
-        end else if (en) begin
+        if (en) begin
             a_out <= a_in;
             b_out <= b_in;
-            v_out <= v_in;
-            f_out <= f_in;
-            l_out <= l_in;
             if (v_in) begin
                 prod = a_in * b_in;
                 // explicit sign extension to SW bits (no implicit width rules to trip over)
