@@ -1,0 +1,290 @@
+"""Integer Transformer (Lin et al. 2020): golden/model.py's encoder-decoder with every tensor a QTensor.
+
+Same module structure and layer names as FP32Transformer, so activations pair up by name (capture.py) and the same
+greedy_search / beam_search drive it. Data path, with every module integer (IntConfig, golden/int_config.py):
+  weights quantized once at load (Sec. 3.1: one scale per output column; embedding one per vocab row),
+  matmul = INT8 x INT8 -> golden.gemm accumulator, then bias add with scale matching (Eq. 8) and re-scaling (Eq. 10,
+  Alg. 1), polynomial attention (Eq. 11-12), L1 LayerNorm (Eq. 13), residual adds with matching, integer logits.
+Floats appear only in the scale bookkeeping (float32 scales beside the integers). A module switched off in the
+IntConfig runs FP32Transformer's code between a dequantize and a quantize.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .attention import fixed_point_bits, lift, poly
+from .gemm import gemm
+from .int_config import IntConfig
+from .layernorm import l1_layernorm
+from .model import FP32Transformer, ModelConfig, emit, load
+from .ops import add, concat, relu, transpose
+from .qtensor import QTensor
+from .quant import check_qtensor, match_along, quantize, rescale
+from .rounding import round_div
+from .tokenizer import PAD
+
+
+class QBatch(QTensor):
+    """A QTensor whose leading (sentence) axis can be indexed and repeated, so golden.model.beam_search can
+    replicate the encoder memory (np.repeat) and reorder cached keys/values (cache["k"][rows])."""
+
+    def _scale_rows(self, f):
+        return self.scale if self.scale.shape[0] == 1 else f(self.scale)
+
+    def __getitem__(self, rows) -> "QBatch":
+        return QBatch(self.values[rows], self._scale_rows(lambda s: s[rows]), self.bits)
+
+    def repeat(self, n: int, axis: int = 0) -> "QBatch":
+        if axis != 0:
+            raise ValueError(f"QBatch.repeat: only axis 0 (sentences) is supported, got {axis}")
+        return QBatch(np.repeat(self.values, n, 0), self._scale_rows(lambda s: np.repeat(s, n, 0)), self.bits)
+
+
+def batch(x: QTensor) -> QBatch:
+    return x if isinstance(x, QBatch) else QBatch(x.values, x.scale, x.bits)
+
+
+ZERO_PARAM_SCALE = np.float32(2.0 ** 40)
+
+
+def quantize_param(p: np.ndarray, bits: int) -> QTensor:
+    """Eq. 1 per tensor; an all-zero parameter (e.g. an untrained bias) gets the scale 2^40 instead of
+    quantize's 1, so matching a tensor to it (Eq. 8, s_min) never coarsens that tensor to integer steps."""
+    if not np.any(p):
+        return QTensor(np.zeros(p.shape, np.int64), np.full((1,) * p.ndim, ZERO_PARAM_SCALE), bits)
+    return quantize(p, bits, "tensor")
+
+
+def split_heads(x: QTensor, h: int) -> QTensor:
+    """[B, T, d] -> [B, H, T, d/H]; a scale dim of 1 (shared across features) stays 1."""
+    def split(a: np.ndarray) -> np.ndarray:
+        b, t, d = a.shape
+        return a.reshape(b, t, min(h, d), d // min(h, d)).transpose(0, 2, 1, 3)
+    return QTensor(split(x.values), split(x.scale), x.bits)
+
+
+def merge_heads(x: QTensor) -> QTensor:
+    """[B, H, T, d/H] -> [B, T, d] (scale broadcast to full width only where it varies across heads)."""
+    b, h, t, dh = x.shape
+    s = x.scale.transpose(0, 2, 1, 3)
+    s = s.reshape(s.shape[0], s.shape[1], 1) if s.shape[2:] == (1, 1) else \
+        np.broadcast_to(s, s.shape[:2] + (h, dh)).reshape(s.shape[0], s.shape[1], h * dh)
+    return QTensor(x.values.transpose(0, 2, 1, 3).reshape(b, t, h * dh), s, x.bits)
+
+
+class IntTransformer:
+    """encode()/decode() like FP32Transformer; decode returns the integer logits (int64, one scale per row when
+    the output projection is integer, so argmax on the integers is argmax of the real logits; see SPEC.md).
+    hook(name, QTensor) sees every module boundary; gemm_hook(name, a, b, c) every integer GEMM."""
+
+    def __init__(self, cfg: ModelConfig, weights: dict[str, np.ndarray], icfg: IntConfig | None = None,
+                 hook=None, gemm_hook=None) -> None:
+        self.cfg, self.icfg = cfg, icfg or IntConfig()
+        self.hook, self.gemm_hook = hook, gemm_hook
+        self.fp = FP32Transformer(cfg, weights)
+        for kind, need, have in (("attn", "poly", cfg.attention), ("ln", "l1", cfg.norm)):
+            if have != need and kind in self.icfg.modules:
+                raise ValueError(f"integer {kind} needs a model with {need} (this one has {have}); "
+                                 f"leave {kind!r} out of the integer modules")
+        self.q = self._quantize_weights(weights)
+
+    @classmethod
+    def from_dir(cls, model_dir: Path | str, icfg: IntConfig | None = None, **hooks) -> "IntTransformer":
+        return cls(*load(model_dir), icfg, **hooks)
+
+    def _quantize_weights(self, w: dict[str, np.ndarray]) -> dict[str, QTensor]:
+        """Once at load: matrices [in, out] per output column (Lin 3.1), the embedding per vocab row for the
+        lookup and per tensor for the output projection (one logit scale per row), positions per row,
+        1-D parameters per tensor at param_bits."""
+        bits, pbits = self.icfg.bits, self.icfg.param_bits
+        q = {"embed": quantize(w["embed"], bits, "row"), "out_proj": quantize(w["embed"].T, bits, "tensor"),
+             "pos": quantize(self.fp.pos, bits, "row")}
+        h = self.cfg.n_heads
+        for k, v in w.items():
+            if k.endswith(".w"):
+                q[k] = transpose(quantize(v.T, bits, "row"))
+            elif k.endswith(("poly_b", "poly_delta")):
+                q[k] = quantize_param(v.reshape(h, 1, 1), pbits)
+            elif k != "embed":
+                q[k] = quantize_param(v, pbits)
+        return q
+
+    # --- integer primitives --------------------------------------------------------------------------------
+    def act(self, x: QTensor) -> QTensor:
+        """Alg. 1 re-scaling of an activation to `bits` with the configured granularity and divisor."""
+        c = self.icfg
+        return rescale(x, c.bits, c.granularity, c.rescale, c.block, c.rounding)
+
+    def add(self, a: QTensor, b: QTensor) -> QTensor:
+        return add(a, lift(b, a.values.ndim, "b"), self.icfg.match, self.icfg.rounding)
+
+    def matmul(self, name: str, a: QTensor, b: QTensor) -> QTensor:
+        """golden.ops.matmul semantics (match along K, gemm, scale = outer product) with a batched GEMM and the
+        gemm_hook; b may be a 2-D weight shared by every row of a."""
+        c = self.icfg
+        a, b = match_along(a, -1, c.match, c.rounding), match_along(b, -2, c.match, c.rounding)
+        av = a.values.reshape(-1, a.shape[-1]) if b.values.ndim == 2 else a.values  # one 2-D GEMM: BLAS-friendly
+        out = gemm(av, b.values, c.acc_bits, c.overflow, in_bits=max(a.bits, b.bits))
+        out = out.reshape(a.shape[:-1] + b.shape[-1:]) if b.values.ndim == 2 else out
+        if self.gemm_hook is not None:
+            self.gemm_hook(name, a.values, b.values, out)
+        return QTensor(out, a.scale * b.scale, c.acc_bits)
+
+    def quantize(self, x: np.ndarray) -> QTensor:
+        c = self.icfg
+        return quantize(x, c.bits, c.granularity, c.block if c.granularity == "block" else None, c.rounding)
+
+    def fp32(self, name: str, fn, *xs):
+        """Module `name` in FP32 (ablation): dequantize the QTensor inputs, run fn, quantize the output."""
+        return emit(self.hook, name, self.quantize(fn(*(x.dequantize().astype(np.float32)
+                                                        if isinstance(x, QTensor) else x for x in xs))))
+
+    # --- modules (names as in FP32Transformer) -------------------------------------------------------------
+    def embedding(self, name: str, ids: np.ndarray, start: int = 0) -> QTensor:
+        """E[ids] * sqrt(d) + PE: a table lookup of pre-quantized rows, sqrt(d) folded into the scale."""
+        ids = np.asarray(ids)
+        if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 2:
+            raise ValueError(f"{name}: token ids must be a 2-D integer array, got {ids.ndim}-D {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.cfg.vocab_size):
+            raise ValueError(f"{name}: token ids must be in 0..{self.cfg.vocab_size - 1}")
+        if start + ids.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence length {start + ids.shape[1]} exceeds max_len {self.cfg.max_len}")
+        if not self.icfg.is_int("emb", name):
+            return self.fp32(name, lambda: self.fp.embedding(name, ids, start))
+        e, pos = self.q["embed"], self.q["pos"]
+        tok = QTensor(e.values[ids], e.scale[ids] / np.float32(math.sqrt(self.cfg.d_model)), e.bits)
+        span = slice(start, start + ids.shape[1])
+        pe = QTensor(pos.values[None, span], pos.scale[None, span], pos.bits)
+        return emit(self.hook, name, self.act(self.add(tok, pe)))
+
+    def norm(self, name: str, x: QTensor) -> QTensor:
+        if not self.icfg.is_int("ln", name):
+            return self.fp32(name, lambda v: self.fp.norm(name, v), x)
+        c = self.icfg
+        y = l1_layernorm(x, self.q[f"{name}.g"], self.q[f"{name}.b"], c.bits, c.ln_division, c.ln_frac_bits,
+                         c.match, c.rounding)
+        return emit(self.hook, name, y)
+
+    def linear(self, name: str, x: QTensor) -> QTensor:
+        """act(x W + b). The per-column weight scales are matched along the features first (Table 1's
+        M(x, s, d)), so activations keep one scale per granularity group; the bias (param_bits) then joins the
+        accumulator through scale matching (Eq. 8)."""
+        c = self.icfg
+        acc = match_along(self.matmul(name, x, self.q[f"{name}.w"]), -1, c.match, c.rounding)
+        return emit(self.hook, name, self.act(self.add(acc, self.q[f"{name}.b"])))
+
+    def attention(self, name: str, x: QTensor, mem: QTensor, mask: np.ndarray, cache: dict | None = None,
+                  memo: dict | None = None):
+        """Multi-head polynomial attention. cache: decoder self-attention keys/values of earlier positions
+        (appended in place); memo: cross-attention keys/values of `mem`, computed once per encoder memory."""
+        if not self.icfg.is_int("attn", name):
+            return self.fp32(name, lambda a, m: self.fp.attention(name, a, m, mask, cache), x, mem)
+        h = self.cfg.n_heads
+        q = split_heads(self.linear(f"{name}.q", x), h)
+        if memo is not None and memo.get("mem") is mem:
+            k, v = memo["k"], memo["v"]
+        else:
+            k, v = split_heads(self.linear(f"{name}.k", mem), h), split_heads(self.linear(f"{name}.v", mem), h)
+            if memo is not None:
+                memo.update(mem=mem, k=k, v=v)
+        if cache is not None:
+            if "k" in cache:
+                k, v = concat([cache["k"], k], 2), concat([cache["v"], v], 2)
+            cache["k"], cache["v"] = batch(k), batch(v)
+        ctx = emit(self.hook, f"{name}.context", self.poly_attention(name, q, k, v, mask))
+        return self.linear(f"{name}.o", merge_heads(ctx))
+
+    def poly_attention(self, name: str, q: QTensor, k: QTensor, v: QTensor, mask: np.ndarray) -> QTensor:
+        """Eq. 12 as golden.attention.poly_attention, with this model's batched, captured GEMMs:
+        Poly(Q K^T / sqrt(d)) V / sum_j Poly(.), numerator pre-shifted by frac_bits ("fixed" division)."""
+        c = self.icfg
+        f = fixed_point_bits(c.attn_division, c.attn_frac_bits)
+        scores = self.matmul(f"{name}.scores", q, transpose(k))
+        scores = QTensor(scores.values, scores.scale * np.float32(math.sqrt(q.shape[-1])), scores.bits)
+        scores = match_along(emit(self.hook, f"{name}.scores", scores), -1, c.match, c.rounding)
+        p = poly(scores, self.q[f"{name}.poly_b"], self.q[f"{name}.poly_delta"], self.cfg.poly_n, c.bits, mask,
+                 c.match)
+        p = match_along(emit(self.hook, f"{name}.poly", rescale(p, c.bits, "row")), -1, c.match, c.rounding)
+        v = match_along(v, -2, c.match, c.rounding)
+        num = self.matmul(f"{name}.context", p, v)
+        den = p.values.sum(axis=-1, keepdims=True)
+        out = np.where(den > 0, round_div(num.values << f, np.maximum(den, 1), c.rounding), 0)
+        return rescale(QTensor(out, v.scale * np.float32(1 << f), num.bits), c.bits, "row")
+
+    def ffn(self, name: str, x: QTensor) -> QTensor:
+        if not self.icfg.is_int("ffn", name):
+            return self.fp32(name, lambda v: self.fp.ffn(name, v), x)
+        hid = emit(self.hook, f"{name}.relu", relu(self.linear(f"{name}.w1", x)))
+        return self.linear(f"{name}.w2", hid)
+
+    def residual(self, name: str, x: QTensor, y: QTensor) -> QTensor:
+        if not self.icfg.is_int("res", name):
+            return self.fp32(name, np.add, x, y)
+        return emit(self.hook, name, self.act(self.add(x, y)))
+
+    def project(self, h: QTensor) -> QTensor | np.ndarray:
+        """Logits h E^T. Integer: E^T has one scale, so each row of logits has one scale (its h row's after
+        matching along d) and its int64 values order like the real logits. FP32 ablation: float logits."""
+        if not self.icfg.is_int("proj", "out_proj"):
+            return emit(self.hook, "out_proj", h.dequantize() @ self.fp.w["embed"].T.astype(np.float64))
+        return emit(self.hook, "out_proj", self.matmul("out_proj", h, self.q["out_proj"]))
+
+    # --- stacks (as FP32Transformer.encode / decode) --------------------------------------------------------
+    def encode(self, src: np.ndarray) -> tuple[QBatch, np.ndarray]:
+        src = np.asarray(src)
+        mask = (src != PAD)[:, None, None, :]
+        x = self.embedding("enc.embed", src)
+        for i in range(self.cfg.enc_layers):
+            p, h = f"enc.{i}", self.norm(f"enc.{i}.ln1", x)
+            x = self.residual(f"{p}.res1", x, self.attention(f"{p}.self_attn", h, h, mask))
+            x = self.residual(f"{p}.res2", x, self.ffn(f"{p}.ffn", self.norm(f"{p}.ln2", x)))
+        return batch(self.norm("enc.ln_f", x)), mask
+
+    def decode_hidden(self, tgt_in: np.ndarray, mem: QTensor, src_mask: np.ndarray, cache: list | None = None,
+                      start: int = 0) -> QTensor:
+        t = np.asarray(tgt_in).shape[1]
+        causal = (np.arange(start + t)[None, :] <= start + np.arange(t)[:, None])[None, None]
+        x = self.embedding("dec.embed", tgt_in, start)
+        for i in range(self.cfg.dec_layers):
+            p, h = f"dec.{i}", self.norm(f"dec.{i}.ln1", x)
+            x = self.residual(f"{p}.res1", x, self.attention(f"{p}.self_attn", h, h, causal,
+                                                             None if cache is None else cache[i]))
+            x = self.residual(f"{p}.res2", x, self.attention(f"{p}.cross_attn", self.norm(f"{p}.ln2", x), mem,
+                                                             src_mask, memo=None if cache is None else
+                                                             cache[i].setdefault("cross", {})))
+            x = self.residual(f"{p}.res3", x, self.ffn(f"{p}.ffn", self.norm(f"{p}.ln3", x)))
+        return self.norm("dec.ln_f", x)
+
+    def decode(self, tgt_in: np.ndarray, mem: QTensor, src_mask: np.ndarray, cache: list | None = None,
+               start: int = 0) -> np.ndarray:
+        """Logits [B, T, V] of target positions start..start+T-1 (int64 when the projection is integer)."""
+        logits = self.project(self.decode_hidden(tgt_in, check_qtensor(mem, "mem"), src_mask, cache, start))
+        return logits.values if isinstance(logits, QTensor) else logits
+
+    def logits(self, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
+        mem, mask = self.encode(src)
+        return self.decode(tgt_in, mem, mask)
+
+
+class DequantizedScores:
+    """Beam-search view of an IntTransformer: decode() returns the dequantized logits, because beam scoring
+    (log-softmax over the vocabulary) happens outside the integer data path (SPEC.md, "Integer Transformer")."""
+
+    def __init__(self, model: IntTransformer) -> None:
+        self.model, self.cfg = model, model.cfg
+
+    def encode(self, src):
+        return self.model.encode(src)
+
+    def decode(self, tgt_in, mem, src_mask, cache=None, start=0) -> np.ndarray:
+        logits = self.model.project(self.model.decode_hidden(tgt_in, mem, src_mask, cache, start))
+        return logits.dequantize() if isinstance(logits, QTensor) else logits
+
+
+def search_view(model, beam: int):
+    """The object greedy (beam 1: integer argmax) or beam search should drive."""
+    return DequantizedScores(model) if beam > 1 and isinstance(model, IntTransformer) else model
+
