@@ -130,7 +130,7 @@ class IntTransformer:
         out = gemm(av, b.values, c.acc_bits, c.overflow, in_bits=max(a.bits, b.bits))
         out = out.reshape(a.shape[:-1] + b.shape[-1:]) if b.values.ndim == 2 else out
         if self.gemm_hook is not None:
-            self.gemm_hook(name, a.values, b.values, out)
+            self.gemm_hook(name, av, b.values, out.reshape(av.shape[:-1] + out.shape[-1:]))
         return QTensor(out, a.scale * b.scale, c.acc_bits)
 
     def quantize(self, x: np.ndarray) -> QTensor:
