@@ -11,9 +11,59 @@ def _fp32(path: Path):
     return FP32Transformer.from_dir(path)
 
 
-# precision -> loader(model dir) returning an object with .cfg, .encode(), .decode() (see golden/model.py);
-# an integer model registers here and reuses the same search and scoring.
-PRECISIONS: dict[str, Callable[[Path], object]] = {"fp32": _fp32}
+def _int8(path: Path, args=None):
+    from golden.int_model import IntTransformer
+
+    return IntTransformer.from_dir(path, int_config(args))
+
+
+def _qcd(path: Path, args=None):
+    from golden.model import load
+    from golden.qcd_baseline import QCDTransformer
+
+    icfg = int_config(args)
+    return QCDTransformer(*load(path), bits=icfg.bits, bucket=getattr(args, "bucket", 256))
+
+
+# precision -> loader(model dir[, parsed knob args]) returning an object with .cfg, .encode(), .decode() (see
+# golden/model.py); every precision reuses the same search and scoring.
+PRECISIONS: dict[str, Callable[..., object]] = {"fp32": _fp32, "int8": _int8, "qcd": _qcd}
+
+
+def add_int_args(p) -> None:
+    """The IntConfig knobs (golden/int_config.py) as options; shared by eval, vectors model, demo and bench."""
+    from golden.int_config import GRANULARITIES, MODULES
+
+    p.add_argument("--bits", type=int, default=8, help="activation and weight bits (6..10)")
+    p.add_argument("--granularity", choices=GRANULARITIES, default="row",
+                   help="activation scale groups: row = B x T, batch = B, block = block x block tiles")
+    p.add_argument("--block", type=int, default=8, help="tile size for --granularity block")
+    p.add_argument("--match", choices=("paper", "dyadic"), default="dyadic", help="Eq. 8 scale matching")
+    p.add_argument("--rescale", choices=("paper", "pow2"), default="paper", help="Eq. 10 re-scaling divisor")
+    p.add_argument("--acc-bits", type=int, default=None, help="GEMM accumulator bits (default hw/config.toml)")
+    p.add_argument("--overflow", choices=("wrap", "saturate"), default=None,
+                   help="accumulator overflow (default hw/config.toml)")
+    p.add_argument("--int8-modules", default="all",
+                   help=f"modules run in integers: comma list of {','.join(MODULES)}, or all / none")
+    p.add_argument("--int8-layers", default="", help="comma list of layer-name prefixes that run in integers "
+                   "(default all), e.g. enc.0 or dec.1.ffn")
+    p.add_argument("--fp32-layers", default="", help="comma list of layer-name prefixes forced to FP32")
+    p.add_argument("--bucket", type=int, default=256, help="QCD baseline: values per affine bucket")
+
+
+def int_config(args=None):
+    """IntConfig from parsed add_int_args options (defaults when args is None)."""
+    from golden.int_config import IntConfig, parse_modules
+
+    if args is None:
+        return IntConfig()
+
+    def prefixes(text: str) -> tuple:
+        return tuple(p.strip() for p in text.split(",") if p.strip())
+    return IntConfig(bits=args.bits, granularity=args.granularity, block=args.block, match=args.match,
+                     rescale=args.rescale, acc_bits=args.acc_bits, overflow=args.overflow,
+                     modules=parse_modules(args.int8_modules), int_layers=prefixes(args.int8_layers),
+                     fp32_layers=prefixes(args.fp32_layers))
 PAIRS = ("en-de", "en-fr")
 MODELS = ("vanilla", "integer")
 
@@ -24,12 +74,13 @@ def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: i
     import sacrebleu
     from tqdm import tqdm
 
+    from golden.int_model import search_view
     from golden.model import translate
     from itx import data
 
     rows = data.read_tsv(data.split_path(split, pair))[:limit]
     with tqdm(total=len(rows), desc=f"{pair} beam {beam}", disable=not progress, leave=False) as bar:
-        hyps = translate(model, tok, [r[2] for r in rows], pair[3:], beam=beam, progress=bar.update)
+        hyps = translate(search_view(model, beam), tok, [r[2] for r in rows], pair[3:], beam=beam, progress=bar.update)
     bleu = sacrebleu.metrics.BLEU()
     return bleu.corpus_score(hyps, [[r[3] for r in rows]]), bleu.get_signature(), hyps
 
@@ -41,21 +92,31 @@ def _run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     tok = Tokenizer()
-    for name in args.model or MODELS:
-        model = PRECISIONS[args.precision](model_dir(name))
+    names = args.model or (MODELS if args.precision == "fp32" else ("integer",))
+    for name in names:
+        model = PRECISIONS[args.precision](model_dir(name), args)
+        label = args.precision if args.precision == "fp32" else \
+            f"{int_config(args).describe()}" if args.precision == "int8" else f"QCD{args.bits} bucket={args.bucket}"
+        base = None if args.precision == "fp32" else PRECISIONS["fp32"](model_dir(name))
         for pair in args.pair or PAIRS:
             score, sig, _ = evaluate(model, tok, pair, args.split, args.beam, args.limit)
-            print(f"{name:8s} {args.precision} {pair} {args.split} beam={args.beam}: {score.score:.2f} BLEU  "
-                  f"({score})  signature: {sig}", flush=True)
+            line = f"{name:8s} {pair} {args.split} beam={args.beam}: {label} {score.score:.2f} BLEU"
+            if base is not None:
+                ref, _, _ = evaluate(base, tok, pair, args.split, args.beam, args.limit)
+                ratio = f"{100 * score.score / ref.score:.1f}%" if ref.score else "n/a"
+                line += f" | FP32 {ref.score:.2f} BLEU | ratio {ratio}"
+            print(f"{line}  ({score})  signature: {sig}", flush=True)
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="corpus BLEU (sacrebleu) of the models on the test split")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
-    p.add_argument("--model", action="append", help="vanilla | integer | model dir (repeatable; default both)")
+    p.add_argument("--model", action="append", help="vanilla | integer | model dir (repeatable; default both "
+                   "for fp32, integer otherwise)")
     p.add_argument("--pair", action="append", choices=PAIRS, help="language pair (repeatable; default both)")
     p.add_argument("--split", choices=("test", "dev"), default="test")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     p.add_argument("--limit", type=int, default=None, help="only the first N sentence pairs")
+    add_int_args(p)
     p.set_defaults(func=_run)
