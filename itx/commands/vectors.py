@@ -8,6 +8,7 @@ import numpy as np
 
 from golden.config import load_hw_config
 from golden.vectors import read_manifest, write_manifest
+from itx.commands.eval import add_int_args
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -58,6 +59,28 @@ def _run(args) -> int:
     return 0
 
 
+def _model(args) -> int:
+    from golden import capture
+    from golden.model import load, model_dir
+    from golden.tokenizer import Tokenizer
+    from itx import data
+    from itx.commands.eval import int_config
+
+    rows = data.read_tsv(data.split_path(args.split, args.pair))
+    if not 0 <= args.sentence < len(rows):
+        raise ValueError(f"--sentence must be in 0..{len(rows) - 1} for {args.split} {args.pair}, got {args.sentence}")
+    tok, icfg = Tokenizer(), int_config(args)
+    _, _, src, ref = rows[args.sentence][:4]
+    cap = capture.capture(*load(model_dir(args.model)), icfg, tok.encode_source(src, args.pair[3:]),
+                          tok.encode_target(ref))
+    path = capture.write(cap, args.out, icfg)
+    worst = sorted(cap.mse().items(), key=lambda kv: -kv[1][1])[:3]
+    print(f"wrote {len(cap.gemms)} GEMMs of {args.model} ({icfg.describe()}) on {args.split} {args.pair} sentence "
+          f"{args.sentence} to {path}; activations.npz + mse.json beside it; largest relative MSE: "
+          + ", ".join(f"{n} {r:.2e}" for n, (_, r) in worst))
+    return 0
+
+
 def _percent(text: str) -> int:
     val = int(text)
     if not 0 <= val <= 95:
@@ -74,6 +97,15 @@ def register(sub) -> None:
     g.add_argument("--count", type=int, default=1)
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=_gemm)
+    m = vsub.add_parser("model", help="capture one test sentence through the integer model: every GEMM as "
+                        "vectors, FP32 vs integer activations and their MSE")
+    m.add_argument("--sentence", type=int, required=True, help="index into the split")
+    m.add_argument("--out", required=True, help="output directory")
+    m.add_argument("--pair", choices=("en-de", "en-fr"), default="en-de")
+    m.add_argument("--split", choices=("test", "dev"), default="test")
+    m.add_argument("--model", default="integer", help="committed model name or exported model dir")
+    add_int_args(m)
+    m.set_defaults(func=_model)
     c = vsub.add_parser("check", help="validate a manifest and every file it lists (shape, range, sha256)")
     c.add_argument("manifest")
     c.set_defaults(func=_check)
