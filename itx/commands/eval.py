@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Callable
 
 
-def _fp32(path: Path):
+def _fp32(path: Path, args=None):
     from golden.model import FP32Transformer
 
     return FP32Transformer.from_dir(path)
@@ -51,6 +51,17 @@ def add_int_args(p) -> None:
     p.add_argument("--bucket", type=int, default=256, help="QCD baseline: values per affine bucket")
 
 
+def one_blas_thread():
+    """Context limiting BLAS to one thread (OpenBLAS threads spin against other processes on a busy 2-core
+    machine: 1000x slower small GEMMs measured); a no-op without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        from contextlib import nullcontext
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def int_config(args=None):
     """IntConfig from parsed add_int_args options (defaults when args is None)."""
     from golden.int_config import IntConfig, parse_modules
@@ -86,12 +97,17 @@ def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: i
 
 
 def _run(args) -> int:
-    from golden.model import model_dir
     from golden.tokenizer import Tokenizer
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    tok = Tokenizer()
+    with one_blas_thread():
+        return _eval(args, Tokenizer())
+
+
+def _eval(args, tok) -> int:
+    from golden.model import model_dir
+
     names = args.model or (MODELS if args.precision == "fp32" else ("integer",))
     for name in names:
         model = PRECISIONS[args.precision](model_dir(name), args)
