@@ -1,0 +1,62 @@
+"""`itx bench sim`: Icarus speed of the systolic array (simulated cycles/s, MAC/s) and PE utilisation
+MACs / (PEs x cycles) over K, measured on the $readmemh fast path (sim/hdl/itx_tb_mem.v, no stalls)."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from golden.config import load_hw_config
+from golden.vectors import read_manifest, write_manifest
+from sim.runner import MemBench
+
+
+def _measure(cfg, rows: int, cols: int, m: int, k: int, n: int, tmp: Path, seed: int) -> tuple[int, float]:
+    """(cycles, wall seconds of the simulation) for one bit-exact-checked GEMM."""
+    rng = np.random.default_rng(seed)
+    man = read_manifest(write_manifest(tmp / f"{rows}x{cols}-{m}x{k}x{n}",
+                                       [("bench", rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n)))],
+                                       in_bits=cfg.in_bits, acc_bits=cfg.acc_bits, overflow=cfg.overflow))
+    e = man.gemms[0]
+    bench = MemBench(cfg, max(m * k, k * n, m * n), rows, cols)
+    start = time.perf_counter()
+    res = bench.run(man.file(e, "a"), man.file(e, "b"), m, k, n, tag="bench")
+    secs = time.perf_counter() - start
+    if not np.array_equal(res.got, man.load(e, "c")):
+        raise AssertionError(f"{rows}x{cols} {m}x{k}x{n}: RTL result differs from the golden GEMM")
+    return res.cycles, secs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="itx bench sim", description=__doc__.splitlines()[0])
+    p.add_argument("--shapes", default="4x4,8x8,16x16", help="array shapes RxC, comma separated")
+    p.add_argument("--ks", default="64,128,256,512", help="K values of the utilisation sweep")
+    p.add_argument("--tiles", type=int, default=8, help="output tiles per GEMM (back to back) in the sweep")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    cfg = load_hw_config()
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    ks = [int(k) for k in args.ks.split(",")]
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        print(f"Icarus speed, 20x256 @ 256x256 GEMM (in_bits={cfg.in_bits}, acc_bits={cfg.acc_bits}, "
+              f"{cfg.overflow}); wall time includes vvp start and $readmemh")
+        print(f"{'array':>7} {'cycles':>8} {'wall s':>7} {'cycles/s':>9} {'MAC/s':>10} {'PE-MAC/s':>10}")
+        for rows, cols in shapes:
+            cycles, secs = _measure(cfg, rows, cols, 20, 256, 256, tmp, args.seed)
+            macs = 20 * 256 * 256
+            print(f"{rows}x{cols:<5} {cycles:>8} {secs:>7.2f} {cycles / secs:>9,.0f} {macs / secs:>10,.0f} "
+                  f"{rows * cols * cycles / secs:>10,.0f}")
+        print(f"\nPE utilisation = MACs / (PEs x cycles); single tile, and {args.tiles} tiles back to back")
+        print(f"{'array':>7} " + " ".join(f"{'K=' + str(k) + ' 1t':>9} {'K=' + str(k):>7}" for k in ks))
+        for rows, cols in shapes:
+            cells = []
+            for k in ks:
+                one, _ = _measure(cfg, rows, cols, rows, k, cols, tmp, args.seed)
+                many, _ = _measure(cfg, rows, cols, rows, k, cols * args.tiles, tmp, args.seed)
+                cells.append(f"{k / one:>9.3f} {args.tiles * k / many:>7.3f}")
+            print(f"{rows}x{cols:<5} " + " ".join(cells))
+    return 0
