@@ -205,14 +205,18 @@ class FP32Transformer:
         return x.reshape(b, t, self.cfg.n_heads, d // self.cfg.n_heads).transpose(0, 2, 1, 3)
 
     def attention(self, name: str, x: np.ndarray, mem: np.ndarray, mask: np.ndarray,
-                  cache: dict | None = None) -> np.ndarray:
-        """Multi-head attention of queries x over keys/values mem; cache (decoder self-attention) holds the
-        keys/values of earlier positions, appended to in place. mask: bool, broadcast to [B, H, Tq, Tk]."""
+                  cache: dict | None = None, grow: bool = True) -> np.ndarray:
+        """Multi-head attention of queries x over keys/values mem. mask: bool, broadcast to [B, H, Tq, Tk].
+        cache (incremental decoding): with grow (self-attention) the new keys/values are appended to the
+        cached ones; without (cross-attention) they are computed from mem once and reused."""
         q = self.heads(self.linear(f"{name}.q", x))
-        k, v = self.heads(self.linear(f"{name}.k", mem)), self.heads(self.linear(f"{name}.v", mem))
-        if cache is not None:
-            if "k" in cache:
+        if cache is not None and not grow and "k" in cache:
+            k, v = cache["k"], cache["v"]
+        else:
+            k, v = self.heads(self.linear(f"{name}.k", mem)), self.heads(self.linear(f"{name}.v", mem))
+            if cache is not None and grow and "k" in cache:
                 k, v = np.concatenate([cache["k"], k], 2), np.concatenate([cache["v"], v], 2)
+        if cache is not None:
             cache["k"], cache["v"] = k, v
         scores = emit(self.hook, f"{name}.scores", q @ k.transpose(0, 1, 3, 2) / np.float32(math.sqrt(q.shape[-1])))
         if self.cfg.attention == "poly":
@@ -244,7 +248,9 @@ class FP32Transformer:
     def decode(self, tgt_in: np.ndarray, mem: np.ndarray, src_mask: np.ndarray, cache: list | None = None,
                start: int = 0) -> np.ndarray:
         """Pre-LN decoder on target positions start..start+T-1 -> logits [B, T, V]. With cache (a list of one
-        dict per layer) earlier positions' self-attention keys/values are reused: incremental decoding."""
+        dict per layer) earlier positions' self-attention keys/values are reused: incremental decoding.
+        The layer dict's "k"/"v" are the self-attention's (beam search reorders them); "cross" holds the
+        cross-attention's keys/values of mem, computed at the first step."""
         t = tgt_in.shape[1]
         causal = (np.arange(start + t)[None, :] <= start + np.arange(t)[:, None])[None, None]
         x = self.embedding("dec.embed", tgt_in, start)
@@ -253,7 +259,7 @@ class FP32Transformer:
             x = self.residual(f"{p}.res1", x, self.attention(f"{p}.self_attn", h, h, causal,
                                                              None if cache is None else cache[i]))
             x = self.residual(f"{p}.res2", x, self.attention(f"{p}.cross_attn", self.norm(f"{p}.ln2", x), mem,
-                                                             src_mask))
+                                                             src_mask, cross_cache(cache, i), grow=False))
             x = self.residual(f"{p}.res3", x, self.ffn(f"{p}.ffn", self.norm(f"{p}.ln3", x)))
         return emit(self.hook, "out_proj", self.norm("dec.ln_f", x) @ self.w["embed"].T)
 
@@ -261,6 +267,11 @@ class FP32Transformer:
         """Teacher-forced logits [B, T, V] (what training computes)."""
         mem, mask = self.encode(src)
         return self.decode(tgt_in, mem, mask)
+
+
+def cross_cache(cache: list | None, i: int) -> dict | None:
+    """Layer i's cross-attention cache, kept inside its self-attention dict (see FP32Transformer.decode)."""
+    return None if cache is None else cache[i].setdefault("cross", {})
 
 
 def pad_batch(seqs: list[list[int]]) -> np.ndarray:

@@ -286,10 +286,11 @@ def dev_loss(model, dev_batches) -> float:
 
 def train(arch: str, steps: int, out_dir: Path, run_dir: Path, max_tokens: int = 2000, warmup: int = 200,
           lr: float = 1e-3, seed: int = 1, eval_every: int = 100, threads: int = 1, dropout: float = 0.05,
-          max_minutes: float | None = None) -> Path:
+          max_minutes: float | None = None, resume: Path | None = None) -> Path:
     """Adam(0.9, 0.997), inverse-sqrt warm-up, label smoothing 0.1; periodic checkpoint + export + loss curve.
 
-    max_minutes is a wall-clock guard for a shared machine: training stops early (after a dev evaluation)."""
+    max_minutes is a wall-clock guard for a shared machine: training stops early (after a dev evaluation).
+    resume continues from a periodic checkpoint (model, Adam state, step; the loss CSV is appended to)."""
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -305,10 +306,20 @@ def train(arch: str, steps: int, out_dir: Path, run_dir: Path, max_tokens: int =
     reports = ROOT / "reports"
     reports.mkdir(exist_ok=True)
     csv_path = reports / f"train_{arch}.csv"
-    with csv_path.open("w") as f:
-        f.write("step,seconds,lr,train_loss,dev_loss\n")
     it, step, avg, t0 = iter(()), 0, None, time.time()
-    bar = tqdm(total=steps, desc=f"train {arch}", mininterval=10)
+    started = t0  # the wall-clock guard counts this run only
+    if resume is None:
+        with csv_path.open("w") as f:
+            f.write("step,seconds,lr,train_loss,dev_loss\n")
+    else:
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = sched.last_epoch = state["step"]
+        last = list(csv.DictReader(csv_path.open()))[-1]
+        t0, avg = t0 - float(last["seconds"]), float(last["train_loss"])
+        rng = random.Random(seed + step)  # a fresh data order for the continued run
+    bar = tqdm(total=steps, initial=step, desc=f"train {arch}", mininterval=10)
     while step < steps:
         try:
             src, tin, tout = next(it)
@@ -336,7 +347,7 @@ def train(arch: str, steps: int, out_dir: Path, run_dir: Path, max_tokens: int =
                 torch.save({"step": step, "model": model.state_dict(), "opt": opt.state_dict()}, run_dir / "ckpt.pt")
                 export(model, out_dir)
                 plot_curve(csv_path, reports / f"train_{arch}.png", f"{arch} Transformer, en-de + en-fr")
-                if max_minutes is not None and time.time() - t0 > 60 * max_minutes:
+                if max_minutes is not None and time.time() - started > 60 * max_minutes:
                     break
     bar.close()
     export(model.eval(), out_dir)

@@ -17,7 +17,8 @@ def _run(args) -> int:
         print(f"exported {out}")
         return 0
     train.train(args.model, args.steps, out, ROOT / "runs" / f"train_{args.model}", max_tokens=args.max_tokens,
-                lr=args.lr, warmup=args.warmup, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes)
+                lr=args.lr, warmup=args.warmup, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
+                resume=Path(args.resume) if args.resume else None)
     print(f"exported {out}")
     return 0
 
@@ -32,6 +33,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock guard (stops after a dev eval)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a periodic checkpoint up to --steps")
     p.add_argument("--export-checkpoint", metavar="CKPT", help="only export this periodic checkpoint")
     p.add_argument("--out", help="export directory (default models/<model>)")
     p.set_defaults(func=_run)
