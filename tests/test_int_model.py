@@ -1,0 +1,207 @@
+"""Integer Transformer (golden/int_model.py): knobs, integer-only data path, determinism, vectors, BLEU."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from golden import int_model, ops
+from golden.capture import capture, write
+from golden.gemm import gemm
+from golden.int_config import MODULES, IntConfig, parse_modules
+from golden.int_model import IntTransformer, QBatch, search_view
+from golden.model import MODELS, FP32Transformer, ModelConfig, beam_search, expected_shapes, greedy_search, load
+from golden.qcd_baseline import QCDTransformer, affine_qcd
+from golden.qtensor import QTensor
+from golden.vectors import read_manifest
+
+TINY = ModelConfig(arch="integer", vocab_size=40, d_model=16, n_heads=2, d_ff=24, enc_layers=1, dec_layers=1,
+                   attention="poly", norm="l1", ln_eps=1e-6, max_len=32)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    rng = np.random.default_rng(7)
+    w = {k: (rng.standard_normal(s) * (0.3 if len(s) == 2 else 0.1)).astype(np.float32)
+         for k, s in expected_shapes(TINY).items()}
+    for k in w:
+        if k.endswith(".g"):
+            w[k] = 1 + w[k]
+        if k.endswith("poly_b"):
+            w[k] = np.ones_like(w[k])
+    src = np.array([[5, 9, 11, 3, 0], [7, 8, 3, 0, 0]])
+    tgt = np.array([[2, 12, 13], [2, 14, 3]])
+    return w, src, tgt
+
+
+@pytest.fixture(scope="module")
+def committed():
+    if not (MODELS / "integer" / "weights.npz").is_file():
+        pytest.skip("models/integer not exported yet")
+    from golden.tokenizer import Tokenizer
+    from itx import data
+    tok = Tokenizer()
+    rows = data.read_tsv(data.split_path("test", "en-de"))
+    return load(MODELS / "integer"), tok, rows
+
+
+KNOBS = list(itertools.product((6, 8, 10), ("row", "batch", "block"), ("paper", "dyadic"), ("paper", "pow2")))
+
+
+@pytest.mark.parametrize("bits,granularity,match,rescale", KNOBS)
+def test_every_knob_combination_runs(tiny, bits, granularity, match, rescale):
+    w, src, tgt = tiny
+    cfg = IntConfig(bits=bits, granularity=granularity, block=4, match=match, rescale=rescale)
+    gemms = []
+    model = IntTransformer(TINY, w, cfg, gemm_hook=lambda n, a, b, c: gemms.append((n, a, b)))
+    logits = model.logits(src, tgt)
+    assert logits.dtype == np.int64 and logits.shape == (2, 3, TINY.vocab_size)
+    # every GEMM operand is a `bits`-bit integer: the activations really were re-scaled to the configured width
+    assert all(np.abs(x).max() <= (1 << (bits - 1)) for _, a, b in gemms for x in (a, b))
+    assert np.array_equal(logits, IntTransformer(TINY, w, cfg).logits(src, tgt))
+
+
+@pytest.mark.parametrize("acc_bits,overflow", [(32, "wrap"), (32, "saturate"), (16, "wrap"), (16, "saturate"),
+                                               (20, "wrap")])
+def test_accumulator_width_and_overflow(tiny, acc_bits, overflow):
+    w, src, tgt = tiny
+    outs = []
+    model = IntTransformer(TINY, w, IntConfig(acc_bits=acc_bits, overflow=overflow),
+                           gemm_hook=lambda n, a, b, c: outs.append((n, a, b, c)))
+    model.logits(src, tgt)
+    for name, a, b, c in outs:
+        assert np.abs(c).max() < 1 << (acc_bits - 1) or c.min() == -(1 << (acc_bits - 1)), name
+        assert np.array_equal(c, gemm(a, b, acc_bits, overflow, in_bits=8)), name
+
+
+@pytest.mark.parametrize("off", MODULES)
+def test_each_module_can_run_fp32(tiny, off):
+    w, src, tgt = tiny
+    seen = {}
+    IntTransformer(TINY, w, IntConfig(modules=frozenset(MODULES) - {off}), hook=seen).logits(src, tgt)
+    kinds = {"emb": "enc.embed", "ln": "enc.0.ln1", "attn": "enc.0.self_attn", "ffn": "enc.0.ffn",
+             "res": "enc.0.res1", "proj": "out_proj"}
+    assert isinstance(seen[kinds["res" if off != "res" else "emb"]], QTensor)
+    # a module in FP32 emits only its (quantized) output, none of its integer internals
+    if off in ("attn", "ffn"):
+        assert f"{kinds[off]}.{'q' if off == 'attn' else 'w1'}" not in seen
+    if off == "proj":
+        assert seen["out_proj"].dtype == np.float64
+
+
+def test_only_one_layer_in_integers(tiny):
+    w, src, tgt = tiny
+    names = []
+    IntTransformer(TINY, w, IntConfig(int_layers=("dec.0.ffn",)),
+                   gemm_hook=lambda n, *_: names.append(n)).logits(src, tgt)
+    assert names and all(n.startswith("dec.0.ffn") for n in names)
+    names.clear()
+    IntTransformer(TINY, w, IntConfig(fp32_layers=("enc.", "dec.0.self_attn")),
+                   gemm_hook=lambda n, *_: names.append(n)).logits(src, tgt)
+    assert "dec.0.ffn.w1" in names and not any(n.startswith(("enc.", "dec.0.self_attn")) for n in names)
+
+
+def test_integer_path_has_no_float_op(tiny, monkeypatch):
+    """With every module integer, no activation is ever (de)quantized and no FP32 module runs: values stay
+    integer end to end (QTensor refuses float values), scales are bookkept beside them."""
+    w, src, tgt = tiny
+    model = IntTransformer(TINY, w)
+
+    def boom(*a, **k):
+        raise AssertionError("float op on the integer data path")
+    monkeypatch.setattr(QTensor, "dequantize", boom)
+    monkeypatch.setattr(int_model, "quantize", boom)
+    for name in ("embedding", "norm", "attention", "ffn", "linear", "residual"):
+        monkeypatch.setattr(FP32Transformer, name, boom)
+    assert model.logits(src, tgt).dtype == np.int64
+    assert greedy_search(model, [[5, 9, 3], [7, 3]])
+
+
+def test_float_arrays_are_refused(tiny):
+    w, src, tgt = tiny
+    model = IntTransformer(TINY, w)
+    with pytest.raises(ValueError, match="integer"):
+        model.encode(src.astype(np.float32))
+    mem, mask = model.encode(src)
+    with pytest.raises(ValueError, match="mem must be a QTensor"):
+        model.decode(tgt, mem.dequantize(), mask)
+    with pytest.raises(ValueError, match="refuses floats"):
+        QTensor(np.array([0.5]), np.array([1.0]), 8)
+    with pytest.raises(ValueError, match="token ids"):
+        model.encode(np.array([[5, TINY.vocab_size]]))
+
+
+def test_batched_matmul_equals_golden_ops_matmul():
+    rng = np.random.default_rng(1)
+    a = QTensor(rng.integers(-127, 128, (2, 3, 5, 7)), rng.uniform(1, 50, (2, 1, 5, 1)).astype(np.float32), 8)
+    b = QTensor(rng.integers(-127, 128, (2, 3, 7, 4)), rng.uniform(1, 50, (2, 3, 7, 1)).astype(np.float32), 8)
+    model = IntTransformer.__new__(IntTransformer)
+    model.icfg, model.gemm_hook = IntConfig(match="paper"), None
+    mine, ref = model.matmul("x", a, b), ops.matmul(a, b, "paper")
+    assert np.array_equal(mine.values, ref.values) and np.array_equal(mine.scale, ref.scale)
+
+
+def test_integer_argmax_is_the_real_argmax(tiny):
+    w, src, tgt = tiny
+    seen = {}
+    IntTransformer(TINY, w, hook=seen).logits(src, tgt)
+    logits = seen["out_proj"]
+    assert logits.scale.shape[-1] == 1   # one scale per row: integer order == real order
+    assert np.array_equal(logits.values.argmax(-1), logits.dequantize().argmax(-1))
+
+
+def test_beam_search_on_integer_model(tiny):
+    w, _, _ = tiny
+    model = IntTransformer(TINY, w)
+    out = beam_search(search_view(model, 3), [[5, 9, 3], [7, 3]], beam=3)
+    assert len(out) == 2 and all(isinstance(i, int) for y in out for i in y)
+    q = QBatch(np.arange(6).reshape(2, 3), np.array([[1.0], [2.0]]), 8)
+    assert np.array_equal(np.repeat(q, 2, 0)[np.array([3, 0])].values, [[3, 4, 5], [0, 1, 2]])
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="bits"):
+        IntConfig(bits=5)
+    with pytest.raises(ValueError, match="granularity"):
+        IntConfig(granularity="tensor")
+    with pytest.raises(ValueError, match="unknown module"):
+        parse_modules("emb,softmax")
+    assert parse_modules("none") == frozenset() and parse_modules("emb, ffn") == {"emb", "ffn"}
+    with pytest.raises(ValueError, match="needs a model with poly"):
+        IntTransformer(ModelConfig(**{**TINY.to_dict(), "attention": "softmax"}), {}, IntConfig())
+
+
+def test_qcd_baseline(tiny):
+    w, src, tgt = tiny
+    x = np.random.default_rng(2).standard_normal((3, 50)).astype(np.float32)
+    y = affine_qcd(x, 8, 16)
+    step = max(np.ptp(x.reshape(-1)[i:i + 16]) for i in range(0, 150, 16)) / 255
+    assert np.abs(y - x).max() <= step / 2 + 1e-6 and not np.array_equal(x, y)
+    with pytest.raises(ValueError, match="NaN"):
+        affine_qcd(np.array([np.nan]))
+    ref = FP32Transformer(TINY, w).logits(src, tgt)
+    assert np.abs(QCDTransformer(TINY, w, bits=8).logits(src, tgt) - ref).max() < 0.25 * np.abs(ref).max()
+
+
+def test_committed_model_is_deterministic(committed):
+    (cfg, w), tok, rows = committed
+    srcs = [tok.encode_source(r[2], "de") for r in rows[:3]]
+    a = greedy_search(IntTransformer(cfg, w), srcs)
+    assert a == greedy_search(IntTransformer(cfg, w), srcs)
+    model = IntTransformer(cfg, w)
+    src = np.array([srcs[0]])
+    assert model.logits(src, src[:, :4]).tobytes() == model.logits(src, src[:, :4]).tobytes()
+
+
+def test_model_vectors_round_trip(committed, tmp_path):
+    (cfg, w), tok, rows = committed
+    cap = capture(cfg, w, IntConfig(), tok.encode_source(rows[0][2], "de"), tok.encode_target(rows[0][3]))
+    man = read_manifest(write(cap, tmp_path, IntConfig()))
+    assert [e.layer for e in man.gemms] == [g[0] for g in cap.gemms]
+    assert any(e.layer == "dec.1.cross_attn.context.h3" for e in man.gemms)
+    for e, (name, a, b, c) in zip(man.gemms, cap.gemms):
+        got = [man.load(e, x) for x in "abc"]
+        assert np.array_equal(got[0], a) and np.array_equal(got[1], b), name
+        assert np.array_equal(got[2], c) and np.array_equal(c, gemm(a, b, man.acc_bits, man.overflow)), name
+    assert cap.mse()["enc.embed"][1] < 1e-2
