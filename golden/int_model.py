@@ -188,8 +188,8 @@ class IntTransformer:
             k, v = memo["k"], memo["v"]
         else:
             k, v = split_heads(self.linear(f"{name}.k", mem), h), split_heads(self.linear(f"{name}.v", mem), h)
-            if memo is not None:
-                memo.update(mem=mem, k=k, v=v)
+            if memo is not None:   # V matched along keys once (poly_attention's match is then a no-op)
+                memo.update(mem=mem, k=k, v=match_along(v, -2, self.icfg.match, self.icfg.rounding))
         if cache is not None:
             if "k" in cache:
                 k, v = concat([cache["k"], k], 2), concat([cache["v"], v], 2)
