@@ -24,7 +24,6 @@ from .ops import add, concat, relu, transpose
 from .qtensor import QTensor
 from .quant import check_qtensor, match_along, quantize, rescale
 from .rounding import round_div
-from .tokenizer import PAD
 
 
 class QBatch(QTensor):
@@ -177,22 +176,23 @@ class IntTransformer:
         return emit(self.hook, name, self.act(self.add(acc, self.q[f"{name}.b"])))
 
     def attention(self, name: str, x: QTensor, mem: QTensor, mask: np.ndarray, cache: dict | None = None,
-                  memo: dict | None = None):
-        """Multi-head polynomial attention. cache: decoder self-attention keys/values of earlier positions
-        (appended in place); memo: cross-attention keys/values of `mem`, computed once per encoder memory."""
+                  grow: bool = True):
+        """Multi-head polynomial attention; cache as FP32Transformer.attention: with grow (self-attention) the
+        integer K/V of earlier positions are extended, without (cross-attention) the K/V of mem are computed once
+        (V already matched along the keys, so poly_attention's match is a no-op)."""
         if not self.icfg.is_int("attn", name):
-            return self.fp32(name, lambda a, m: self.fp.attention(name, a, m, mask, cache), x, mem)
-        h = self.cfg.n_heads
+            return self.fp32(name, lambda a, m: self.fp.attention(name, a, m, mask, cache, grow), x, mem)
+        h, c = self.cfg.n_heads, self.icfg
         q = split_heads(self.linear(f"{name}.q", x), h)
-        if memo is not None and memo.get("mem") is mem:
-            k, v = memo["k"], memo["v"]
+        if cache is not None and not grow and "k" in cache:
+            k, v = cache["k"], cache["v"]
         else:
             k, v = split_heads(self.linear(f"{name}.k", mem), h), split_heads(self.linear(f"{name}.v", mem), h)
-            if memo is not None:   # V matched along keys once (poly_attention's match is then a no-op)
-                memo.update(mem=mem, k=k, v=match_along(v, -2, self.icfg.match, self.icfg.rounding))
-        if cache is not None:
-            if "k" in cache:
+            if cache is not None and grow and "k" in cache:
                 k, v = concat([cache["k"], k], 2), concat([cache["v"], v], 2)
+            if not grow:
+                v = match_along(v, -2, c.match, c.rounding)
+        if cache is not None:
             cache["k"], cache["v"] = batch(k), batch(v)
         ctx = emit(self.hook, f"{name}.context", self.poly_attention(name, q, k, v, mask))
         return self.linear(f"{name}.o", merge_heads(ctx))
@@ -232,41 +232,19 @@ class IntTransformer:
             return emit(self.hook, "out_proj", h.dequantize() @ self.fp.w["embed"].T.astype(np.float64))
         return emit(self.hook, "out_proj", self.matmul("out_proj", h, self.q["out_proj"]))
 
-    # --- stacks (as FP32Transformer.encode / decode) --------------------------------------------------------
-    def encode(self, src: np.ndarray) -> tuple[QBatch, np.ndarray]:
-        src = np.asarray(src)
-        mask = (src != PAD)[:, None, None, :]
-        x = self.embedding("enc.embed", src)
-        for i in range(self.cfg.enc_layers):
-            p, h = f"enc.{i}", self.norm(f"enc.{i}.ln1", x)
-            x = self.residual(f"{p}.res1", x, self.attention(f"{p}.self_attn", h, h, mask))
-            x = self.residual(f"{p}.res2", x, self.ffn(f"{p}.ffn", self.norm(f"{p}.ln2", x)))
-        return batch(self.norm("enc.ln_f", x)), mask
+    # --- stacks: FP32Transformer's own encode / decode_hidden, run on this class's integer modules ---------------
+    decode_hidden = FP32Transformer.decode_hidden
+    logits = FP32Transformer.logits
 
-    def decode_hidden(self, tgt_in: np.ndarray, mem: QTensor, src_mask: np.ndarray, cache: list | None = None,
-                      start: int = 0) -> QTensor:
-        t = np.asarray(tgt_in).shape[1]
-        causal = (np.arange(start + t)[None, :] <= start + np.arange(t)[:, None])[None, None]
-        x = self.embedding("dec.embed", tgt_in, start)
-        for i in range(self.cfg.dec_layers):
-            p, h = f"dec.{i}", self.norm(f"dec.{i}.ln1", x)
-            x = self.residual(f"{p}.res1", x, self.attention(f"{p}.self_attn", h, h, causal,
-                                                             None if cache is None else cache[i]))
-            x = self.residual(f"{p}.res2", x, self.attention(f"{p}.cross_attn", self.norm(f"{p}.ln2", x), mem,
-                                                             src_mask, memo=None if cache is None else
-                                                             cache[i].setdefault("cross", {})))
-            x = self.residual(f"{p}.res3", x, self.ffn(f"{p}.ffn", self.norm(f"{p}.ln3", x)))
-        return self.norm("dec.ln_f", x)
+    def encode(self, src: np.ndarray) -> tuple[QBatch, np.ndarray]:
+        mem, mask = FP32Transformer.encode(self, np.asarray(src))
+        return batch(mem), mask
 
     def decode(self, tgt_in: np.ndarray, mem: QTensor, src_mask: np.ndarray, cache: list | None = None,
                start: int = 0) -> np.ndarray:
         """Logits [B, T, V] of target positions start..start+T-1 (int64 when the projection is integer)."""
         logits = self.project(self.decode_hidden(tgt_in, check_qtensor(mem, "mem"), src_mask, cache, start))
         return logits.values if isinstance(logits, QTensor) else logits
-
-    def logits(self, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
-        mem, mask = self.encode(src)
-        return self.decode(tgt_in, mem, mask)
 
 
 class DequantizedScores:

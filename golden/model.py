@@ -247,7 +247,16 @@ class FP32Transformer:
 
     def decode(self, tgt_in: np.ndarray, mem: np.ndarray, src_mask: np.ndarray, cache: list | None = None,
                start: int = 0) -> np.ndarray:
-        """Pre-LN decoder on target positions start..start+T-1 -> logits [B, T, V]. With cache (a list of one
+        """Logits [B, T, V] of target positions start..start+T-1 (see decode_hidden)."""
+        return self.project(self.decode_hidden(tgt_in, mem, src_mask, cache, start))
+
+    def project(self, h: np.ndarray) -> np.ndarray:
+        """Output projection on the shared embedding: logits = h E^T."""
+        return emit(self.hook, "out_proj", h @ self.w["embed"].T)
+
+    def decode_hidden(self, tgt_in: np.ndarray, mem: np.ndarray, src_mask: np.ndarray, cache: list | None = None,
+                      start: int = 0) -> np.ndarray:
+        """Pre-LN decoder on target positions start..start+T-1 -> final hidden states [B, T, d]. With cache (a list of one
         dict per layer) earlier positions' self-attention keys/values are reused: incremental decoding.
         The layer dict's "k"/"v" are the self-attention's (beam search reorders them); "cross" holds the
         cross-attention's keys/values of mem, computed at the first step."""
@@ -261,7 +270,7 @@ class FP32Transformer:
             x = self.residual(f"{p}.res2", x, self.attention(f"{p}.cross_attn", self.norm(f"{p}.ln2", x), mem,
                                                              src_mask, cross_cache(cache, i), grow=False))
             x = self.residual(f"{p}.res3", x, self.ffn(f"{p}.ffn", self.norm(f"{p}.ln3", x)))
-        return emit(self.hook, "out_proj", self.norm("dec.ln_f", x) @ self.w["embed"].T)
+        return self.norm("dec.ln_f", x)
 
     def logits(self, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
         """Teacher-forced logits [B, T, V] (what training computes)."""
