@@ -120,15 +120,15 @@ module itx_gemm_ctrl #(
     localparam ND = ROWS + COLS - 1;
     wire [ROWS*IN_BITS-1:0] a_left;
     wire [COLS*IN_BITS-1:0] b_top;
-    reg  [ND-1:0]           v_diag, f_diag, l_diag;
+    reg  [ND:0]             v_diag, f_diag, l_diag;  // bit ND is spare: keeps a 1x1 array legal
 
     always @(posedge clk) begin
         if (rst) begin
             v_diag <= 0;
         end else if (en) begin
-            v_diag <= {v_diag[ND-2:0], fire};
-            f_diag <= {f_diag[ND-2:0], first};
-            l_diag <= {l_diag[ND-2:0], last_k};
+            v_diag <= {v_diag[ND-1:0], fire};
+            f_diag <= {f_diag[ND-1:0], first};
+            l_diag <= {l_diag[ND-1:0], last_k};
         end
     end
 
@@ -161,7 +161,8 @@ module itx_gemm_ctrl #(
     wire [ROWS*COLS*ACC_BITS-1:0] res;
     itx_array #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_array (
         .clk(clk), .en(en),
-        .a_left(a_left), .b_top(b_top), .v_diag(v_diag), .f_diag(f_diag), .l_diag(l_diag),
+        .a_left(a_left), .b_top(b_top),
+        .v_diag(v_diag[ND-1:0]), .f_diag(f_diag[ND-1:0]), .l_diag(l_diag[ND-1:0]),
         .res(res)
     );
 

