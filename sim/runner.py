@@ -19,7 +19,6 @@ from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
 from sim.scoreboard import check_gemm
 
 MEM_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_mem.v"
-SIMULATORS = ("icarus", "verilator")
 
 
 def waves_requested() -> bool:
