@@ -2,13 +2,16 @@
 rounded numbers, so REPORT.md and the figures show exactly what the JSON holds."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from itx.report.measure import Lab, storage
 from itx.report.plan import MODULE_NAMES, Profile, Run, int_modules, layer_groups
 
 TABLE2_MODELS = ("vanilla", "integer")
-ABLATION_MODEL = "integer"  # the model whose every module has an integer form (poly attention, L1 LayerNorm)
+ABLATION_MODEL = "integer"
+RTL_RUN = Path(__file__).resolve().parents[2] / "reports" / "sim" / "sentence0.json"  # the model whose every module has an integer form (poly attention, L1 LayerNorm)
 
 
 def bleu2(x: float) -> float:
@@ -129,8 +132,26 @@ class Builder:
                 "cycles_per_sentence": round(cyc / n), "pe_utilisation": round(macs / (r * c * cyc), 4)})
         return rows
 
+    @staticmethod
+    def rtl_check(path=RTL_RUN) -> list[dict]:
+        """The cycle formula against the RTL layer-by-layer run (reports/sim/, `itx sim`): GEMMs whose measured
+        cycles equal formula + 1 (the testbench's registered valid), and totals. Linear layers also pass
+        through itx_requant, whose re-scaling throughput the formula leaves out."""
+        try:
+            run = json.loads(Path(path).read_text())
+            gemms, (rows, cols) = run["gemms"], (int(v) for v in str(run["array"]).split("x"))
+            pred = [gemm_cycles(*g["shape"], rows, cols) + 1 for g in gemms]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a readable RTL run summary ({exc})") from None
+        rtl = [g["cycles"] for g in gemms]
+        exact = [p == c for p, c in zip(pred, rtl)]
+        return [{"run": Path(path).stem, "array": run["array"], "gemms": len(gemms), "exact": sum(exact),
+                 "formula_cycles": sum(pred), "rtl_cycles": sum(rtl),
+                 "rtl_cycles_other_gemms": sum(c for c, e in zip(rtl, exact) if not e),
+                 "formula_cycles_other_gemms": sum(p for p, e in zip(pred, exact) if not e)}]
+
     def sections(self) -> dict:
-        return {"table2": self.table2(), "storage": self.storage(), "per_layer": self.per_layer(),
+        return {"rtl_check": self.rtl_check(), "table2": self.table2(), "storage": self.storage(), "per_layer": self.per_layer(),
                 "modules": self.modules(), "bits": self.bits(), "design": self.design(), "cycles": self.cycles()}
 
 

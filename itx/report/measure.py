@@ -90,7 +90,7 @@ class Lab:
 
             d = model_dir(name)
             cfg, w = load(d)
-            self._models[name] = cfg, w, sha256_of([d / WEIGHTS])[:16]
+            self._models[name] = cfg, w, hashlib.sha256((d / WEIGHTS).read_bytes()).hexdigest()[:16]
         return self._models[name]
 
     def build(self, run: Run):
