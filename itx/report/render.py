@@ -3,6 +3,7 @@ order and float formatting, no timestamps, PNGs saved without software/date meta
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 from itx.report.plan import MODULE_NAMES
@@ -61,8 +62,11 @@ def _plt():
 
 
 def _save(fig, path: Path, meta: dict, what: str) -> None:
-    fig.text(0.005, 0.005, f"{meta['command']}  |  {what}  |  {meta['sentences']} {meta['split']} sentences/pair, "
-             f"greedy, sacreBLEU  |  code {meta['code_version']}", fontsize=6, color="0.35", ha="left", va="bottom")
+    """Footer with the command and config (wrapped to the figure width), then a metadata-free PNG."""
+    note = textwrap.wrap(f"{meta['command']}  |  {what}  |  {meta['sentences']} {meta['split']} sentences/pair, "
+                         f"greedy, sacreBLEU  |  code {meta['code_version']}", int(fig.get_figwidth() * 22))
+    fig.tight_layout(rect=(0, (8 * len(note) + 6) / (72 * fig.get_figheight()), 1, 1))
+    fig.text(0.005, 0.005, "\n".join(note), fontsize=6, color="0.35", ha="left", va="bottom")
     fig.savefig(path, dpi=110, metadata={"Software": None})
     fig.clf()
 
@@ -74,9 +78,9 @@ def _short(layer: str) -> str:
 def fig_per_layer(rows, meta, path: Path) -> None:
     plt = _plt()
     pairs = sorted({r["pair"] for r in rows})
-    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 5), squeeze=False)
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(11, 4.5 * len(pairs)), squeeze=False)
     kinds = sorted({r["kind"] for r in rows})
-    for ax, pair in zip(axes[0], pairs):
+    for ax, pair in zip(axes[:, 0], pairs):
         pts = [r for r in rows if r["pair"] == pair]
         for i, kind in enumerate(kinds):
             sel = [r for r in pts if r["kind"] == kind]
@@ -90,8 +94,7 @@ def fig_per_layer(rows, meta, path: Path) -> None:
         ax.axhline(0, color="0.6", lw=0.6)
         ax.set(xlabel="MSE, FP32 vs dequantized INT8 layer output (activation units², log)",
                ylabel="ΔBLEU vs FP32 (BLEU points)", title=f"{pair}: only this layer in INT8 (Lin et al. Fig. 7)")
-        ax.legend(fontsize=6, loc="lower left")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+        ax.legend(fontsize=6, loc="best")
     _save(fig, path, meta, "model integer, IntConfig default (INT8, row scales, dyadic match, paper rescale) "
           "on the named layer only; other modules FP32 between quantize/dequantize")
 
@@ -111,7 +114,6 @@ def fig_modules(rows, meta, path: Path) -> None:
     ax.axhline(0, color="0.6", lw=0.6)
     ax.set(ylabel="ΔBLEU vs FP32 (BLEU points)", title="Only this module type in INT8 (Lin et al. Fig. 6), model integer")
     ax.legend()
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path, meta, "IntConfig(modules={type}), INT8, row scales; others FP32 between quantize/dequantize")
 
 
@@ -129,7 +131,6 @@ def fig_bits(rows, fp32: dict, meta, path: Path) -> None:
            "model integer")
     ax.set_xticks(sorted({r["bits"] for r in rows}))
     ax.legend(fontsize=6)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path, meta, "IntConfig(bits=b) all modules; QCDTransformer(bits=b, bucket=256)")
 
 
@@ -151,7 +152,6 @@ def fig_design(rows, cycles, fp32: dict, meta, path: Path) -> None:
     bx.margins(y=0.15)
     bx.set(xlabel="systolic array (rows x cols)", ylabel="GEMM cycles per sentence",
            title=f"Array cycles per sentence ({cycles[0]['sentences_traced']} traced, {pair}, INT8)")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path, meta, "model integer, IntConfig(bits, rescale, acc_bits), overflow from hw/config.toml; "
           "cycles: hw/README.md formula, no stalls")
 
