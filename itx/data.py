@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import html.parser
+import io
 import json
 import re
 import subprocess
@@ -178,13 +179,15 @@ def train_spm(data: Path = DATA, vocab_size: int = VOCAB_SIZE) -> Path:
     for pair in PAIRS:
         for _, _, en, tgt in read_tsv(split_path("train", pair, data)):
             text += [en, tgt]
+    model = io.BytesIO()  # in memory: a model_prefix path would be recorded in the file, varying by checkout
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(text), model_prefix=str(data / SPM_PREFIX), vocab_size=vocab_size,
+        sentence_iterator=iter(text), model_writer=model, vocab_size=vocab_size,
         model_type="unigram", character_coverage=1.0, user_defined_symbols=list(TAGS),
         pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=1, shuffle_input_sentence=False,
         input_sentence_size=0, minloglevel=2)
-    (data / f"{SPM_PREFIX}.vocab").unlink(missing_ok=True)  # the .model holds everything
-    return data / f"{SPM_PREFIX}.model"
+    path = data / f"{SPM_PREFIX}.model"
+    path.write_bytes(model.getvalue())
+    return path
 
 
 def sha256(path: Path) -> str:
