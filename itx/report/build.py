@@ -10,8 +10,8 @@ from itx.report.measure import Lab, storage
 from itx.report.plan import MODULE_NAMES, Profile, Run, int_modules, layer_groups
 
 TABLE2_MODELS = ("vanilla", "integer")
-ABLATION_MODEL = "integer"
-RTL_RUN = Path(__file__).resolve().parents[2] / "reports" / "sim" / "sentence0.json"  # the model whose every module has an integer form (poly attention, L1 LayerNorm)
+ABLATION_MODEL = "integer"  # the model whose every module has an integer form (poly attention, L1 LayerNorm)
+RTL_RUN = Path(__file__).resolve().parents[2] / "reports" / "sim" / "sentence0.json"  # `itx sim` layer run
 
 
 def bleu2(x: float) -> float:
@@ -151,8 +151,9 @@ class Builder:
                  "formula_cycles_other_gemms": sum(p for p, e in zip(pred, exact) if not e)}]
 
     def sections(self) -> dict:
-        return {"rtl_check": self.rtl_check(), "table2": self.table2(), "storage": self.storage(), "per_layer": self.per_layer(),
-                "modules": self.modules(), "bits": self.bits(), "design": self.design(), "cycles": self.cycles()}
+        return {"rtl_check": self.rtl_check(), "table2": self.table2(), "storage": self.storage(),
+                "per_layer": self.per_layer(), "modules": self.modules(), "bits": self.bits(),
+                "design": self.design(), "cycles": self.cycles()}
 
 
 def headlines(s: dict) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from golden.config import ROOT
-from itx.report.plan import Run
+from itx.report.plan import Run, layer_groups
 
 CACHE_FORMAT = 1
 # Everything a BLEU/MSE/shape number depends on besides the weights: the golden model, search and scoring code.
@@ -53,12 +53,6 @@ class Cache:
         tmp.write_text(json.dumps({"key": key, "value": value}, sort_keys=True))
         tmp.replace(path)  # atomic: an interrupted run never leaves a half-written entry
         return value
-
-
-def padded(seqs: list[list[int]]) -> np.ndarray:
-    from golden.model import pad_batch
-
-    return pad_batch(seqs)
 
 
 class Lab:
@@ -129,6 +123,7 @@ class Lab:
 
     def _teacher_batches(self, pair: str, size: int = 16):
         """(src ids, target input ids) of the reference translations, in batches (teacher forcing)."""
+        from golden.model import pad_batch as padded
         from golden.tokenizer import BOS
 
         rows = self.rows[pair]
@@ -161,8 +156,6 @@ class Lab:
             from golden.model import FP32Transformer
 
             cfg, w, _ = self.model(run.model)
-            from itx.report.plan import layer_groups
-
             names = {g[2] for gran in ("module", "block") for g in layer_groups(cfg, gran)}
             self._fp32_acts[ref_key] = self._activations(FP32Transformer(cfg, w), run.pair, names)
         got = self._activations(self.build(run), run.pair, {act})
@@ -202,7 +195,8 @@ def storage(weights: dict[str, np.ndarray], bits: int = 8, param_bits: int = 16)
     output column, embedding one per row for the lookup plus a per-tensor copy for the output projection, 1-D
     parameters at param_bits with one scale); and integer with one scale per tensor."""
     fp32 = sum(4 * v.size for v in weights.values())
-    val = lambda v, b: v.size * math.ceil(b / 8)  # noqa: E731 - whole bytes per value, as stored in memory
+    def val(v: np.ndarray, b: int) -> int:
+        return v.size * math.ceil(b / 8)  # whole bytes per value, as stored in memory
     values = sum(val(v, bits if v.ndim == 2 else param_bits) for v in weights.values())
     channel_scales = sum(v.shape[1] if k.endswith(".w") else v.shape[0] if k == "embed" else 1
                          for k, v in weights.items())

@@ -112,7 +112,8 @@ def fig_modules(rows, meta, path: Path) -> None:
     ax.set_xticks([i + width * (len(pairs) - 1) / 2 for i in range(len(kinds))],
                   [MODULE_NAMES.get(k, k) if k != "none" else "none\n(boundaries only)" for k in kinds])
     ax.axhline(0, color="0.6", lw=0.6)
-    ax.set(ylabel="ΔBLEU vs FP32 (BLEU points)", title="Only this module type in INT8 (Lin et al. Fig. 6), model integer")
+    ax.set(ylabel="ΔBLEU vs FP32 (BLEU points)",
+           title="Only this module type in INT8 (Lin et al. Fig. 6), model integer")
     ax.legend()
     _save(fig, path, meta, "IntConfig(modules={type}), INT8, row scales; others FP32 between quantize/dequantize")
 
