@@ -24,7 +24,7 @@ def _run(args) -> int:
     from itx.report import render
     from itx.report.build import Builder, headlines
     from itx.report.measure import Lab
-    from itx.report.plan import PROFILES
+    from itx.report.plan import PROFILES, Run
 
     start = time.perf_counter()
     out, pairs = Path(args.out), tuple(args.pair or PAIRS)
@@ -38,7 +38,7 @@ def _run(args) -> int:
     hw = load_hw_config()
     report = {"meta": {"command": command_line(args), "profile": profile.name, "sentences": args.sentences,
                        "split": lab.split, "pairs": list(pairs), "code_version": lab.code,
-                       "sacrebleu": lab.bleu(next(iter(dry.runs)))["signature"],
+                       "sacrebleu": lab.bleu(Run.of("fp32", "integer", pairs[0]))["signature"],
                        "weights": {m: lab.model(m)[2] for m in ("integer", "vanilla")},
                        "hw": f"{hw.rows}x{hw.cols} array, in_bits={hw.in_bits}, acc_bits={hw.acc_bits}, "
                              f"overflow={hw.overflow}"},
