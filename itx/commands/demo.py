@@ -59,7 +59,7 @@ def _run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main job: FP32 / INT8 / INT6 / QCD BLEU on a test slice, examples, vectors")
     p.add_argument("--model", default="integer", help="committed model name or exported model dir")
-    p.add_argument("--limit", type=int, default=40, help="test sentences per pair (default 40)")
+    p.add_argument("--limit", type=int, default=100, help="test sentences per pair (default 100)")
     p.add_argument("--out", default="build/demo-vectors", help="directory for the golden vectors "
                    "(default build/demo-vectors, git-ignored)")
     p.set_defaults(func=_run)
