@@ -48,7 +48,7 @@ def test_files_and_sections(light):
         assert f"]({png})" in text, f"REPORT.md does not show {png}"
         assert b"Software" not in data, f"{png} carries software metadata (not reproducible)"
     assert "itx report --sentences 2 --profile ci --pair en-de" in text
-    assert "first **2** sentence pairs" in text
+    assert "**2** sentence pairs per language pair, evenly spaced" in text
 
 
 def test_markdown_numbers_equal_json(light):
@@ -79,17 +79,18 @@ def test_report_content_is_consistent(light):
         assert r["delta_bleu"] == pytest.approx(r["bleu"] - fp32[r["pair"]], abs=0.011)
     assert all(r["mse"] >= 0 for r in s["per_layer"])
     assert {r["layer"] for r in s["per_layer"]} >= {"enc.embed", "enc.0", "dec.0", "out_proj"}
+    assert all(r["delta_std"] >= 0 for r in s["table2"])
     for r in s["storage"]:
         assert r["int8_per_tensor_bytes"] < r["int8_per_channel_bytes"] < r["fp32_bytes"]
 
 
 def test_rerun_from_cache_is_byte_identical(light, tmp_path, monkeypatch):
     out, cache = light
-    import itx.commands.eval as ev
+    import golden.model
 
     def no_decode(*a, **k):
         raise AssertionError("re-run decoded instead of reading the cache")
-    monkeypatch.setattr(ev, "evaluate", no_decode)
+    monkeypatch.setattr(golden.model, "translate", no_decode)
     assert main(ARGS + ["--out", str(tmp_path), "--cache", str(cache)]) == 0
     for f in sorted(p.name for p in out.iterdir()):
         assert (tmp_path / f).read_bytes() == (out / f).read_bytes(), f"{f} differs between two runs"
@@ -146,3 +147,8 @@ def test_gemm_cycles_formula(m, k, n, rows, cols, cycles):
 def test_rtl_check_against_committed_run():
     row = build.Builder.rtl_check()[0]
     assert row["exact"] > 0 and row["formula_cycles"] <= row["rtl_cycles"]
+
+
+def test_sample_evenly_spaced():
+    assert measure.sample(10, 2) == [0, 5] and measure.sample(7, 7) == list(range(7))
+    assert measure.sample(1017, 32)[-1] < 1017

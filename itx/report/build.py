@@ -65,8 +65,10 @@ class Builder:
             mods = int_modules(self.lab.model(model)[0])
             for pair in self.pairs:
                 run = Run.of("sp", model, pair, **({} if len(mods) == len(MODULE_NAMES) else {"modules": mods}))
-                rows.append({"model": model, "pair": pair, "fp32_bleu": bleu2(self.fp32(model, pair)),
-                             "int8_bleu": bleu2(self.bleu(run)), "int8_modules": ",".join(mods)})
+                base = Run.of("fp32", model, pair)
+                rows.append({"model": model, "pair": pair, "fp32_bleu": bleu2(self.bleu(base)),
+                             "int8_bleu": bleu2(self.bleu(run)), "int8_modules": ",".join(mods),
+                             "delta_std": 0.0 if self.dry else bleu2(self.lab.bootstrap_std(run, base))})
                 rows[-1]["delta_bleu"] = bleu2(rows[-1]["int8_bleu"] - rows[-1]["fp32_bleu"])
         return rows
 

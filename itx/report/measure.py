@@ -14,7 +14,7 @@ import numpy as np
 from golden.config import ROOT
 from itx.report.plan import Run, layer_groups
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: sentences evenly spaced over the split (1: the first N)
 # Everything a BLEU/MSE/shape number depends on besides the weights: the golden model, search and scoring code.
 CODE_FILES = ("golden/*.py", "itx/commands/eval.py", "data/spm.model")
 
@@ -28,6 +28,12 @@ def sha256_of(paths) -> str:
 
 def code_version() -> str:
     return sha256_of(sorted(p for pattern in CODE_FILES for p in ROOT.glob(pattern)))[:16]
+
+
+def sample(total: int, n: int) -> list[int]:
+    """n row indices evenly spaced over a split of `total` rows (the split is ordered by help page, so the
+    first n rows would come from a handful of pages)."""
+    return [i * total // n for i in range(n)]
 
 
 class Cache:
@@ -74,7 +80,7 @@ class Lab:
             rows = data.read_tsv(data.split_path(split, pair))
             if len(rows) < sentences:
                 raise ValueError(f"--sentences {sentences}: {split}.{pair} has only {len(rows)} sentence pairs")
-            self.rows[pair] = rows[:sentences]
+            self.rows[pair] = [rows[i] for i in sample(len(rows), sentences)]
 
     # --- models ------------------------------------------------------------------------------------------------
     def model(self, name: str) -> tuple:
@@ -115,11 +121,34 @@ class Lab:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        from itx.commands.eval import evaluate
+        import sacrebleu
+        from tqdm import tqdm
 
-        score, sig, hyps = evaluate(self.build(run), self.tok, run.pair, self.split, beam=1, limit=self.n,
-                                    progress=self.progress)
-        return self.cache.put(key, {"bleu": score.score, "signature": str(sig), "hyps": hyps})
+        from golden.model import translate
+
+        rows = self.rows[run.pair]
+        with tqdm(total=len(rows), desc=run.pair, disable=not self.progress, leave=False) as bar:
+            hyps = translate(self.build(run), self.tok, [r[2] for r in rows], run.pair[3:], progress=bar.update)
+        bleu = sacrebleu.metrics.BLEU()
+        score = bleu.corpus_score(hyps, [[r[3] for r in rows]])
+        return self.cache.put(key, {"bleu": score.score, "signature": str(bleu.get_signature()), "hyps": hyps})
+
+    def bootstrap_std(self, run: Run, base: Run, resamples: int = 200, seed: int = 0) -> float:
+        """Standard deviation of BLEU(run) - BLEU(base) over paired bootstrap resamples of the sentences
+        (Koehn 2004): how much of a ΔBLEU is sampling noise of the N sentences."""
+        import sacrebleu
+
+        refs = [r[3] for r in self.rows[run.pair]]
+        a, b = self.bleu(run)["hyps"], self.bleu(base)["hyps"]
+
+        def bleu_at(hyps: list[str], idx: np.ndarray) -> float:
+            return sacrebleu.corpus_bleu([hyps[i] for i in idx], [[refs[i] for i in idx]]).score
+
+        rng, deltas = np.random.default_rng(seed), []
+        for _ in range(resamples):
+            idx = rng.integers(0, len(refs), len(refs))
+            deltas.append(bleu_at(a, idx) - bleu_at(b, idx))
+        return float(np.std(deltas))
 
     def _teacher_batches(self, pair: str, size: int = 16):
         """(src ids, target input ids) of the reference translations, in batches (teacher forcing)."""
