@@ -184,6 +184,9 @@ def write_markdown(report: dict, path: Path) -> None:
         + ", ".join(f"{m} `{v}`" for m, v in meta["weights"].items())
         + f"; array config (hw/config.toml): {meta['hw']}. Numbers are also in `report.json`.",
         "",
+        "The models are small and under-trained (their FP32 BLEU over the whole test split is in "
+        "reports/fp32_bleu.md), so absolute BLEU is low; what matters here is the change integer arithmetic makes.",
+        "",
         f"Noise level: the standard deviation of ΔBLEU (fully integer model vs FP32) over 200 paired bootstrap "
         f"resamples of the sentences is {noise}; single-run ΔBLEU smaller than about twice that is not "
         "distinguishable from sampling noise at this N.",
