@@ -57,8 +57,8 @@ def register(sub) -> None:
     from itx.report.plan import PROFILES
 
     p = sub.add_parser("report", help="BLEU cost of integer arithmetic: REPORT.md, figures, report.json")
-    p.add_argument("--sentences", type=int, default=32,
-                   help="test sentence pairs per language pair (default 32, as in the committed report)")
+    p.add_argument("--sentences", type=int, default=48,
+                   help="test sentence pairs per language pair (default 48, as in the committed report)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="full",
                    help="full: every sweep; ci: a light version (whole-layer points, fewer bits/widths)")
     p.add_argument("--pair", action="append", choices=PAIRS, help="language pair (repeatable; default both)")
