@@ -10,7 +10,7 @@ import numpy as np
 
 from golden.config import HwConfig
 from golden.qtensor import QTensor
-from golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_scales, rescale_divisor
+from golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_along, match_scales, rescale_divisor
 from golden.rounding import ROUNDINGS, check_rounding, round_div
 
 SH_BITS = 6   # shifts 0..63 cover the dyadic range (golden rounds shifts > 62 to 0 before the RTL sees them)
@@ -58,11 +58,15 @@ def rescale_factors(x: np.ndarray, bits: int, granularity: str = "row", mode: st
 
 def linear_factors(acc: QTensor, bias: QTensor, bits: int, granularity: str = "row", mode: str = "paper",
                    block: int | None = None, rounding: str = "half_away") -> tuple[Factors, np.ndarray]:
-    """Post-GEMM of a linear layer, act(add(acc, bias)) as golden/int_model.py does it with dyadic matching:
-    acc's values go to the common scale by (mul, sh) in the RTL, the bias (a parameter) arrives matched.
-    Returns the factors and the golden sum t, whose group divisor they carry."""
-    acc_m, bias_m = match_scales([acc, bias], "dyadic", rounding)
-    mul, sh = dyadic_factors(acc.scale, acc_m.scale)
+    """Post-GEMM of a linear layer, act(add(match_along(acc, -1), bias)) as golden/int_model.py does it with
+    dyadic matching: acc's values go to the common scale by (mul, sh) in the RTL, the bias (a parameter) arrives
+    matched. Returns the factors and the golden sum t, whose group divisor they carry."""
+    along = match_along(acc, -1, "dyadic", rounding)
+    acc_m, bias_m = match_scales([along, bias], "dyadic", rounding)
+    if np.any(acc_m.scale < along.scale):
+        raise ValueError("linear_factors: bias scale below the accumulator's matched scale; the RTL re-scaling "
+                         "unit applies one dyadic step, golden would round twice")
+    mul, sh = dyadic_factors(acc.scale, along.scale)
     small = sh > _MAX_SHIFT                      # golden: the product rounds to 0
     mul = np.broadcast_to(np.where(small, 0, mul), acc.shape).astype(np.int64)
     sh = np.broadcast_to(np.where(small, 0, sh), acc.shape).astype(np.int64)

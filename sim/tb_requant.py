@@ -17,7 +17,7 @@ from cocotb.triggers import RisingEdge, with_timeout
 
 from golden.ops import add
 from golden.qtensor import QTensor
-from golden.quant import rescale
+from golden.quant import match_along, rescale
 from golden.rounding import ROUNDINGS
 from sim.requant import Factors, linear_factors, requant_model, rescale_factors, rounding_code
 from sim.stream import pack, unpack
@@ -128,7 +128,8 @@ async def rescale_eq10(dut):
 
 @cocotb.test()
 async def linear_dyadic(dut):
-    """A linear layer's act(add(x W, b)): dyadic matching of accumulator and bias (golden.ops.add), then
+    """A linear layer as golden/int_model.py runs it: act(add(match_along(x W, -1), b)), the per-column
+    accumulator scales matched along the features and the (finer) bias joining by dyadic matching, then
     Eq. 10 with both divisors, every rounding; per-row activation scales times per-column weight scales."""
     tb = Bench(dut)
     await tb.start()
@@ -140,8 +141,9 @@ async def linear_dyadic(dut):
             s = (tb.np_rng.uniform(0.5, 2, (rows, 1)) * tb.np_rng.uniform(0.5, 2, (1, tb.lanes))).astype(np.float32)
             acc = QTensor(x, s * np.float32(2.0 ** tb.np_rng.integers(-4, 12)), tb.acc)
             bias = QTensor(tb.np_rng.integers(-(1 << 15), 1 << 15, (1, tb.lanes)),
-                           tb.np_rng.uniform(0.5, 4, (1, tb.lanes)).astype(np.float32) * np.float32(64), 16)
-            want = rescale(add(acc, bias, "dyadic", rounding), tb.out, "row", mode, rounding=rounding).values
+                           tb.np_rng.uniform(1, 4, (1, tb.lanes)).astype(np.float32) * acc.scale.max(), 16)
+            matched = add(match_along(acc, -1, "dyadic", rounding), bias, "dyadic", rounding)
+            want = rescale(matched, tb.out, "row", mode, rounding=rounding).values
             f, _ = linear_factors(acc, bias, tb.out, "row", mode, rounding=rounding)
             n += await tb.check(x, f, want, np.zeros(x.shape, bool), f"linear {mode} {rounding}")
     dut._log.info("linear_dyadic: %d values bit-exact", n)

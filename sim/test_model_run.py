@@ -13,11 +13,11 @@ from golden.config import load_hw_config
 from golden.model import model_dir
 from golden.ops import add
 from golden.qtensor import QTensor
-from golden.quant import rescale
+from golden.quant import match_along, rescale
 from golden.vectors import read_manifest
 from itx.cli import main
-from sim.model_run import REQUANT, run_layers, sentence_vectors, write_vectors
-from sim.requant import linear_factors
+from sim.model_run import REQUANT, capture, run_layers, sentence_ids, sentence_vectors, write_vectors
+from sim.requant import linear_factors, requant_model
 from sim.runner import simulator_available
 
 CFG = load_hw_config()
@@ -39,10 +39,12 @@ def _synthetic(tmp_path, seed: int = 3):
         c = a @ b
         rq = None
         if mode:
-            acc = QTensor(c, rng.uniform(0.5, 2, (m, 1)).astype(np.float32) * np.float32(2.0 ** -10), 32)
+            # per-row activation x per-column weight scales, as in the model: matched along the features first
+            s = rng.uniform(0.5, 2, (m, 1)) * rng.uniform(0.5, 2, (1, n)) * 2.0 ** -10
+            acc = QTensor(c, s.astype(np.float32), 32)
             bias = QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(300), 16)
             f, _ = linear_factors(acc, bias, 8, "row", mode)
-            rq = (f, rescale(add(acc, bias, "dyadic"), 8, "row", mode).values)
+            rq = (f, rescale(add(match_along(acc, -1, "dyadic"), bias, "dyadic"), 8, "row", mode).values)
         gemms.append((name, a, b, c, rq))
     return read_manifest(write_vectors(tmp_path, gemms, CFG))
 
@@ -112,6 +114,19 @@ def _model() -> None:
         pytest.skip("models/integer not present")
 
 
+def test_requant_factors_reproduce_int_model():
+    """No simulator: for every linear layer of test sentence 0, what itx_requant computes from the captured
+    accumulator and factors is the integer model's INT8 output (the Y the RTL run compares with)."""
+    _model()
+    linears = [(name, c, rq) for name, _, _, c, rq in capture(*sentence_ids(0)) if rq is not None]
+    assert len(linears) > 20
+    for name, c, (f, y) in linears:
+        got, overflow = requant_model(c, f, CFG.acc_bits, CFG.in_bits)
+        bad = np.argwhere(got != y)
+        assert not bad.size, f"{name}{bad[0].tolist()}: expected {y[tuple(bad[0])]}, got {got[tuple(bad[0])]}"
+        assert not overflow.any(), name
+
+
 def test_first_encoder_layer_icarus(tmp_path):
     """Data flows model -> vectors -> RTL: enc.0 of test sentence 0 (q, k, v, o, per-head scores/context, FFN)."""
     _need()
@@ -131,3 +146,10 @@ def test_full_sentence_icarus(tmp_path):
     man, _ = sentence_vectors(0, CFG, tmp_path)
     results = run_layers(man, CFG, jobs=2)
     assert len(results) == len(man.gemms) and all(r.mismatches == 0 for r in results)
+
+
+def test_coarse_bias_is_refused():
+    """A bias coarser than the matched accumulator would make golden round twice; one dyadic step can't."""
+    acc = QTensor(np.arange(6).reshape(2, 3), np.float32(64), 32)
+    with pytest.raises(ValueError, match="bias scale below"):
+        linear_factors(acc, QTensor(np.ones((1, 3), np.int64), np.float32(2), 16), 8)
