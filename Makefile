@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install demo test test-slow bench
+.PHONY: install demo test test-slow bench report
 
 install:
 	@command -v iverilog >/dev/null || { apt-get update -qq && apt-get install -y -qq iverilog; }
@@ -19,3 +19,6 @@ test-slow: install
 
 bench: install
 	itx bench gemm
+
+report: install
+	itx report

@@ -25,10 +25,8 @@ def parse_shapes(text: str) -> list[tuple[int, int, int]]:
 
 
 def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "BLAS: unknown (pip install threadpoolctl to report the kernel)"
+    from threadpoolctl import threadpool_info
+
     libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     return "; ".join(f"BLAS: {i['internal_api']} {i['version']} kernel={i.get('architecture')} "
                      f"threads={i['num_threads']}" for i in libs) or "BLAS: none found"

@@ -53,12 +53,9 @@ def add_int_args(p) -> None:
 
 def one_blas_thread():
     """Context limiting BLAS to one thread (OpenBLAS threads spin against other processes on a busy 2-core
-    machine: 1000x slower small GEMMs measured); a no-op without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        from contextlib import nullcontext
-        return nullcontext()
+    machine: 1000x slower small GEMMs measured)."""
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1, user_api="blas")
 
 
