@@ -1,7 +1,12 @@
-// ROWS x COLS output-stationary systolic array of itx_pe. Row r takes A from the left, column c takes B
-// from the top (the caller skews row r and column c by r and c cycles); PE (r, c) takes the step flags of
-// anti-diagonal r + c, which the caller delays by r + c cycles.
-// Nets are per PE (net arrays, not one wide bus): Icarus then only wakes the PE whose input changed.
+// ROWS x COLS output-stationary systolic array of itx_pe with its operand shift registers and result rows.
+// A moves right through one shift register per row, B down through one per column: stage s holds the value
+// that entered s+1 enabled cycles ago, and stage r + c feeds PE (r, c). Row r's first r stages and column c's
+// first c stages are the input skew; the rest are the systolic operand registers. PE (r, c) takes the step
+// flags of anti-diagonal r + c, which the caller delays by r + c + 1 cycles to match.
+// ld copies every PE's published sum into the result rows; each sh moves them up one row, so row_out shows
+// rows 0, 1, 2, ... of the finished tile in turn (the output buffer, drained in row order).
+// Every net has a single driver and buses are chains of whole-net concatenations: Icarus then propagates
+// only what changed and never resolves partial drivers bit by bit.
 module itx_array #(
     parameter ROWS     = 8,
     parameter COLS     = 8,
@@ -9,37 +14,67 @@ module itx_array #(
     parameter ACC_BITS = 32,
     parameter SATURATE = 0
 ) (
-    input  wire                            clk,
-    input  wire                            en,
-    input  wire [ROWS*IN_BITS-1:0]         a_left,
-    input  wire [ROWS+COLS-2:0]            v_diag,   // step flags of anti-diagonal r + c
-    input  wire [ROWS+COLS-2:0]            f_diag,
-    input  wire [ROWS+COLS-2:0]            l_diag,
-    input  wire [COLS*IN_BITS-1:0]         b_top,
-    output wire [ROWS*COLS*ACC_BITS-1:0]   res      // PE (r, c) at index r*COLS + c
+    input  wire                      clk,
+    input  wire                      en,       // 0 freezes the shift registers and the PEs
+    input  wire [ROWS*IN_BITS-1:0]   in_a,     // lane r: A[row r of the tile][k], not skewed
+    input  wire [COLS*IN_BITS-1:0]   in_b,     // lane c: B[k][column c of the tile], not skewed
+    input  wire [ROWS+COLS-2:0]      v_diag,   // step flags of anti-diagonal r + c
+    input  wire [ROWS+COLS-2:0]      f_diag,
+    input  wire [ROWS+COLS-2:0]      l_diag,
+    input  wire                      ld,       // load the result rows from the PEs
+    input  wire                      sh,       // move the result rows up by one
+    output wire [COLS*ACC_BITS-1:0]  row_out   // the top result row, lane c = column c
 );
-    localparam HW = COLS + 1;  // horizontal nets per row: left edge + one per PE output
-    wire [IN_BITS-1:0] ah [0:ROWS*HW-1];
-    wire [IN_BITS-1:0] bv [0:(ROWS+1)*COLS-1];
+    localparam ND = ROWS + COLS - 1;
+    wire [ND-1:0] v_en = v_diag & {ND{en}};  // a frozen array does no step
 
     genvar r, c;
     generate
-        for (r = 0; r < ROWS; r = r + 1) begin : g_left
-            assign ah[r*HW] = a_left[r*IN_BITS +: IN_BITS];
+        for (r = 0; r < ROWS; r = r + 1) begin : g_arow
+            reg [(r+COLS)*IN_BITS-1:0] sr;
+            if (r + COLS == 1) begin : g_one
+                always @(posedge clk) if (en) sr <= in_a[r*IN_BITS +: IN_BITS];
+            end else begin : g_shift
+                always @(posedge clk) if (en) sr <= {sr[(r+COLS-1)*IN_BITS-1:0], in_a[r*IN_BITS +: IN_BITS]};
+            end
         end
-        for (c = 0; c < COLS; c = c + 1) begin : g_top
-            assign bv[c] = b_top[c*IN_BITS +: IN_BITS];
+        for (c = 0; c < COLS; c = c + 1) begin : g_bcol
+            reg [(c+ROWS)*IN_BITS-1:0] sr;
+            if (c + ROWS == 1) begin : g_one
+                always @(posedge clk) if (en) sr <= in_b[c*IN_BITS +: IN_BITS];
+            end else begin : g_shift
+                always @(posedge clk) if (en) sr <= {sr[(c+ROWS-1)*IN_BITS-1:0], in_b[c*IN_BITS +: IN_BITS]};
+            end
         end
+
         for (r = 0; r < ROWS; r = r + 1) begin : g_row
             for (c = 0; c < COLS; c = c + 1) begin : g_col
+                wire [ACC_BITS-1:0] res;
                 itx_pe #(.IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) pe (
-                    .clk(clk), .en(en),
-                    .a_in(ah[r*HW+c]), .b_in(bv[r*COLS+c]),
-                    .v_in(v_diag[r+c]), .f_in(f_diag[r+c]), .l_in(l_diag[r+c]),
-                    .a_out(ah[r*HW+c+1]), .b_out(bv[(r+1)*COLS+c]),
-                    .res(res[(r*COLS+c)*ACC_BITS +: ACC_BITS])
+                    .clk(clk), .step({v_en[r+c], f_diag[r+c], l_diag[r+c]}),
+                    .a_in(g_arow[r].sr[(r+c)*IN_BITS +: IN_BITS]),
+                    .b_in(g_bcol[c].sr[(r+c)*IN_BITS +: IN_BITS]),
+                    .res(res)
                 );
+                wire [(c+1)*ACC_BITS-1:0] sums;  // res of PEs (r, 0..c)
+                if (c == 0) begin : g_first
+                    assign sums = res;
+                end else begin : g_next
+                    assign sums = {res, g_col[c-1].sums};
+                end
+            end
+            reg  [COLS*ACC_BITS-1:0] result;
+            wire [COLS*ACC_BITS-1:0] below;
+            if (r == ROWS - 1) begin : g_bottom
+                assign below = {(COLS*ACC_BITS){1'b0}};
+            end else begin : g_up
+                assign below = g_row[r+1].result;
+            end
+            always @(posedge clk) begin
+                if (ld) result <= g_col[COLS-1].sums;
+                else if (sh) result <= below;
             end
         end
     endgenerate
+    assign row_out = g_row[0].result;
 endmodule

@@ -33,7 +33,6 @@ module itx_gemm_ctrl #(
     // copy, i.e. last steps of successive tiles at least GAP enabled cycles apart (binds only for small K).
     localparam GAP = ROWS + COLS - 1;
     localparam RW  = $clog2(ROWS + 1);
-    localparam OW  = COLS * ACC_BITS;
     localparam [DIM_BITS-1:0] ROWS_D = ROWS[DIM_BITS-1:0];  // dimension-width copies keep comparisons width-clean
     localparam [DIM_BITS-1:0] COLS_D = COLS[DIM_BITS-1:0];
     localparam [DIM_BITS-1:0] GAP_D  = GAP[DIM_BITS-1:0];
@@ -52,13 +51,11 @@ module itx_gemm_ctrl #(
     wire [RW-1:0] tile_rows = last_m ? m_now[RW-1:0] : ROWS[RW-1:0];
 
     // ---- done pipeline: tile tag travels LAT enabled cycles behind its last step ----------------------
-    reg           dl_v    [0:LAT-1];
-    reg           dl_last [0:LAT-1];
-    reg [RW-1:0]  dl_rows [0:LAT-1];
+    reg [LAT-1:0]    dl_v, dl_last;
+    reg [LAT*RW-1:0] dl_rows;
     wire done_v = dl_v[LAT-1];
 
-    // ---- output side: one tile of results buffered, drained a row per beat ----------------------------
-    reg [OW-1:0] obuf [0:(1 << RW) - 1];  // power-of-two depth: rd indexes it at full width
+    // ---- output side: one tile of results in the array's result rows, drained a row per beat -----------
     reg          ob_busy, ob_last;
     reg [RW-1:0] ob_rows, rd;
     wire out_fire  = ob_busy && out_ready;
@@ -69,7 +66,6 @@ module itx_gemm_ctrl #(
 
     assign in_ready  = en && (!last_k || gap >= GAP_D);
     assign out_valid = ob_busy;
-    assign out_data  = obuf[rd];
     assign out_last  = ob_last && (rd == ob_rows - 1'b1);
     wire fire = in_valid && in_ready;
 
@@ -98,72 +94,44 @@ module itx_gemm_ctrl #(
         end
     end
 
-    integer i;
+    // vectors, not arrays: one shift each per cycle
     always @(posedge clk) begin
         if (rst) begin
-            for (i = 0; i < LAT; i = i + 1) dl_v[i] <= 1'b0;
+            dl_v <= 0;
         end else if (en) begin
-            dl_v[0]    <= fire && last_k;
-            dl_last[0] <= last_n && last_m;
-            dl_rows[0] <= tile_rows;
-            for (i = 1; i < LAT; i = i + 1) begin
-                dl_v[i]    <= dl_v[i-1];
-                dl_last[i] <= dl_last[i-1];
-                dl_rows[i] <= dl_rows[i-1];
-            end
+            dl_v    <= {dl_v[LAT-2:0], fire && last_k};
+            dl_last <= {dl_last[LAT-2:0], last_n && last_m};
+            dl_rows <= {dl_rows[(LAT-1)*RW-1:0], tile_rows};
         end
     end
 
-    // ---- input register and skew: row r of A delayed r cycles, column c of B delayed c cycles; the step
-    // flags {v, f, l} of anti-diagonal d = r + c are the input flags delayed d cycles (one vector each, so a
-    // PE has no flag registers of its own: that halves Icarus time per cycle).
+    // ---- step flags {v, f, l} of anti-diagonal d = r + c: the accepted beat's flags delayed d + 1 cycles, as
+    // its operands are by the array's shift registers (one vector each: the PEs need no flag registers).
     localparam ND = ROWS + COLS - 1;
-    wire [ROWS*IN_BITS-1:0] a_left;
-    wire [COLS*IN_BITS-1:0] b_top;
-    reg  [ND:0]             v_diag, f_diag, l_diag;  // bit ND is spare: keeps a 1x1 array legal
+    reg [ND-1:0] v_diag, f_diag, l_diag;
 
-    always @(posedge clk) begin
-        if (rst) begin
-            v_diag <= 0;
-        end else if (en) begin
-            v_diag <= {v_diag[ND-1:0], fire};
-            f_diag <= {f_diag[ND-1:0], first};
-            l_diag <= {l_diag[ND-1:0], last_k};
-        end
-    end
-
-    genvar r, c;
     generate
-        for (r = 0; r < ROWS; r = r + 1) begin : g_askew
-            reg [IN_BITS-1:0] pipe [0:r];
-            integer s;
+        if (ND == 1) begin : g_one  // 1x1 array
             always @(posedge clk) begin
-                if (en) begin
-                    pipe[0] <= in_a[r*IN_BITS +: IN_BITS];
-                    for (s = 1; s <= r; s = s + 1) pipe[s] <= pipe[s-1];
+                if (rst) v_diag <= 1'b0;
+                else if (en) {v_diag, f_diag, l_diag} <= {fire, first, last_k};
+            end
+        end else begin : g_shift
+            always @(posedge clk) begin
+                if (rst) begin
+                    v_diag <= 0;
+                end else if (en) begin
+                    v_diag <= {v_diag[ND-2:0], fire};
+                    f_diag <= {f_diag[ND-2:0], first};
+                    l_diag <= {l_diag[ND-2:0], last_k};
                 end
             end
-            assign a_left[r*IN_BITS +: IN_BITS] = pipe[r];
-        end
-        for (c = 0; c < COLS; c = c + 1) begin : g_bskew
-            reg [IN_BITS-1:0] pipe [0:c];
-            integer s;
-            always @(posedge clk) begin
-                if (en) begin
-                    pipe[0] <= in_b[c*IN_BITS +: IN_BITS];
-                    for (s = 1; s <= c; s = s + 1) pipe[s] <= pipe[s-1];
-                end
-            end
-            assign b_top[c*IN_BITS +: IN_BITS] = pipe[c];
         end
     endgenerate
 
-    wire [ROWS*COLS*ACC_BITS-1:0] res;
     itx_array #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_array (
-        .clk(clk), .en(en),
-        .a_left(a_left), .b_top(b_top),
-        .v_diag(v_diag[ND-1:0]), .f_diag(f_diag[ND-1:0]), .l_diag(l_diag[ND-1:0]),
-        .res(res)
+        .clk(clk), .en(en), .in_a(in_a), .in_b(in_b), .v_diag(v_diag), .f_diag(f_diag), .l_diag(l_diag),
+        .ld(copy), .sh(out_fire), .row_out(out_data)
     );
 
     always @(posedge clk) begin
@@ -171,10 +139,9 @@ module itx_gemm_ctrl #(
             ob_busy <= 1'b0;
             rd      <= 0;
         end else if (copy) begin
-            for (i = 0; i < ROWS; i = i + 1) obuf[i] <= res[i*OW +: OW];
             ob_busy <= 1'b1;
             ob_last <= dl_last[LAT-1];
-            ob_rows <= dl_rows[LAT-1];
+            ob_rows <= dl_rows[(LAT-1)*RW +: RW];
             rd      <= 0;
         end else if (out_fire) begin
             rd <= rd + 1'b1;
