@@ -31,6 +31,7 @@ from golden.tokenizer import BOS, Tokenizer
 from golden.vectors import Manifest, read_hex, read_manifest, write_hex, write_manifest
 from sim.requant import SH_BITS, Factors, linear_factors, rounding_code
 from sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_parameters
+from sim.runner import SOURCE_TB, beat_counts, write_beats
 
 LAYER_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_layer.v"
 REQUANT = "requant.json"
@@ -197,7 +198,8 @@ SIMULATORS = ("icarus", "verilator")
 
 
 class LayerBench:
-    """itx_tb_layer compiled once per simulator, config and memory sizes; run once per GEMM."""
+    """itx_tb_layer compiled once per simulator, config and memory sizes; run once per GEMM. `caps`: the most
+    beat words of A and B and elements of C of any GEMM to run."""
 
     def __init__(self, cfg: HwConfig, caps: tuple[int, int, int], sim: str = "icarus",
                  rows: int | None = None, cols: int | None = None):
@@ -213,7 +215,7 @@ class LayerBench:
                   "CMAX": pow2[2]}
         self.dir = SIM_BUILD / "layer" / sim / "-".join(f"{k.lower()}{v}" for k, v in sorted(params.items()))
         self.exe = self.dir / ("tb.vvp" if sim == "icarus" else "Vitx_tb_layer")
-        sources = [*RTL_SOURCES, LAYER_TB]
+        sources = [*RTL_SOURCES, SOURCE_TB, LAYER_TB]
         if self.exe.is_file() and all(s.stat().st_mtime <= self.exe.stat().st_mtime for s in sources):
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -229,10 +231,14 @@ class LayerBench:
             raise ValueError(f"{sim} build of {LAYER_TB.name} failed: {(proc.stderr or proc.stdout)[-400:]}")
 
     def run(self, man: Manifest, i: int, rq: RequantEntry | None, work: Path) -> tuple[int, int, int]:
-        """One GEMM; returns (cycles, overflow-flag count, first flagged index); outputs land in `work`."""
+        """One GEMM (operands validated by the caller); returns (cycles, overflow-flag count, first flagged
+        index); outputs land in `work`."""
         e = man.gemms[i]
-        args = [f"+a={man.file(e, 'a')}", f"+b={man.file(e, 'b')}", f"+c={work / f'{i}.c.hex'}",
-                f"+m={e.m}", f"+k={e.k}", f"+n={e.n}"]
+        a_beats, b_beats = write_beats(work / str(i), read_hex(man.file(e, "a"), (e.m, e.k), self.cfg.in_bits),
+                                       read_hex(man.file(e, "b"), (e.k, e.n), self.cfg.in_bits), self.rows,
+                                       self.cols, self.cfg.in_bits)
+        args = [f"+a={a_beats}", f"+b={b_beats}", f"+c={work / f'{i}.c.hex'}", f"+m={e.m}", f"+k={e.k}",
+                f"+n={e.n}"]
         if rq is not None:
             args += [f"+rq=1", f"+y={work / f'{i}.y.hex'}", f"+divide={int(rq.divide)}",
                      f"+rnd={rounding_code(rq.rounding)}", *(f"+{k}={rq.files[k]}" for k in FACTOR_FILES)]
@@ -275,8 +281,9 @@ def run_layers(man: Manifest, cfg: HwConfig, sim: str = "icarus", rows: int | No
             raise ValueError(f"{man.path}: field {fld!r} = {getattr(man, fld)!r} does not match the RTL's "
                              f"{want!r} (hw/config.toml)")
     rqs = read_requant(man)
-    caps = tuple(max((f(e) for e in man.gemms), default=1)
-                 for f in (lambda e: e.m * e.k, lambda e: e.k * e.n, lambda e: e.m * e.n))
+    r, c = rows or cfg.rows, cols or cfg.cols
+    sizes = [(*beat_counts(e.m, e.k, e.n, r, c), e.m * e.n) for e in man.gemms] or [(1, 1, 1)]
+    caps = tuple(max(col) for col in zip(*sizes))
     bench = LayerBench(cfg, caps, sim, rows, cols)
     work = bench.dir / "out"
     work.mkdir(exist_ok=True)

@@ -18,7 +18,46 @@ from golden.vectors import Manifest, read_hex
 from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
 from sim.scoreboard import check_gemm
 
-MEM_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_mem.v"
+HDL = Path(__file__).resolve().parent / "hdl"
+MEM_TB = HDL / "itx_tb_mem.v"
+SOURCE_TB = HDL / "itx_tb_source.v"
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def beat_hex(lanes: np.ndarray, bits: int) -> bytes:
+    """One hex word per row of `lanes` (words x lanes, signed), lane 0 in the low bits: the $readmemh format
+    of a whole input beat (any lane width, vectorised)."""
+    words, n = lanes.shape
+    u = lanes.astype(np.int64) & ((1 << bits) - 1)
+    bit = (u[:, :, None] >> np.arange(bits)) & 1                 # words x lanes x bits, LSB first
+    digits = -(-n * bits // 4)
+    flat = np.zeros((words, 4 * digits), dtype=np.int64)
+    flat[:, :n * bits] = bit.reshape(words, n * bits)
+    nib = flat.reshape(words, digits, 4) @ np.array([1, 2, 4, 8])  # nibble j = bits 4j..4j+3
+    out = np.empty((words, digits + 1), dtype=np.uint8)
+    out[:, :digits] = _HEX[nib[:, ::-1]]
+    out[:, digits] = ord("\n")
+    return out.tobytes()
+
+
+def beat_counts(m: int, k: int, n: int, rows: int, cols: int) -> tuple[int, int]:
+    """Words of the A and B beat files of an M x K x N GEMM (itx_tb_source)."""
+    return -(-m // rows) * k, -(-n // cols) * k
+
+
+def write_beats(stem: Path, a: np.ndarray, b: np.ndarray, rows: int, cols: int, bits: int) -> tuple[Path, Path]:
+    """A and B as the input stream's beats (sim/hdl/itx_tb_source.v): word tm*K + k of A holds
+    A[tm*rows + r][k] in lane r, word tn*K + k of B holds B[k][tn*cols + c] in lane c; padding lanes zero."""
+    (m, k), n = a.shape, b.shape[1]
+    mt, nt = -(-m // rows), -(-n // cols)
+    ap = np.zeros((mt * rows, k), dtype=np.int64)
+    ap[:m] = a
+    bp = np.zeros((k, nt * cols), dtype=np.int64)
+    bp[:, :n] = b
+    paths = Path(f"{stem}.abeat.hex"), Path(f"{stem}.bbeat.hex")
+    paths[0].write_bytes(beat_hex(ap.reshape(mt, rows, k).transpose(0, 2, 1).reshape(mt * k, rows), bits))
+    paths[1].write_bytes(beat_hex(bp.reshape(k, nt, cols).transpose(1, 0, 2).reshape(nt * k, cols), bits))
+    return paths
 
 
 def waves_requested() -> bool:
@@ -127,10 +166,12 @@ class MemBench:
     def __init__(self, cfg: HwConfig, capacity: int, rows: int | None = None, cols: int | None = None):
         self.params = rtl_parameters(cfg, rows, cols)
         self.rows, self.cols, self.acc_bits = self.params["ROWS"], self.params["COLS"], cfg.acc_bits
-        self.capacity = 1 << max(10, (capacity - 1).bit_length())  # power of two: builds are reused
+        self.in_bits = cfg.in_bits
+        # elements of C and at least as many beat words of A and B; a power of two: builds are reused
+        self.capacity = 1 << max(10, (capacity - 1).bit_length())
         self.dir = SIM_BUILD / "mem" / f"{_key(self.params)}-cap{self.capacity}"
         self.vvp = self.dir / "tb.vvp"
-        sources = [*RTL_SOURCES, MEM_TB]
+        sources = [*RTL_SOURCES, SOURCE_TB, MEM_TB]
         if not self.vvp.is_file() or any(s.stat().st_mtime > self.vvp.stat().st_mtime for s in sources):
             self.dir.mkdir(parents=True, exist_ok=True)
             defs = [f"-Pitx_tb_mem.{k}={v}" for k, v in self.params.items()]
@@ -140,13 +181,16 @@ class MemBench:
 
     def run(self, a_file: Path, b_file: Path, m: int, k: int, n: int, *, seed: int = 1, stall_in: int = 0,
             stall_out: int = 0, tag: str = "gemm") -> MemRun:
-        """Stream one GEMM (operands already validated on disk) and read back C."""
+        """Stream one GEMM (operand hex files, as in a manifest) and read back C."""
         if max(m * k, k * n, m * n) > self.capacity:
             raise ValueError(f"{tag}: {m}x{k}x{n} exceeds the testbench capacity {self.capacity}")
-        out = self.dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', tag)}.c.hex"
+        stem = self.dir / re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
+        out = Path(f"{stem}.c.hex")
+        a_beats, b_beats = write_beats(stem, read_hex(a_file, (m, k), self.in_bits),
+                                       read_hex(b_file, (k, n), self.in_bits), self.rows, self.cols, self.in_bits)
         tiles = -(-m // self.rows) * -(-n // self.cols)
         budget = (tiles * (k + self.rows + self.rows + self.cols) + 100) * 100 // (100 - max(stall_in, stall_out))
-        args = [f"+a={a_file}", f"+b={b_file}", f"+c={out}", f"+m={m}", f"+k={k}", f"+n={n}", f"+seed={seed}",
+        args = [f"+a={a_beats}", f"+b={b_beats}", f"+c={out}", f"+m={m}", f"+k={k}", f"+n={n}", f"+seed={seed}",
                 f"+stall_in={stall_in}", f"+stall_out={stall_out}", f"+max_cycles={4 * budget}"]
         wave = [f"+dump={self.dir / (tag + '.fst')}", "-fst"] if waves_requested() else ["-none"]
         proc = subprocess.run(["vvp", "-n", str(self.vvp), *args, *wave], capture_output=True, text=True)

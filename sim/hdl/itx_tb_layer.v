@@ -1,8 +1,8 @@
 // Simulation-only layer runner: one GEMM of a model through itx_gemm_ctrl, and (with +rq) its accumulator
 // rows straight into itx_requant, so the array's INT32 results and the INT8 tensor the next layer consumes
 // both come out. Everything is $readmemh-preloaded; no per-cycle host interaction (Icarus or Verilator --binary).
-// Plusargs: +a +b +c=FILE (A in, B in, C out) +m +k +n; with +rq: +mul +sh +bias +rsh +div=FILE (per-element
-// factors, M x N row-major) +y=FILE (Y out) +divide=0|1 +rnd=CODE.
+// Plusargs: +a +b=FILE (beat files, see itx_tb_source) +c=FILE (C out) +m +k +n; with +rq: +mul +sh +bias +rsh
+// +div=FILE (per-element factors, M x N row-major) +y=FILE (Y out) +divide=0|1 +rnd=CODE.
 // Prints "ITX_STATS cycles=... ovf=... first_ovf=..." when done, "ITX_ERROR ..." on failure.
 `timescale 1ns / 1ps
 module itx_tb_layer #(
@@ -14,7 +14,8 @@ module itx_tb_layer #(
     parameter MUL_BITS = 31,
     parameter SH_BITS  = 6,
     parameter DIM_BITS = 16,
-    parameter AMAX     = 1024,    // memory sizes in elements: A (M*K), B (K*N), C, Y and factors (M*N)
+    parameter AMAX     = 1024,    // memory sizes: beat words of A and B (itx_tb_source), elements of C, Y and
+                                  // factors (M*N)
     parameter BMAX     = 1024,
     parameter CMAX     = 1024
 ) ();
@@ -22,8 +23,6 @@ module itx_tb_layer #(
     always #5 clk = ~clk;
     reg rst = 1'b1;
 
-    reg [IN_BITS-1:0]  amem [0:AMAX-1];
-    reg [IN_BITS-1:0]  bmem [0:BMAX-1];
     reg [ACC_BITS-1:0] cmem [0:CMAX-1];
     reg [MUL_BITS-1:0] mulm [0:CMAX-1];
     reg [SH_BITS-1:0]  shm  [0:CMAX-1];
@@ -35,10 +34,9 @@ module itx_tb_layer #(
     integer m, k, n, rq, divide, rnd, fd, i, cycles, ovf, first_ovf;
 
     // ---- DUT chain: controller -> requant --------------------------------------------------------------
-    reg                      in_valid = 1'b0;
-    reg  [ROWS*IN_BITS-1:0]  in_a;
-    reg  [COLS*IN_BITS-1:0]  in_b;
-    wire                     in_ready, c_valid, c_last, rq_ready, y_valid, y_last;
+    wire                     in_valid, in_ready, c_valid, c_last, rq_ready, y_valid, y_last;
+    wire [ROWS*IN_BITS-1:0]  in_a;
+    wire [COLS*IN_BITS-1:0]  in_b;
     wire [COLS*ACC_BITS-1:0] c_data;
     wire [COLS*IN_BITS-1:0]  y_data;
     wire [COLS-1:0]          y_ovf;
@@ -48,6 +46,8 @@ module itx_tb_layer #(
     wire c_ready = rq == 0 || rq_ready;
     wire c_fire  = c_valid && c_ready;
 
+    itx_tb_source #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .AMAX(AMAX), .BMAX(BMAX)) src (
+        .clk(clk), .rst(rst), .hold(1'b0), .in_ready(in_ready), .in_valid(in_valid), .in_a(in_a), .in_b(in_b));
     itx_gemm_ctrl #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE),
                     .DIM_BITS(DIM_BITS)) u_ctrl (
         .clk(clk), .rst(rst), .cfg_m(m[DIM_BITS-1:0]), .cfg_k(k[DIM_BITS-1:0]), .cfg_n(n[DIM_BITS-1:0]),
@@ -71,12 +71,10 @@ module itx_tb_layer #(
         need("m", $value$plusargs("m=%d", m));
         need("k", $value$plusargs("k=%d", k));
         need("n", $value$plusargs("n=%d", n));
-        if (m * k > AMAX || k * n > BMAX || m * n > CMAX) begin
-            $display("ITX_ERROR GEMM %0dx%0dx%0d exceeds the memories built in (AMAX/BMAX/CMAX)", m, k, n);
+        if (m * n > CMAX) begin
+            $display("ITX_ERROR GEMM %0dx%0dx%0d exceeds the C memory built in (CMAX)", m, k, n);
             $finish;
         end
-        need("a", $value$plusargs("a=%s", fname)); $readmemh(fname, amem, 0, m * k - 1);
-        need("b", $value$plusargs("b=%s", fname)); $readmemh(fname, bmem, 0, k * n - 1);
         if (!$value$plusargs("rq=%d", rq)) rq = 0;
         if (rq != 0) begin
             need("mul", $value$plusargs("mul=%s", fname)); $readmemh(fname, mulm, 0, m * n - 1);
@@ -95,37 +93,6 @@ module itx_tb_layer #(
         first_ovf = -1;
         repeat (2) @(posedge clk);
         rst <= 1'b0;
-    end
-
-    // ---- input: beat kk of tile (tm, tn); A rows >= M and B columns >= N padded with zeros --------------
-    integer tm = 0, tn = 0, kk = 0, row, col, lane;
-    reg more = 1'b1;
-    always @(posedge clk) begin
-        if (!rst) begin
-            if (in_valid && in_ready) begin
-                kk = kk + 1;
-                if (kk == k) begin
-                    kk = 0;
-                    tn = tn + 1;
-                    if (tn * COLS >= n) begin
-                        tn = 0;
-                        tm = tm + 1;
-                        more = tm * ROWS < m;
-                    end
-                end
-            end
-            if (!in_valid || in_ready) begin
-                for (lane = 0; lane < ROWS; lane = lane + 1) begin
-                    row = tm * ROWS + lane;
-                    in_a[lane*IN_BITS +: IN_BITS] <= row < m ? amem[row * k + kk] : {IN_BITS{1'b0}};
-                end
-                for (lane = 0; lane < COLS; lane = lane + 1) begin
-                    col = tn * COLS + lane;
-                    in_b[lane*IN_BITS +: IN_BITS] <= col < n ? bmem[kk * n + col] : {IN_BITS{1'b0}};
-                end
-                in_valid <= more;
-            end
-        end
     end
 
     // ---- output rows: C at the accumulators (tile ctm, ctn, row crow), Y after requant (ytm, ytn, yrow) --

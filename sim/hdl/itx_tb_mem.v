@@ -1,7 +1,8 @@
-// Simulation-only fast path: $readmemh-preloads A and B, streams them through itx_gemm_ctrl with seeded
-// random stalls on both handshakes (generated here, no per-cycle Python), and writes C row-major as hex.
-// Plusargs: +a=FILE +b=FILE +c=FILE +m=M +k=K +n=N [+seed=S] [+stall_in=PCT] [+stall_out=PCT] [+max_cycles=C]
-//           [+dump=FILE.fst] (run vvp with -fst for FST waveforms)
+// Simulation-only fast path: streams one GEMM's $readmemh-preloaded beats (itx_tb_source) through
+// itx_gemm_ctrl with seeded random stalls on both handshakes (generated here, no per-cycle Python), and
+// writes C row-major as hex.
+// Plusargs: +a=FILE +b=FILE (beat files, see itx_tb_source) +c=FILE +m=M +k=K +n=N [+seed=S] [+stall_in=PCT]
+//           [+stall_out=PCT] [+max_cycles=C] [+dump=FILE.fst] (run vvp with -fst for FST waveforms)
 // Prints "ITX_STATS cycles=... beats=..." on success, "ITX_ERROR ..." on failure.
 `timescale 1ns / 1ps
 module itx_tb_mem #(
@@ -11,7 +12,7 @@ module itx_tb_mem #(
     parameter ACC_BITS = 32,
     parameter SATURATE = 0,
     parameter DIM_BITS = 16,
-    parameter AMAX     = 1024,
+    parameter AMAX     = 1024,    // beat words of A and B (itx_tb_source), elements of C
     parameter BMAX     = 1024,
     parameter CMAX     = 1024
 ) ();
@@ -19,17 +20,18 @@ module itx_tb_mem #(
     always #5 clk = ~clk;
     reg rst = 1'b1;
 
-    reg [IN_BITS-1:0]  amem [0:AMAX-1];
-    reg [IN_BITS-1:0]  bmem [0:BMAX-1];
     reg [ACC_BITS-1:0] cmem [0:CMAX-1];
-    reg [8*4096-1:0]   afile, bfile, cfile, dumpfile;
+    reg [8*4096-1:0]   cfile, dumpfile;
     integer m, k, n, seed, stall_in, stall_out, max_cycles, fd, i, c;
 
-    reg                      in_valid = 1'b0, out_ready = 1'b0;
-    reg  [ROWS*IN_BITS-1:0]  in_a = 0;
-    reg  [COLS*IN_BITS-1:0]  in_b = 0;
-    wire                     in_ready, out_valid, out_last;
+    reg                      hold = 1'b0, out_ready = 1'b0;
+    wire                     in_valid, in_ready, out_valid, out_last;
+    wire [ROWS*IN_BITS-1:0]  in_a;
+    wire [COLS*IN_BITS-1:0]  in_b;
     wire [COLS*ACC_BITS-1:0] out_data;
+
+    itx_tb_source #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .AMAX(AMAX), .BMAX(BMAX)) src (
+        .clk(clk), .rst(rst), .hold(hold), .in_ready(in_ready), .in_valid(in_valid), .in_a(in_a), .in_b(in_b));
 
     itx_gemm_ctrl #(.ROWS(ROWS), .COLS(COLS), .IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS),
                     .SATURATE(SATURATE), .DIM_BITS(DIM_BITS)) dut (
@@ -39,8 +41,8 @@ module itx_tb_mem #(
     );
 
     initial begin
-        if (!($value$plusargs("a=%s", afile) && $value$plusargs("b=%s", bfile) && $value$plusargs("c=%s", cfile)
-              && $value$plusargs("m=%d", m) && $value$plusargs("k=%d", k) && $value$plusargs("n=%d", n))) begin
+        if (!($value$plusargs("c=%s", cfile) && $value$plusargs("m=%d", m) && $value$plusargs("k=%d", k)
+              && $value$plusargs("n=%d", n))) begin
             $display("ITX_ERROR missing plusarg (+a +b +c +m +k +n required)");
             $finish;
         end
@@ -52,24 +54,20 @@ module itx_tb_mem #(
         if (!$value$plusargs("stall_in=%d", stall_in)) stall_in = 0;
         if (!$value$plusargs("stall_out=%d", stall_out)) stall_out = 0;
         if (!$value$plusargs("max_cycles=%d", max_cycles)) max_cycles = 1000000000;
-        if (m * k > AMAX || k * n > BMAX || m * n > CMAX) begin
-            $display("ITX_ERROR GEMM %0dx%0dx%0d exceeds the memories built in (AMAX/BMAX/CMAX)", m, k, n);
+        if (m * n > CMAX) begin
+            $display("ITX_ERROR GEMM %0dx%0dx%0d exceeds the C memory built in (CMAX)", m, k, n);
             $finish;
         end
-        $readmemh(afile, amem, 0, m * k - 1);
-        $readmemh(bfile, bmem, 0, k * n - 1);
         repeat (2) @(posedge clk);
         rst <= 1'b0;
     end
 
-    // Stimulus state: the beat presented next is step kk of tile (tm, tn).
-    integer tm = 0, tn = 0, kk = 0, row, col, cycles = 0, beats = 0;
-    reg     more = 1'b1;
+    integer cycles = 0, beats = 0, row;
     // Output state: next row beat is row orow of tile (otm, otn).
     integer otm = 0, otn = 0, orow = 0;
 
     function chance(input integer pct);  // true with probability (100 - pct) %
-        chance = pct <= 0 || ($unsigned($random(seed)) % 100) >= pct;
+        chance = ($unsigned($random(seed)) % 100) >= pct;
     endfunction
 
     always @(posedge clk) begin
@@ -79,34 +77,7 @@ module itx_tb_mem #(
                 $display("ITX_ERROR timeout after %0d cycles (%0d beats sent)", cycles, beats);
                 $finish;
             end
-            if (in_valid && in_ready) begin
-                beats = beats + 1;
-                kk = kk + 1;
-                if (kk == k) begin
-                    kk = 0;
-                    tn = tn + 1;
-                    if (tn * COLS >= n) begin
-                        tn = 0;
-                        tm = tm + 1;
-                        more = tm * ROWS < m;
-                    end
-                end
-            end
-            if (!in_valid || in_ready) begin
-                if (more && chance(stall_in)) begin
-                    for (i = 0; i < ROWS; i = i + 1) begin
-                        row = tm * ROWS + i;
-                        in_a[i*IN_BITS +: IN_BITS] <= row < m ? amem[row * k + kk] : {IN_BITS{1'b0}};
-                    end
-                    for (i = 0; i < COLS; i = i + 1) begin
-                        col = tn * COLS + i;
-                        in_b[i*IN_BITS +: IN_BITS] <= col < n ? bmem[kk * n + col] : {IN_BITS{1'b0}};
-                    end
-                    in_valid <= 1'b1;
-                end else begin
-                    in_valid <= 1'b0;
-                end
-            end
+            if (in_valid && in_ready) beats = beats + 1;
             if (out_valid && out_ready) begin
                 row = otm * ROWS + orow;
                 for (c = 0; c < COLS && otn * COLS + c < n; c = c + 1)
@@ -132,7 +103,10 @@ module itx_tb_mem #(
                     $finish;
                 end
             end
-            out_ready <= chance(stall_out);
+            // no $random call per cycle without stalls
+            if (stall_in > 0) hold <= !chance(stall_in);
+            if (stall_out > 0) out_ready <= chance(stall_out);
+            else out_ready <= 1'b1;
         end
     end
 endmodule
