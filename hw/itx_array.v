@@ -30,21 +30,16 @@ module itx_array #(
 
     genvar r, c;
     generate
+        // operand shift registers: skew (untapped), then tap c of row r / tap r of column c feeds PE (r, c)
         for (r = 0; r < ROWS; r = r + 1) begin : g_arow
-            reg [(r+COLS)*IN_BITS-1:0] sr;
-            if (r + COLS == 1) begin : g_one
-                always @(posedge clk) if (en) sr <= in_a[r*IN_BITS +: IN_BITS];
-            end else begin : g_shift
-                always @(posedge clk) if (en) sr <= {sr[(r+COLS-1)*IN_BITS-1:0], in_a[r*IN_BITS +: IN_BITS]};
-            end
+            wire [COLS*IN_BITS-1:0] tap;
+            itx_shift #(.W(IN_BITS), .SKIP(r), .TAPS(COLS)) u_sr (
+                .clk(clk), .en(en), .d(in_a[r*IN_BITS +: IN_BITS]), .q(tap));
         end
         for (c = 0; c < COLS; c = c + 1) begin : g_bcol
-            reg [(c+ROWS)*IN_BITS-1:0] sr;
-            if (c + ROWS == 1) begin : g_one
-                always @(posedge clk) if (en) sr <= in_b[c*IN_BITS +: IN_BITS];
-            end else begin : g_shift
-                always @(posedge clk) if (en) sr <= {sr[(c+ROWS-1)*IN_BITS-1:0], in_b[c*IN_BITS +: IN_BITS]};
-            end
+            wire [ROWS*IN_BITS-1:0] tap;
+            itx_shift #(.W(IN_BITS), .SKIP(c), .TAPS(ROWS)) u_sr (
+                .clk(clk), .en(en), .d(in_b[c*IN_BITS +: IN_BITS]), .q(tap));
         end
 
         for (r = 0; r < ROWS; r = r + 1) begin : g_row
@@ -52,8 +47,8 @@ module itx_array #(
                 wire [ACC_BITS-1:0] res;
                 itx_pe #(.IN_BITS(IN_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) pe (
                     .clk(clk), .step({v_en[r+c], f_diag[r+c], l_diag[r+c]}),
-                    .a_in(g_arow[r].sr[(r+c)*IN_BITS +: IN_BITS]),
-                    .b_in(g_bcol[c].sr[(r+c)*IN_BITS +: IN_BITS]),
+                    .a_in(g_arow[r].tap[c*IN_BITS +: IN_BITS]),
+                    .b_in(g_bcol[c].tap[r*IN_BITS +: IN_BITS]),
                     .res(res)
                 );
                 wire [(c+1)*ACC_BITS-1:0] sums;  // res of PEs (r, 0..c)

@@ -14,7 +14,7 @@ from sim.rtl import HW_DIR
 from sim.runner import beat_counts, run_manifest, simulator_available, write_beats
 
 CFG = load_hw_config()
-ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
+ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
 LINT_CASES = [(1, 1, 0, 32), (3, 1, 1, 16), (1, 4, 0, 16), (6, 10, 1, 32)]
 
 

@@ -22,29 +22,24 @@ module itx_tb_source #(
 );
     reg [ROWS*IN_BITS-1:0] abeat [0:AMAX-1];
     reg [COLS*IN_BITS-1:0] bbeat [0:BMAX-1];
-    reg [8*4096-1:0]       fname;
+    reg [8*4096-1:0]       afile, bfile;
     integer m, k, n, nt, left, kk, tn, ai, bi;
-
-    task need(input [8*8-1:0] name, input integer ok);
-        if (!ok) begin
-            $display("ITX_ERROR missing plusarg +%0s", name);
-            $finish;
-        end
-    endtask
 
     initial begin
         in_valid = 1'b0;
-        need("m", $value$plusargs("m=%d", m));
-        need("k", $value$plusargs("k=%d", k));
-        need("n", $value$plusargs("n=%d", n));
+        if (!($value$plusargs("a=%s", afile) && $value$plusargs("b=%s", bfile) && $value$plusargs("m=%d", m)
+              && $value$plusargs("k=%d", k) && $value$plusargs("n=%d", n))) begin
+            $display("ITX_ERROR missing plusarg (+a +b +m +k +n required)");
+            $finish;
+        end
         nt = (n + COLS - 1) / COLS;
         left = (m + ROWS - 1) / ROWS * nt * k;  // beats to send
         if (left / nt > AMAX || nt * k > BMAX) begin
             $display("ITX_ERROR GEMM %0dx%0dx%0d exceeds the beat memories built in (AMAX/BMAX)", m, k, n);
             $finish;
         end
-        need("a", $value$plusargs("a=%s", fname)); $readmemh(fname, abeat, 0, left / nt - 1);
-        need("b", $value$plusargs("b=%s", fname)); $readmemh(fname, bbeat, 0, nt * k - 1);
+        $readmemh(afile, abeat, 0, left / nt - 1);
+        $readmemh(bfile, bbeat, 0, nt * k - 1);
         kk = 0;
         tn = 0;
         ai = 0;
