@@ -6,7 +6,7 @@ import numpy as np
 from .ops import absolute, add, matmul, power, relu, transpose
 from .qtensor import QTensor, check_bits
 from .quant import check_qtensor, match_along, rescale
-from .rounding import round_div
+from .rounding import round_div_or_zero
 
 DIVISIONS = ("paper", "fixed")
 
@@ -17,7 +17,7 @@ def lift(t: QTensor, ndim: int, name: str) -> QTensor:
     if t.values.ndim > ndim:
         raise ValueError(f"{name}: ndim {t.values.ndim} exceeds the {ndim} of the tensor it applies to")
     pad = (1,) * (ndim - t.values.ndim)
-    return QTensor(t.values.reshape(pad + t.shape), t.scale.reshape(pad + t.scale.shape), t.bits)
+    return QTensor.trusted(t.values.reshape(pad + t.shape), t.scale.reshape(pad + t.scale.shape), t.bits)
 
 
 def fixed_point_bits(division: str, frac_bits: int) -> int:
@@ -28,7 +28,7 @@ def fixed_point_bits(division: str, frac_bits: int) -> int:
 
 
 def _masked(x: QTensor, keep: np.ndarray | None) -> QTensor:
-    return x if keep is None else QTensor(np.where(keep, x.values, 0), x.scale, x.bits)
+    return x if keep is None else QTensor.trusted(np.where(keep, x.values, 0), x.scale, x.bits)
 
 
 def _check_mask(mask, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -73,5 +73,5 @@ def poly_attention(q: QTensor, k: QTensor, v: QTensor, b: QTensor, delta: QTenso
     v = match_along(v, -2, mode, rounding)
     num = matmul(p, v, mode, rounding)
     den = p.values.sum(axis=-1, keepdims=True)
-    out = np.where(den > 0, round_div(num.values << f, np.maximum(den, 1), rounding), 0)
+    out = round_div_or_zero(num.values << f, den, rounding)
     return rescale(QTensor(out, v.scale * np.float32(1 << f), num.bits), bits, "row")

@@ -10,11 +10,14 @@ Since wrapping is modular, "wrap" equals wrapping the exact sum once.
 Speed: sums are computed by float BLAS only where that is provably exact: every partial sum of a K-chunk is an
 integer of magnitude <= chunk * max|a| * max|b| <= 2^24 (float32) or 2^53 (float64), so any summation order the BLAS
 picks is exact; chunk sums are added in int64. Saturation is simulated in k order only for the outputs whose bound
-sum_k |a_ik| |b_kj| can leave the accumulator range.
+sum_k |a_ik| |b_kj| can leave the accumulator range. A right operand reused by many calls (weights) can be
+prepare()d: its range check and float copy are then done once.
 """
 from __future__ import annotations
 
+import math
 import threading
+import weakref
 from functools import lru_cache
 
 import numpy as np
@@ -26,6 +29,7 @@ _F64_EXACT = 1 << 53
 # Below this many K per float32 chunk the per-chunk overhead outweighs float32's 2x speed over float64.
 _MIN_F32_CHUNK = 256
 _SCRATCH = threading.local()
+_PREPARED: dict = {}  # id(array) -> _Prepared, see prepare()
 
 
 def _wrap(x: int, bits: int) -> int:
@@ -69,7 +73,8 @@ def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"gemm: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
     try:
-        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        if a.ndim > 2 or b.ndim > 2:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"gemm: batch dimensions do not broadcast: a has shape {a.shape}, "
                          f"b has shape {b.shape}") from None
@@ -81,8 +86,8 @@ def _check_operand(name: str, x: np.ndarray, in_bits: int) -> int:
         idx = np.unravel_index(np.argmax(mask), x.shape)
         return f"{name}[{', '.join(map(str, idx))}] = {x[idx]}"
 
-    if not np.issubdtype(x.dtype, np.integer):
-        if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
+    if x.dtype.kind not in "iu":
+        if x.dtype.kind in "fc" and not np.isfinite(x).all():
             raise ValueError(f"gemm: {at(~np.isfinite(x))}: operands must be finite integers")
         raise ValueError(f"gemm: {name} must have an integer dtype, got {x.dtype}")
     lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
@@ -91,15 +96,41 @@ def _check_operand(name: str, x: np.ndarray, in_bits: int) -> int:
         return max(-int(info.min), int(info.max))
     if x.size == 0:
         return 0
-    xmin, xmax = int(x.min()), int(x.max())
+    xmin, xmax = int(np.minimum.reduce(x, axis=None)), int(np.maximum.reduce(x, axis=None))
     if xmin < lo or xmax > hi:
         raise ValueError(f"gemm: {at((x < lo) | (x > hi))} is outside the signed {in_bits}-bit range [{lo}, {hi}]")
     return max(-xmin, xmax)
 
 
+class _Prepared:
+    """What prepare() keeps for one array: a weak reference to it, its range bound, its float copies."""
+
+    def __init__(self, b: np.ndarray, in_bits: int, bound: int) -> None:
+        self.ref, self.in_bits, self.bound, self.floats = weakref.ref(b), in_bits, bound, {}
+
+
+def prepare(b: np.ndarray, in_bits: int | None = None) -> np.ndarray:
+    """Mark b as a right operand reused unchanged by many gemm calls (weights, an attention memory's keys/values):
+    its range is checked once and exact_matmul's float copy of it made once per float type, instead of per call.
+    b becomes read-only so that they cannot go stale; the record dies with b. gemm's results are the same."""
+    in_bits = _default_in_bits() if in_bits is None else in_bits
+    _check_width("in_bits", in_bits, 2, 16)
+    if not isinstance(b, np.ndarray) or b.ndim < 2:
+        raise ValueError(f"gemm.prepare: b must be an array of ndim >= 2, got {type(b).__name__}")
+    b.setflags(write=False)
+    _PREPARED[id(b)] = _Prepared(b, in_bits, _check_operand("b", b, in_bits))
+    weakref.finalize(b, _PREPARED.pop, id(b), None)
+    return b
+
+
+def _prepared(b: np.ndarray, in_bits: int) -> _Prepared | None:
+    p = _PREPARED.get(id(b))
+    return p if p is not None and p.ref() is b and p.in_bits <= in_bits else None
+
+
 def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A reused per-thread buffer: fresh multi-MB temporaries per call cost more in page faults than the GEMM."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buf = getattr(_SCRATCH, name, None)
     if buf is None or buf.dtype != dtype or buf.size < size:
         buf = np.empty(size, dtype=dtype)
@@ -107,11 +138,14 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int) -> np.ndarray:
-    """Exact int64 sum_k a[..., i, k] * b[..., k, j] for |a| <= bound_a, |b| <= bound_b, via exact float BLAS."""
+def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int,
+                 prep: _Prepared | None = None) -> np.ndarray:
+    """Exact int64 sum_k a[..., i, k] * b[..., k, j] for |a| <= bound_a, |b| <= bound_b, via exact float BLAS
+    (b's float copy taken from prep, prepare()'s record of b, when given)."""
     k = a.shape[-1]
     prod = bound_a * bound_b
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) if a.ndim > 2 or b.ndim > 2 else ()
+    shape = batch + (a.shape[-2], b.shape[-1])
     if prod == 0 or k == 0:
         return np.zeros(shape, dtype=np.int64)
     chunk = _F32_EXACT // prod
@@ -120,9 +154,15 @@ def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int) -> np
         chunk = _F64_EXACT // prod
     # Chunk sums are added in int32 when the total provably fits (float32 -> int32 is a SIMD cast, -> int64 is not).
     acc_type = np.int32 if k * prod < 1 << 31 else np.int64
-    af, bf = _scratch("a", a.shape, ftype), _scratch("b", b.shape, ftype)
+    af = _scratch("a", a.shape, ftype)
     np.copyto(af, a)
-    np.copyto(bf, b)
+    if prep is not None:
+        if ftype not in prep.floats:
+            prep.floats[ftype] = b.astype(ftype)
+        bf = prep.floats[ftype]
+    else:
+        bf = _scratch("b", b.shape, ftype)
+        np.copyto(bf, b)
     part, acc = _scratch("part", shape, ftype), _scratch("acc", shape, acc_type)
     for k0 in range(0, k, chunk):
         np.matmul(af[..., k0:k0 + chunk], bf[..., k0:k0 + chunk, :], out=part)
@@ -182,8 +222,10 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
         raise ValueError(f"gemm: overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
     a, b = np.asarray(a), np.asarray(b)
     _check_shapes(a, b)
-    bound_a, bound_b = _check_operand("a", a, in_bits), _check_operand("b", b, in_bits)
-    out = exact_matmul(a, b, bound_a, bound_b)
+    prep = _prepared(b, in_bits)
+    bound_a = _check_operand("a", a, in_bits)
+    bound_b = prep.bound if prep else _check_operand("b", b, in_bits)
+    out = exact_matmul(a, b, bound_a, bound_b, prep)
     if a.shape[-1] * bound_a * bound_b < 1 << (acc_bits - 1):  # no partial sum can reach the accumulator limits
         return out
     if overflow == "wrap":

@@ -16,34 +16,35 @@ from pathlib import Path
 import numpy as np
 
 from .attention import fixed_point_bits, lift, poly
-from .gemm import gemm
+from .gemm import gemm, prepare
 from .int_config import IntConfig
 from .layernorm import l1_layernorm
 from .model import FP32Transformer, ModelConfig, emit, load
 from .ops import add, concat, relu, transpose
-from .qtensor import QTensor
+from .qtensor import QTensor, checked_scale
 from .quant import check_qtensor, match_along, quantize, rescale
-from .rounding import round_div
+from .rounding import round_div_or_zero
 
 
 class QBatch(QTensor):
     """A QTensor whose leading (sentence) axis can be indexed and repeated, so golden.model.beam_search can
-    replicate the encoder memory (np.repeat) and reorder cached keys/values (cache["k"][rows])."""
+    replicate the encoder memory (np.repeat) and reorder cached keys/values (cache["k"][rows]).
+    Selected, repeated or re-laid-out values of a valid QTensor are valid: such results are QTensor.trusted."""
 
     def _scale_rows(self, f):
         return self.scale if self.scale.shape[0] == 1 else f(self.scale)
 
     def __getitem__(self, rows) -> "QBatch":
-        return QBatch(self.values[rows], self._scale_rows(lambda s: s[rows]), self.bits)
+        return QBatch.trusted(self.values[rows], self._scale_rows(lambda s: s[rows]), self.bits)
 
     def repeat(self, n: int, axis: int = 0) -> "QBatch":
         if axis != 0:
             raise ValueError(f"QBatch.repeat: only axis 0 (sentences) is supported, got {axis}")
-        return QBatch(np.repeat(self.values, n, 0), self._scale_rows(lambda s: np.repeat(s, n, 0)), self.bits)
+        return QBatch.trusted(np.repeat(self.values, n, 0), self._scale_rows(lambda s: np.repeat(s, n, 0)), self.bits)
 
 
 def batch(x: QTensor) -> QBatch:
-    return x if isinstance(x, QBatch) else QBatch(x.values, x.scale, x.bits)
+    return x if isinstance(x, QBatch) else QBatch.trusted(x.values, x.scale, x.bits)
 
 
 ZERO_PARAM_SCALE = np.float32(2.0 ** 40)
@@ -62,7 +63,7 @@ def split_heads(x: QTensor, h: int) -> QTensor:
     def split(a: np.ndarray) -> np.ndarray:
         b, t, d = a.shape
         return a.reshape(b, t, min(h, d), d // min(h, d)).transpose(0, 2, 1, 3)
-    return QTensor(split(x.values), split(x.scale), x.bits)
+    return QTensor.trusted(split(x.values), split(x.scale), x.bits)
 
 
 def merge_heads(x: QTensor) -> QTensor:
@@ -71,7 +72,7 @@ def merge_heads(x: QTensor) -> QTensor:
     s = x.scale.transpose(0, 2, 1, 3)
     s = s.reshape(s.shape[0], s.shape[1], 1) if s.shape[2:] == (1, 1) else \
         np.broadcast_to(s, s.shape[:2] + (h, dh)).reshape(s.shape[0], s.shape[1], h * dh)
-    return QTensor(x.values.transpose(0, 2, 1, 3).reshape(b, t, h * dh), s, x.bits)
+    return QTensor.trusted(x.values.transpose(0, 2, 1, 3).reshape(b, t, h * dh), s, x.bits)
 
 
 class IntTransformer:
@@ -89,6 +90,9 @@ class IntTransformer:
                 raise ValueError(f"integer {kind} needs a model with {need} (this one has {have}); "
                                  f"leave {kind!r} out of the integer modules")
         self.q = self._quantize_weights(weights)
+        for k in self.q:
+            if k.endswith(".w") or k == "out_proj":
+                prepare(self.q[k].values, self.q[k].bits)
 
     @classmethod
     def from_dir(cls, model_dir: Path | str, icfg: IntConfig | None = None, **hooks) -> "IntTransformer":
@@ -130,7 +134,7 @@ class IntTransformer:
         out = out.reshape(a.shape[:-1] + b.shape[-1:]) if b.values.ndim == 2 else out
         if self.gemm_hook is not None:
             self.gemm_hook(name, av, b.values, out.reshape(av.shape[:-1] + out.shape[-1:]))
-        return QTensor(out, a.scale * b.scale, c.acc_bits)
+        return QTensor.trusted(out, checked_scale(a.scale * b.scale, out.shape), c.acc_bits)  # gemm: in acc_bits
 
     def quantize(self, x: np.ndarray) -> QTensor:
         c = self.icfg
@@ -156,7 +160,7 @@ class IntTransformer:
         e, pos = self.q["embed"], self.q["pos"]
         tok = QTensor(e.values[ids], e.scale[ids] / np.float32(math.sqrt(self.cfg.d_model)), e.bits)
         span = slice(start, start + ids.shape[1])
-        pe = QTensor(pos.values[None, span], pos.scale[None, span], pos.bits)
+        pe = QTensor.trusted(pos.values[None, span], pos.scale[None, span], pos.bits)
         return emit(self.hook, name, self.act(self.add(tok, pe)))
 
     def norm(self, name: str, x: QTensor) -> QTensor:
@@ -178,32 +182,37 @@ class IntTransformer:
     def attention(self, name: str, x: QTensor, mem: QTensor, mask: np.ndarray, cache: dict | None = None,
                   grow: bool = True):
         """Multi-head polynomial attention; cache as FP32Transformer.attention: with grow (self-attention) the
-        integer K/V of earlier positions are extended, without (cross-attention) the K/V of mem are computed once
-        (V already matched along the keys, so poly_attention's match is a no-op)."""
+        integer K/V of earlier positions are extended, without (cross-attention) K^T ("kt") and V of mem are computed
+        once, V already matched along the keys (so poly_attention's match is a no-op), both prepared GEMM operands."""
         if not self.icfg.is_int("attn", name):
             return self.fp32(name, lambda a, m: self.fp.attention(name, a, m, mask, cache, grow), x, mem)
         h, c = self.cfg.n_heads, self.icfg
         q = split_heads(self.linear(f"{name}.q", x), h)
-        if cache is not None and not grow and "k" in cache:
-            k, v = cache["k"], cache["v"]
+        if cache is not None and not grow and "kt" in cache:
+            kt, v = cache["kt"], cache["v"]
         else:
             k, v = split_heads(self.linear(f"{name}.k", mem), h), split_heads(self.linear(f"{name}.v", mem), h)
-            if cache is not None and grow and "k" in cache:
-                k, v = concat([cache["k"], k], 2), concat([cache["v"], v], 2)
+            if cache is not None and grow:
+                if "k" in cache:
+                    k, v = concat([cache["k"], k], 2), concat([cache["v"], v], 2)
+                cache["k"], cache["v"] = batch(k), batch(v)
+            kt = transpose(k)
             if not grow:
                 v = match_along(v, -2, c.match, c.rounding)
-        if cache is not None:
-            cache["k"], cache["v"] = batch(k), batch(v)
-        ctx = emit(self.hook, f"{name}.context", self.poly_attention(name, q, k, v, mask))
+            if cache is not None and not grow:
+                cache["kt"], cache["v"] = kt, batch(v)
+                prepare(kt.values, kt.bits), prepare(v.values, v.bits)
+        ctx = emit(self.hook, f"{name}.context", self.poly_attention(name, q, kt, v, mask))
         return self.linear(f"{name}.o", merge_heads(ctx))
 
-    def poly_attention(self, name: str, q: QTensor, k: QTensor, v: QTensor, mask: np.ndarray) -> QTensor:
-        """Eq. 12 as golden.attention.poly_attention, with this model's batched, captured GEMMs:
-        Poly(Q K^T / sqrt(d)) V / sum_j Poly(.), numerator pre-shifted by frac_bits ("fixed" division)."""
+    def poly_attention(self, name: str, q: QTensor, kt: QTensor, v: QTensor, mask: np.ndarray) -> QTensor:
+        """Eq. 12 as golden.attention.poly_attention (keys given transposed, kt = K^T), with this model's batched,
+        captured GEMMs: Poly(Q K^T / sqrt(d)) V / sum_j Poly(.), numerator pre-shifted by frac_bits ("fixed")."""
         c = self.icfg
         f = fixed_point_bits(c.attn_division, c.attn_frac_bits)
-        scores = self.matmul(f"{name}.scores", q, transpose(k))
-        scores = QTensor(scores.values, scores.scale * np.float32(math.sqrt(q.shape[-1])), scores.bits)
+        scores = self.matmul(f"{name}.scores", q, kt)
+        scale = checked_scale(scores.scale * np.float32(math.sqrt(q.shape[-1])), scores.shape)
+        scores = QTensor.trusted(scores.values, scale, scores.bits)
         scores = match_along(emit(self.hook, f"{name}.scores", scores), -1, c.match, c.rounding)
         p = poly(scores, self.q[f"{name}.poly_b"], self.q[f"{name}.poly_delta"], self.cfg.poly_n, c.bits, mask,
                  c.match)
@@ -211,7 +220,7 @@ class IntTransformer:
         v = match_along(v, -2, c.match, c.rounding)
         num = self.matmul(f"{name}.context", p, v)
         den = p.values.sum(axis=-1, keepdims=True)
-        out = np.where(den > 0, round_div(num.values << f, np.maximum(den, 1), c.rounding), 0)
+        out = round_div_or_zero(num.values << f, den, c.rounding)
         return rescale(QTensor(out, v.scale * np.float32(1 << f), num.bits), c.bits, "row")
 
     def ffn(self, name: str, x: QTensor) -> QTensor:

@@ -7,7 +7,7 @@ from .attention import fixed_point_bits, lift
 from .ops import acc_defaults, add, mul
 from .qtensor import QTensor
 from .quant import check_qtensor, match_along, rescale
-from .rounding import round_div
+from .rounding import round_div, round_div_or_zero
 
 C_L1 = np.float32(np.sqrt(np.pi / 2))   # Hoffer et al.: E|z| = sigma * sqrt(2/pi) for Gaussian z
 MAX_N = 1 << 16
@@ -31,7 +31,7 @@ def l1_layernorm(x: QTensor, g: QTensor, b: QTensor, bits: int = 8, division: st
         num, den = c, round_div(l1, n, rounding)
     else:
         num, den = (c * n) << f, l1
-    y = np.where(den > 0, round_div(num, np.maximum(den, 1), rounding), 0)
+    y = round_div_or_zero(num, den, rounding)
     y = QTensor(y, np.full((1,) * y.ndim, C_L1 * np.float32(1 << f)), acc_defaults()[0])
     out = add(mul(y, lift(g, y.values.ndim, "g")), lift(b, y.values.ndim, "b"), mode, rounding)
     return rescale(out, bits, "row")

@@ -8,7 +8,7 @@ import numpy as np
 
 from .config import OVERFLOW_MODES, load_hw_config
 from .gemm import gemm
-from .qtensor import QTensor, check_bits, qmax
+from .qtensor import QTensor, check_bits, checked_scale, qmax
 from .quant import check_qtensor, match_along, match_scales
 
 
@@ -19,10 +19,15 @@ def acc_defaults() -> tuple[int, str]:
     return cfg.acc_bits, cfg.overflow
 
 
-def _wide(op: str, values: np.ndarray, scale: np.ndarray, acc_bits: int | None = None) -> QTensor:
-    """Result in the accumulator (Alg. 1 line 1: "store x in INT32"); overflow is an error, never a wrap."""
+def _wide(op: str, values: np.ndarray, scale: np.ndarray, acc_bits: int | None = None,
+          in_bits: int | None = None) -> QTensor:
+    """Result in the accumulator (Alg. 1 line 1: "store x in INT32"); overflow is an error, never a wrap.
+    A sum of in_bits-bit operands with in_bits < acc_bits provably fits, so its values are not scanned."""
+    acc_bits = acc_bits or acc_defaults()[0]
     try:
-        return QTensor(values, scale, acc_bits or acc_defaults()[0])
+        if in_bits is not None and in_bits < acc_bits:
+            return QTensor.trusted(values, checked_scale(scale, values.shape), acc_bits)
+        return QTensor(values, scale, acc_bits)
     except ValueError as exc:
         raise ValueError(f"{op}: result does not fit the accumulator: {exc}") from None
 
@@ -43,7 +48,7 @@ def concat(tensors, axis: int = -1) -> QTensor:
                                 for t in tensors], axis=ax)
     except (ValueError, np.exceptions.AxisError) as exc:
         raise ValueError(f"concat: tensors of shapes {[t.shape for t in tensors]} along axis {axis}: {exc}") from None
-    return QTensor(values, scale, max(t.bits for t in tensors))
+    return QTensor.trusted(values, scale, max(t.bits for t in tensors))  # each value fits its own, narrower bits
 
 
 def transpose(x: QTensor, axes: tuple[int, ...] | None = None) -> QTensor:
@@ -54,7 +59,7 @@ def transpose(x: QTensor, axes: tuple[int, ...] | None = None) -> QTensor:
             raise ValueError(f"transpose: x needs ndim >= 2, got shape {x.shape}")
         axes = tuple(range(x.values.ndim - 2)) + (x.values.ndim - 1, x.values.ndim - 2)
     try:
-        return QTensor(np.transpose(x.values, axes), np.transpose(x.scale, axes), x.bits)
+        return QTensor.trusted(np.transpose(x.values, axes), np.transpose(x.scale, axes), x.bits)  # same values
     except ValueError as exc:
         raise ValueError(f"transpose: axes {axes} for shape {x.shape}: {exc}") from None
 
@@ -75,7 +80,7 @@ def add(a: QTensor, b: QTensor, mode: str = "paper", rounding: str = "half_away"
     a, b = check_qtensor(a, "a"), check_qtensor(b, "b")
     _same_ndim("add", a, b)
     ma, mb = match_scales([a, b], mode, rounding)
-    return _wide("add", ma.values + mb.values, ma.scale)
+    return _wide("add", ma.values + mb.values, ma.scale, in_bits=max(a.bits, b.bits))
 
 
 def matmul(a: QTensor, b: QTensor, mode: str = "paper", rounding: str = "half_away",
@@ -94,14 +99,10 @@ def matmul(a: QTensor, b: QTensor, mode: str = "paper", rounding: str = "half_aw
         raise ValueError(f"matmul: a {a.shape} and b {b.shape} need ndim >= 2 and a.shape[-1] == b.shape[-2]")
     a, b = match_along(a, -1, mode, rounding), match_along(b, -2, mode, rounding)
     try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dims of a {a.shape} and b {b.shape} do not broadcast") from None
-    av = np.broadcast_to(a.values, batch + a.shape[-2:])
-    bv = np.broadcast_to(b.values, batch + b.shape[-2:])
-    out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.int64)
-    for idx in np.ndindex(*batch):
-        out[idx] = gemm(av[idx], bv[idx], acc_bits=acc_bits, overflow=overflow)
+    out = gemm(a.values, b.values, acc_bits=acc_bits, overflow=overflow)  # batch dims broadcast in one call
     return _wide("matmul", out, a.scale * b.scale, acc_bits)
 
 
@@ -128,4 +129,4 @@ def absolute(x: QTensor) -> QTensor:
 def relu(x: QTensor) -> QTensor:
     """Eq. 9 for ReLU: {ReLU(x), s}; the range only shrinks, so bits are kept."""
     x = check_qtensor(x, "x")
-    return QTensor(np.maximum(x.values, 0), x.scale, x.bits)
+    return QTensor.trusted(np.maximum(x.values, 0), x.scale, x.bits)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_BITS, MAX_BITS = 2, 32
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # the ufunc reductions without ndarray.min's Python wrapper
 
 
 def check_bits(bits, name: str = "bits", lo: int = MIN_BITS, hi: int = MAX_BITS) -> int:
@@ -17,6 +18,16 @@ def check_bits(bits, name: str = "bits", lo: int = MIN_BITS, hi: int = MAX_BITS)
 def qmax(bits: int) -> int:
     """Largest magnitude of the symmetric range: 2^(bits-1) - 1 (Lin's 2^p - 1 with p = bits - 1)."""
     return (1 << (bits - 1)) - 1
+
+
+def keepdims_of(small: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Is `small` a keepdims reduction of `shape` (same ndim, every dim 1 or equal)?"""
+    if len(small) != len(shape):
+        return False
+    for s, v in zip(small, shape):
+        if s != 1 and s != v:
+            return False
+    return True
 
 
 def first_bad(mask: np.ndarray) -> tuple[int, ...]:
@@ -34,21 +45,21 @@ class QTensor:
 
     def __post_init__(self) -> None:
         bits = check_bits(self.bits, "QTensor.bits")
-        values = np.asarray(self.values)
-        if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
-            raise ValueError(f"QTensor.values must be an integer array, got dtype {values.dtype}"
-                             " (the data path refuses floats)")
-        if values.dtype == np.uint64 and values.size and values.max() > np.iinfo(np.int64).max:
-            raise ValueError("QTensor.values: uint64 entry exceeds int64")
-        values = values.astype(np.int64)
-        lo, hi = -(1 << (bits - 1)), qmax(bits)
-        out = (values < lo) | (values > hi)
-        if out.any():
-            i = first_bad(out)
-            raise ValueError(f"QTensor.values[{i}] = {values[i]} outside the signed {bits}-bit range {lo}..{hi}")
+        values = _checked_values(self.values, bits)
         object.__setattr__(self, "values", values)
-        object.__setattr__(self, "scale", _checked_scale(self.scale, values.shape))
+        object.__setattr__(self, "scale", checked_scale(self.scale, values.shape))
         object.__setattr__(self, "bits", bits)
+
+    @classmethod
+    def trusted(cls, values: np.ndarray, scale: np.ndarray, bits: int) -> "QTensor":
+        """No checks, for golden internals on hot paths: `values` must be an int64 array proven to lie in the `bits`
+        range and `scale` a valid float32 keepdims array (each call site says why; a freshly computed scale goes
+        through checked_scale)."""
+        t = object.__new__(cls)
+        object.__setattr__(t, "values", values)
+        object.__setattr__(t, "scale", scale)
+        object.__setattr__(t, "bits", bits)
+        return t
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -59,17 +70,34 @@ class QTensor:
         return self.values / self.scale.astype(np.float64)
 
 
-def _checked_scale(scale, shape: tuple[int, ...]) -> np.ndarray:
+def _checked_values(values, bits: int) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype != np.int64:
+        if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"QTensor.values must be an integer array, got dtype {values.dtype}"
+                             " (the data path refuses floats)")
+        if values.dtype == np.uint64 and values.size and values.max() > np.iinfo(np.int64).max:
+            raise ValueError("QTensor.values: uint64 entry exceeds int64")
+        values = values.astype(np.int64)
+    lo, hi = -(1 << (bits - 1)), qmax(bits)
+    if values.size and (_MIN(values, axis=None) < lo or _MAX(values, axis=None) > hi):  # the mask: message only
+        i = first_bad((values < lo) | (values > hi))
+        raise ValueError(f"QTensor.values[{i}] = {values[i]} outside the signed {bits}-bit range {lo}..{hi}")
+    return values
+
+
+def checked_scale(scale, shape: tuple[int, ...]) -> np.ndarray:
+    """scale as float32 in the keepdims layout of `shape`; a one-line ValueError unless finite and > 0."""
     scale = np.asarray(scale)
-    if not (np.issubdtype(scale.dtype, np.floating) or np.issubdtype(scale.dtype, np.integer)):
-        raise ValueError(f"QTensor.scale must be a real array, got dtype {scale.dtype}")
-    scale = scale.astype(np.float32)
+    if scale.dtype != np.float32:
+        if not (np.issubdtype(scale.dtype, np.floating) or np.issubdtype(scale.dtype, np.integer)):
+            raise ValueError(f"QTensor.scale must be a real array, got dtype {scale.dtype}")
+        scale = scale.astype(np.float32)
     if scale.ndim == 0:
         scale = scale.reshape((1,) * len(shape))
-    if scale.ndim != len(shape) or any(s not in (1, v) for s, v in zip(scale.shape, shape)):
+    if scale.shape != shape and not keepdims_of(scale.shape, shape):
         raise ValueError(f"QTensor.scale shape {scale.shape} does not broadcast (keepdims) to values shape {shape}")
-    bad = ~np.isfinite(scale) | (scale <= 0)
-    if bad.any():
-        i = first_bad(bad)
+    if not (_MIN(scale, axis=None, initial=np.inf) > 0 and _MAX(scale, axis=None, initial=0) < np.inf):  # NaN fails
+        i = first_bad(~np.isfinite(scale) | (scale <= 0))
         raise ValueError(f"QTensor.scale[{i}] = {scale[i]} must be finite and > 0 (float32)")
     return scale

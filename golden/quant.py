@@ -1,10 +1,12 @@
 """Quantization (Eq. 1, 2), scale matching (Eq. 8), re-scaling (Eq. 10) and Scale Propagation (Alg. 1)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .qtensor import QTensor, check_bits, first_bad, qmax
-from .rounding import ceil_div, check_rounding, round_div
+from .qtensor import QTensor, check_bits, checked_scale, first_bad, keepdims_of, qmax
+from .rounding import ceil_div, check_rounding, round_div, round_shift
 
 GRANULARITIES = ("tensor", "row", "batch", "block")
 MATCH_MODES = ("paper", "dyadic")
@@ -30,17 +32,16 @@ def group_absmax(a: np.ndarray, granularity: str = "tensor", block: int | None =
     """max|a| per scale group, keepdims: tensor (all), row (last dim), batch (all but the first dim),
     block (b x b tiles of the last two dims, ragged edge tiles allowed; returned at full size)."""
     _choice(granularity, GRANULARITIES, "granularity")
-    a = np.abs(a)
+    a = np.asarray(a)
     if a.ndim == 0 or a.size == 0:
         raise ValueError(f"granularity {granularity!r} needs a non-empty array with ndim >= 1, got shape {a.shape}")
-    if granularity == "tensor":
-        return a.max(keepdims=True)
-    if granularity == "row":
-        return a.max(axis=-1, keepdims=True)
-    if a.ndim < 2:
+    if a.ndim < 2 and granularity in ("batch", "block"):
         raise ValueError(f"granularity {granularity!r} needs ndim >= 2, got shape {a.shape}")
-    if granularity == "batch":
-        return a.max(axis=tuple(range(1, a.ndim)), keepdims=True)
+    if granularity != "block":
+        axis = {"tensor": None, "row": -1, "batch": tuple(range(1, a.ndim))}[granularity]
+        # max(max a, -min a) = max|a| without an |a| temporary (negation is exact for the int64/float32 callers)
+        return np.maximum(a.max(axis=axis, keepdims=True), -a.min(axis=axis, keepdims=True))
+    a = np.abs(a)
     block = check_bits(block, "block", 1, 1 << 30)
     rows, cols = a.shape[-2:]
     pr, pc = -rows % block, -cols % block
@@ -89,23 +90,39 @@ def dequantize(x: QTensor) -> np.ndarray:
 
 def dyadic_factors(s_from: np.ndarray, s_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(m, sh) with s_to / s_from = m * 2^-sh, m a DYADIC_BITS-bit integer in [2^30, 2^31) (the dyadic Eq. 8
-    divisor; also the factors the RTL re-scaling unit multiplies and shifts by)."""
-    f, e = np.frexp(s_to.astype(np.float64) / s_from.astype(np.float64))
-    m = _round_float(f * float(1 << DYADIC_BITS), "half_away").astype(np.int64)
-    carry = m == (1 << DYADIC_BITS)
-    return np.where(carry, m >> 1, m), DYADIC_BITS - e + carry
+    divisor; also the factors the RTL re-scaling unit multiplies and shifts by).
+
+    With frexp's r = f 2^e (f in [1/2, 1)) of the float64 ratio r: m = f 2^31 rounded half-away, sh = 31 - e, and
+    m = 2^31 (a carry) renormalised to 2^30 with sh - 1 (a carry needs r within 2^-32 below a power of two, which
+    no ratio of two float32 scales is). Read off r's bits, all in integers: f 2^31 = significand / 2^22 and
+    e = biased exponent - 1022 (r is a positive normal float64)."""
+    bits = np.divide(s_to, s_from, dtype=np.float64).view(np.int64)
+    m = bits & ((1 << 52) - 1)   # in-place steps from here: large temporaries cost page faults
+    m |= 1 << 52                 # the 53-bit significand
+    m += 1 << 21
+    m >>= 22                     # half-away to 31 bits
+    carry = m >> DYADIC_BITS
+    m >>= carry
+    sh = np.subtract(DYADIC_BITS + 1022, bits >> 52, out=bits)
+    sh -= carry
+    return m, sh
 
 
 def _divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: str, rounding: str) -> np.ndarray:
-    """Re-express values at scale s_from as values at the smaller scale s_to (the Eq. 8 division)."""
+    """Re-express values at scale s_from as values at the smaller scale s_to (the Eq. 8 division). |result| <= |values|
+    (the factor is <= 1); where s_from == s_to everywhere it is exactly 1 in both modes (paper: ceil(1) = 1; dyadic:
+    m 2^-sh = 2^30 2^-30), so the values are returned as they are."""
+    if (s_from == s_to).all():
+        return values
     if mode == "paper":      # x / ceil(s_i / s_min), ratio in float32 as the paper's scales are float
         d = np.ceil(np.minimum(s_from / s_to, np.float32(_MAX_DIVISOR))).astype(np.int64)
         return round_div(values, d, rounding)
     # dyadic: x' = round(x * m / 2^sh), one rounding
     m, sh = dyadic_factors(s_from, s_to)
+    if sh.max() <= _MAX_SHIFT:
+        return round_shift(values * m, sh, rounding)
     small = sh > _MAX_SHIFT    # |x * m| < 2^62 <= 2^(sh-1): rounds to 0
-    d = np.left_shift(np.int64(1), np.where(small, _MAX_SHIFT, sh).astype(np.int64))
-    return np.where(small, 0, round_div(values * m, d, rounding))
+    return np.where(small, 0, round_shift(values * m, np.minimum(sh, _MAX_SHIFT), rounding))
 
 
 def match_scales(tensors, mode: str = "paper", rounding: str = "half_away") -> list[QTensor]:
@@ -118,13 +135,15 @@ def match_scales(tensors, mode: str = "paper", rounding: str = "half_away") -> l
     if not tensors or len({t.values.ndim for t in tensors}) != 1:
         raise ValueError(f"match_scales: need >= 1 tensors of equal ndim, got shapes {[t.shape for t in tensors]}")
     try:
-        shape = np.broadcast_shapes(*(t.scale.shape for t in tensors))
-        s_min = np.minimum.reduce([np.broadcast_to(t.scale, shape) for t in tensors])
-        out_shapes = [np.broadcast_shapes(t.shape, shape) for t in tensors]
+        s_min = functools.reduce(np.minimum, [t.scale for t in tensors])
+        out_shapes = [tuple(map(max, t.shape, s_min.shape)) for t in tensors]  # np.broadcast_shapes, equal ndim
+        if not all(keepdims_of(t.shape, o) and keepdims_of(s_min.shape, o) for t, o in zip(tensors, out_shapes)):
+            raise ValueError
     except ValueError:
         raise ValueError(f"match_scales: shapes do not broadcast: {[t.shape for t in tensors]}") from None
-    return [QTensor(_divide_to(np.broadcast_to(t.values, o), t.scale, s_min, mode, rounding), s_min, t.bits)
-            for t, o in zip(tensors, out_shapes)]
+    # trusted: a division by a factor <= 1 keeps each value in its range (_divide_to); s_min is a valid scale
+    return [QTensor.trusted(_divide_to(t.values if t.shape == o else np.broadcast_to(t.values, o), t.scale, s_min,
+                                       mode, rounding), s_min, t.bits) for t, o in zip(tensors, out_shapes)]
 
 
 def match_along(x: QTensor, axis: int, mode: str = "paper", rounding: str = "half_away") -> QTensor:
@@ -137,7 +156,8 @@ def match_along(x: QTensor, axis: int, mode: str = "paper", rounding: str = "hal
     if x.scale.shape[axis] == 1:
         return x
     s_min = x.scale.min(axis=axis, keepdims=True)
-    return QTensor(_divide_to(x.values, x.scale, s_min, mode, check_rounding(rounding)), s_min, x.bits)
+    # trusted: as in match_scales, the division keeps each value in its range
+    return QTensor.trusted(_divide_to(x.values, x.scale, s_min, mode, check_rounding(rounding)), s_min, x.bits)
 
 
 def rescale_divisor(values: np.ndarray, bits: int, granularity: str = "row", mode: str = "paper",
@@ -150,6 +170,11 @@ def rescale_divisor(values: np.ndarray, bits: int, granularity: str = "row", mod
     return s_hat
 
 
+def log2_exact(p: np.ndarray) -> np.ndarray:
+    """k for int64 powers of two p = 2^k < 2^53 (frexp of the exactly converted float64)."""
+    return np.frexp(p.astype(np.float64))[1] - 1
+
+
 def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "paper",
             block: int | None = None, rounding: str = "half_away") -> QTensor:
     """Eq. 10, R(x, s) = {x / s_hat, s / s_hat}, s_hat = ceil(max|x| / (2^(bits-1) - 1)) per group; groups
@@ -158,9 +183,11 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
     bits = check_bits(bits, "bits", 2, 16)
     _choice(mode, RESCALE_MODES, "mode")
     s_hat = rescale_divisor(x.values, bits, granularity, mode, block)
-    values = round_div(x.values, s_hat, check_rounding(rounding))
-    scale = (x.scale.astype(np.float64) / s_hat).astype(np.float32)
-    return QTensor(values, scale, bits)
+    check_rounding(rounding)
+    values = round_shift(x.values, log2_exact(s_hat), rounding) if mode == "pow2" else \
+        round_div(x.values, s_hat, rounding)
+    scale = np.divide(x.scale, s_hat, dtype=np.float64).astype(np.float32)
+    return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x / s_hat| <= qmax, rounded too
 
 
 def propagate(op, *args, bits: int = 8, granularity: str = "row", mode: str = "paper", **kwargs) -> QTensor:

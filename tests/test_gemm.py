@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from golden.config import load_hw_config
-from golden.gemm import gemm, gemm_reference
+from golden.gemm import gemm, gemm_reference, prepare
 
 IN_BITS = (2, 3, 4, 8, 12, 16)
 ACC_BITS = (16, 17, 20, 24, 31, 32)
@@ -170,3 +170,28 @@ def test_in_bits_defaults_to_hw_config():
     too_big = np.array([[1 << (bits - 1)]], np.int64)
     with pytest.raises(ValueError, match=f"signed {bits}-bit range"):
         gemm(too_big, np.ones((1, 1), np.int64))
+
+
+@pytest.mark.parametrize("in_bits, k, acc_bits, overflow", [(8, 300, 32, "wrap"), (8, 2000, 16, "saturate"),
+                                                              (10, 300, 32, "wrap"), (16, 40, 24, "wrap")])
+def test_prepared_operand_gives_the_same_result(in_bits, k, acc_bits, overflow):
+    """prepare(b) caches the range check and float copies (float32, or float64 for wide operands; chunked K);
+    gemm is bit-identical with and without it, also when called again and with a wider in_bits."""
+    rng = np.random.default_rng(in_bits + k)
+    hi = (1 << (in_bits - 1)) - 1
+    a, b = rng.integers(-hi - 1, hi + 1, (2, 3, k)), rng.integers(-hi - 1, hi + 1, (k, 5))
+    want = gemm(a, b, acc_bits, overflow, in_bits=in_bits)
+    pb = prepare(b.copy(), in_bits)
+    assert not pb.flags.writeable
+    for bits in (in_bits, 16, in_bits):
+        assert_exact(gemm(a, pb, acc_bits, overflow, in_bits=bits), want, f"prepared, in_bits {bits}")
+
+
+def test_prepare_checks_range_once_and_narrower_calls_recheck():
+    b = prepare(np.array([[100], [-3]]), 8)
+    with pytest.raises(ValueError, match=r"b\[0, 0\] = 100 is outside the signed 4-bit"):
+        gemm(np.ones((1, 2), np.int64), b, in_bits=4)
+    with pytest.raises(ValueError, match=r"b\[0, 0\] = 200 is outside the signed 8-bit"):
+        prepare(np.array([[200]]), 8)
+    with pytest.raises(ValueError, match="ndim >= 2"):
+        prepare(np.ones(3, np.int64))

@@ -1,12 +1,15 @@
 """Quantize, scale matching, re-scaling and Alg. 1 vs the pure-Python-int reference; tolerance 0."""
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
 from golden.qtensor import QTensor
-from golden.quant import group_absmax, match_along, match_scales, propagate, quantize, rescale
-from golden.rounding import round_div
+from golden.quant import dyadic_factors, group_absmax, match_along, match_scales, propagate, quantize, rescale
+from golden.rounding import round_div, round_div_or_zero, round_shift
 
 N = 1000
 EDGE = [0, 1, -1, 127, -127, -128, 2**15 - 1, -(2**15), 2**31 - 1, -(2**31)] + \
@@ -32,6 +35,58 @@ def test_round_div(n, d, rounding):
                                                      (1, 3, 0, 0), (-2, 3, -1, -1), (0, 5, 0, 0)])
 def test_round_div_named_ties(n, d, half_away, half_even):
     assert (round_div(n, d, "half_away"), round_div(n, d, "half_even")) == (half_away, half_even)
+
+
+@settings(max_examples=N)
+@given(st.integers(-(2**61), 2**61), st.integers(0, 61), st.sampled_from(["half_away", "half_even", "floor"]))
+def test_round_shift(n, sh, rounding):
+    assert round_shift(n, sh, rounding) == ref.div(n, 2**sh, rounding)
+
+
+@pytest.mark.parametrize("rounding", ["half_away", "half_even", "floor"])
+def test_round_div_and_shift_vectorised(rounding):
+    """Broadcast arrays (per-row divisors, ties of both signs, d = 1) against the reference element by element."""
+    rng = np.random.default_rng(3)
+    d = np.r_[1, 2, 3, 4, 7, 2**20, 2**20 + 1, rng.integers(1, 2**40, 5)].reshape(-1, 1)
+    n = np.concatenate([rng.integers(-(2**61), 2**61, (d.size, 20)), d * rng.integers(-9, 9, (d.size, 8)) + d // 2,
+                        -(d * rng.integers(0, 9, (d.size, 8)) + d // 2)], axis=1)
+    got = round_div(n, d, rounding)
+    sh = np.arange(d.size).reshape(-1, 1) * 4
+    got_shift = round_shift(n, sh, rounding)
+    for i, j in np.ndindex(*n.shape):
+        assert got[i, j] == ref.div(int(n[i, j]), int(d[i, 0]), rounding), (i, j, n[i, j], d[i, 0])
+        assert got_shift[i, j] == ref.div(int(n[i, j]), 2 ** int(sh[i, 0]), rounding), (i, j, n[i, j], sh[i, 0])
+
+
+def test_round_div_or_zero():
+    n, d = np.array([[5, -5], [5, -5]]), np.array([[2], [0]])
+    assert round_div_or_zero(n, d).tolist() == [[3, -3], [0, 0]]
+    assert round_div_or_zero(n, np.array([[2], [3]]), "half_even").tolist() == [[2, -2], [2, -2]]
+
+
+def test_dyadic_factors_are_frexp_of_the_ratio():
+    """m = round_half_away(f 2^31), sh = 31 - e for frexp's r = f 2^e; a carry (m = 2^31, only for float64 ratios
+    within 2^-32 below a power of two: never for float32 scales) renormalises to m = 2^30, sh - 1."""
+    rng = np.random.default_rng(4)
+    s_to = np.exp2(rng.uniform(-60, 60, 400)).astype(np.float32)
+    s_from = np.r_[np.exp2(rng.uniform(0, 40, 200)).astype(np.float32) * s_to[:200],
+                   np.nextafter(s_to[200:300], np.float32(np.inf)), s_to[300:]]
+    ratio = np.r_[s_to.astype(np.float64) / s_from.astype(np.float64), 1 - 2.0**-40, 0.5 - 2.0**-45]
+    m, sh = dyadic_factors(np.r_[s_from, 1.0, 1.0], np.r_[s_to, ratio[-2:]])
+    for r, mi, si in zip(ratio, m, sh):
+        f, e = math.frexp(r)
+        want_m, want_sh = ref.round_frac(Fraction(f) * 2**31), 31 - e
+        if want_m == 2**31:
+            want_m, want_sh = want_m // 2, want_sh - 1
+        assert (mi, si) == (want_m, want_sh), r
+
+
+def test_group_absmax_extremes():
+    x = np.array([[-(2**31), 5, 2**31 - 1], [0, 0, 0], [3, -7, 2]], np.int64)
+    assert group_absmax(x, "row").ravel().tolist() == [2**31, 0, 7]
+    assert group_absmax(x, "tensor").tolist() == [[2**31]]
+    assert group_absmax(x[None], "batch").ravel().tolist() == [2**31]
+    assert group_absmax(np.array([-0.0, -2.5], np.float32), "tensor").tolist() == [2.5]
 
 
 @settings(max_examples=N)
