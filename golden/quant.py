@@ -96,7 +96,7 @@ def dyadic_factors(s_from: np.ndarray, s_to: np.ndarray) -> tuple[np.ndarray, np
     m = 2^31 (a carry) renormalised to 2^30 with sh - 1 (a carry needs r within 2^-32 below a power of two, which
     no ratio of two float32 scales is). Read off r's bits, all in integers: f 2^31 = significand / 2^22 and
     e = biased exponent - 1022 (r is a positive normal float64)."""
-    bits = np.divide(s_to, s_from, dtype=np.float64).view(np.int64)
+    bits = np.asarray(np.divide(s_to, s_from, dtype=np.float64)).view(np.int64)  # 0-d stays an array (out= below)
     m = bits & ((1 << 52) - 1)   # in-place steps from here: large temporaries cost page faults
     m |= 1 << 52                 # the 53-bit significand
     m += 1 << 21

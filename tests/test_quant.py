@@ -81,6 +81,12 @@ def test_dyadic_factors_are_frexp_of_the_ratio():
         assert (mi, si) == (want_m, want_sh), r
 
 
+def test_match_zero_dim_tensors():
+    a, b = QTensor(np.int64(1000), np.float32(3.0), 16), QTensor(np.int64(-777), np.float32(7.0), 16)
+    assert [int(t.values) for t in match_scales([a, b], "dyadic")] == [1000, -333]
+    assert [int(t.values) for t in match_scales([a, b], "paper")] == [1000, -259]
+
+
 def test_group_absmax_extremes():
     x = np.array([[-(2**31), 5, 2**31 - 1], [0, 0, 0], [3, -7, 2]], np.int64)
     assert group_absmax(x, "row").ravel().tolist() == [2**31, 0, 7]
