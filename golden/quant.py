@@ -10,7 +10,7 @@ from .rounding import ceil_div, check_rounding, round_div, round_shift
 
 GRANULARITIES = ("tensor", "row", "batch", "block")
 MATCH_MODES = ("paper", "dyadic")
-RESCALE_MODES = ("paper", "pow2")
+RESCALE_MODES = ("paper", "pow2", "dyadic")
 DYADIC_BITS = 31          # multiplier m in [2^30, 2^31): fits a signed 32-bit register
 _MAX_DIVISOR = 1 << 32    # |x| < 2^32 so x / d rounds to 0 for any d >= 2^32: clamping keeps int64 safe
 _MAX_SHIFT = 62
@@ -164,6 +164,8 @@ def rescale_divisor(values: np.ndarray, bits: int, granularity: str = "row", mod
                     block: int | None = None) -> np.ndarray:
     """Eq. 10's s_hat per group (keepdims): max(ceil(max|x| / (2^(bits-1) - 1)), 1), or for mode "pow2" the next
     power of two >= that (also the divisor the RTL re-scaling unit is given)."""
+    if mode not in ("paper", "pow2"):
+        raise ValueError(f"rescale_divisor: mode must be paper or pow2 (an integer divisor), got {mode!r}")
     s_hat = np.maximum(ceil_div(group_absmax(values, granularity, block), qmax(bits)), 1)
     if mode == "pow2":
         s_hat = np.left_shift(np.int64(1), np.ceil(np.log2(s_hat)).astype(np.int64))
@@ -175,15 +177,39 @@ def log2_exact(p: np.ndarray) -> np.ndarray:
     return np.frexp(p.astype(np.float64))[1] - 1
 
 
+def rescale_multiplier(values: np.ndarray, bits: int, granularity: str = "row",
+                       block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dyadic Eq. 10 factor per group (keepdims): (m, sh) with m = floor(qmax 2^sh / max|x|) in [2^30, 2^31) (one
+    integer division per group), so x m / 2^sh maps max|x| to at most qmax and keeps all but < 2^-30 of the range;
+    groups that fit get (1, 0). max|x| <= 2^31 keeps q 2^sh and x m below 2^62."""
+    big = group_absmax(values, granularity, block)
+    q = qmax(bits)
+    fits = big <= q
+    big = np.where(fits, q, big)
+    # with bit lengths b (frexp: exact below 2^53), max|x| / q lies in (2^(b_x - b_q - 1), 2^(b_x - b_q + 1)),
+    # so sh = 30 + b_x - b_q or one more
+    sh = (DYADIC_BITS - 1) + np.frexp(big.astype(np.float64))[1].astype(np.int64) - q.bit_length()
+    sh += ((np.int64(q) << sh) // big < 1 << (DYADIC_BITS - 1))
+    m = (np.int64(q) << sh) // big
+    return np.where(fits, 1, m), np.where(fits, 0, sh)
+
+
 def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "paper",
             block: int | None = None, rounding: str = "half_away") -> QTensor:
     """Eq. 10, R(x, s) = {x / s_hat, s / s_hat}, s_hat = ceil(max|x| / (2^(bits-1) - 1)) per group; groups
-    that already fit get s_hat = 1 (Alg. 1 line 2). mode "pow2": s_hat = the next power of two >= that."""
+    that already fit get s_hat = 1 (Alg. 1 line 2). mode "pow2": s_hat = the next power of two >= that.
+    mode "dyadic" (better hardware variant): x m / 2^sh with m / 2^sh = qmax / max|x| to 31 bits (rescale_multiplier),
+    scale s m / 2^sh, so the group keeps the full +-qmax range that the ceil of Eq. 10 gives away."""
     x = check_qtensor(x, "x")
     bits = check_bits(bits, "bits", 2, 16)
     _choice(mode, RESCALE_MODES, "mode")
-    s_hat = rescale_divisor(x.values, bits, granularity, mode, block)
     check_rounding(rounding)
+    if mode == "dyadic":
+        m, sh = rescale_multiplier(x.values, bits, granularity, block)
+        values = round_shift(x.values * m, sh, rounding)
+        scale = np.ldexp(x.scale.astype(np.float64) * m, -sh).astype(np.float32)
+        return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x m / 2^sh| <= qmax, rounded too
+    s_hat = rescale_divisor(x.values, bits, granularity, mode, block)
     values = round_shift(x.values, log2_exact(s_hat), rounding) if mode == "pow2" else \
         round_div(x.values, s_hat, rounding)
     scale = np.divide(x.scale, s_hat, dtype=np.float64).astype(np.float32)

@@ -41,6 +41,9 @@ class Factors:
 
 
 def _rescale_part(t: np.ndarray, bits: int, granularity: str, mode: str, block: int | None) -> dict:
+    if mode not in ("paper", "pow2"):
+        raise ValueError(f"rescale {mode!r}: itx_requant implements Eq. 10 with a divider (paper) or a shift (pow2); "
+                         "dyadic re-scaling would need a second multiplier stage (golden-model option only)")
     s_hat = np.broadcast_to(rescale_divisor(t, bits, granularity, mode, block), t.shape).astype(np.int64)
     if mode == "pow2":
         return {"rsh": np.log2(s_hat).astype(np.int64), "div": np.ones_like(s_hat), "divide": False}

@@ -153,3 +153,11 @@ def test_coarse_bias_is_refused():
     acc = QTensor(np.arange(6).reshape(2, 3), np.float32(64), 32)
     with pytest.raises(ValueError, match="bias scale below"):
         linear_factors(acc, QTensor(np.ones((1, 3), np.int64), np.float32(2), 16), 8)
+
+
+def test_dyadic_rescale_is_refused_by_the_rtl_path():
+    """golden's rescale="dyadic" has no RTL counterpart (itx_requant divides or shifts): a clear error, not a wrong
+    divisor."""
+    acc = QTensor(np.arange(6).reshape(2, 3) * 100, np.float32(64), 32)
+    with pytest.raises(ValueError, match="second multiplier"):
+        linear_factors(acc, QTensor(np.ones((1, 3), np.int64), np.float32(2 ** 12), 16), 8, mode="dyadic")

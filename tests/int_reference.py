@@ -49,12 +49,21 @@ def match_one(x: int, s_from: F32, s_to: F32, mode: str) -> int:
     return div(x * m, 2 ** sh)
 
 
-def rescale_group(xs: list[int], bits: int, mode: str) -> tuple[list[int], int]:
-    """Eq. 10 on one group: s_hat = max(1, ceil(max|x| / qmax)), pow2 rounds s_hat up to a power of two."""
-    s_hat = max(1, -(-max(abs(x) for x in xs) // qmax(bits)))
+def rescale_group(xs: list[int], bits: int, mode: str) -> tuple[list[int], Fraction]:
+    """Eq. 10 on one group -> (values, factor): s_hat = max(1, ceil(max|x| / qmax)), factor 1 / s_hat; pow2 rounds
+    s_hat up to a power of two; dyadic: factor m / 2^sh = floor(qmax 2^sh / max|x|) / 2^sh, m in [2^30, 2^31)."""
+    big = max(abs(x) for x in xs)
+    if mode == "dyadic":
+        if big <= qmax(bits):
+            return list(xs), Fraction(1)
+        sh = next(sh for sh in range(99) if qmax(bits) * 2 ** sh // big >= 2 ** 30)
+        m = qmax(bits) * 2 ** sh // big
+        assert m < 2 ** 31
+        return [div(x * m, 2 ** sh) for x in xs], Fraction(m, 2 ** sh)
+    s_hat = max(1, -(-big // qmax(bits)))
     if mode == "pow2":
         s_hat = 1 << (s_hat - 1).bit_length()
-    return [div(x, s_hat) for x in xs], s_hat
+    return [div(x, s_hat) for x in xs], Fraction(1, s_hat)
 
 
 def gemm(a: list[list[int]], b: list[list[int]], acc_bits: int = 32, overflow: str = "wrap") -> list[list[int]]:

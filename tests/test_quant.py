@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
 from golden.qtensor import QTensor
-from golden.quant import dyadic_factors, group_absmax, match_along, match_scales, propagate, quantize, rescale
+from golden.quant import (RESCALE_MODES, dyadic_factors, group_absmax, match_along, match_scales, propagate, quantize,
+                          rescale)
 from golden.rounding import round_div, round_div_or_zero, round_shift
 
 N = 1000
@@ -177,15 +178,16 @@ def test_match_equal_scales_is_identity_and_dyadic_beats_paper():
 
 
 @settings(max_examples=N)
-@given(st.data(), small_shapes, st.integers(2, 16), st.sampled_from(["paper", "pow2"]))
+@given(st.data(), small_shapes, st.integers(2, 16), st.sampled_from(RESCALE_MODES))
 def test_rescale(data, shape, bits, mode):
     x = QTensor(mat(data.draw, shape, ints32), np.float32(data.draw(scales)), 32)
     y = rescale(x, bits, "row", mode)
     assert y.bits == bits
     for i in range(shape[0]):
-        xs, s_hat = ref.rescale_group(x.values[i].tolist(), bits, mode)
+        xs, factor = ref.rescale_group(x.values[i].tolist(), bits, mode)
         assert y.values[i].tolist() == xs, i
-        assert y.scale[i, 0] == np.float32(float(x.scale[0, 0]) / s_hat)
+        s = float(x.scale[0, 0])   # paper/pow2: s / s_hat; dyadic: s (m / 2^sh) (exact factor); one float64 rounding
+        assert y.scale[i, 0] == np.float32(s / float(1 / factor) if factor.numerator == 1 else s * float(factor))
 
 
 def test_rescale_only_when_over_range():
@@ -193,6 +195,17 @@ def test_rescale_only_when_over_range():
     y = rescale(x, 8)
     assert y.values.tolist() == [[127, -127], [64, 0], [0, 0]]
     assert y.scale.ravel().tolist() == [2.0, 1.0, 2.0]
+
+
+def test_dyadic_rescale_keeps_the_range():
+    """Eq. 10's ceil gives away up to half the range (max|x| = 128 -> 64); the dyadic multiplier maps max|x| to
+    qmax (or qmax - 1 when the 31-bit floor lands just below), for any max|x| up to the 32-bit accumulator's."""
+    x = QTensor(np.array([[127, -127], [128, 0], [0, 0], [300, -299], [-2 ** 31, 1]]), np.float32(2.0), 32)
+    assert rescale(x, 8, mode="paper").values[:, 0].tolist() == [127, 64, 0, 100, -127]
+    y = rescale(x, 8, mode="dyadic")
+    assert y.values.tolist() == [[127, -127], [127, 0], [0, 0], [127, -127], [-127, 0]]
+    assert y.scale.ravel()[[0, 2]].tolist() == [2.0, 2.0]      # groups that fit are untouched
+    np.testing.assert_allclose(y.dequantize()[3], x.dequantize()[3], rtol=0.004)
 
 
 def test_propagate_is_alg1():
