@@ -20,9 +20,9 @@ from .gemm import gemm, prepare
 from .int_config import IntConfig
 from .layernorm import l1_layernorm
 from .model import FP32Transformer, ModelConfig, emit, load
-from .ops import add, concat, relu, transpose
+from .ops import add, relu, transpose
 from .qtensor import QTensor, checked_scale
-from .quant import check_qtensor, match_along, quantize, rescale
+from .quant import _divide_to as divide_to, check_qtensor, match_along, quantize, rescale
 from .rounding import round_div_or_zero
 
 
@@ -45,6 +45,76 @@ class QBatch(QTensor):
 
 def batch(x: QTensor) -> QBatch:
     return x if isinstance(x, QBatch) else QBatch.trusted(x.values, x.scale, x.bits)
+
+
+class KVCache(QBatch):
+    """Self-attention keys or values [B, H, T, dh] of the positions decoded so far, in capacity-doubling buffers, so a
+    decoding step appends its positions in place instead of copying the whole cache (O(T) per step).
+
+    With match=(mode, rounding) (the values) it also keeps `matched` = M(v, s, T) (Table 1's matching along the keys,
+    which the P V GEMM of Eq. 12 needs): a new position is divided to the running minimum scale once, and only the
+    sentences whose minimum a new position lowers are re-matched from their raw values. Matching is element-wise in
+    (value, scale, minimum), so `matched` is exactly match_along(self, 2) at every step. [rows] (beam search's
+    reordering) reorders the buffers and the matched copy alike."""
+
+    @classmethod
+    def start(cls, x: QTensor, match: tuple[str, str] | None = None) -> "KVCache":
+        s = np.broadcast_to(x.scale, x.scale.shape[:2] + x.shape[2:3] + x.scale.shape[3:])
+        return cls._view(np.empty_like(x.values), np.empty_like(s), x.bits, 0, match, None, None).append(x, True)
+
+    @classmethod
+    def _view(cls, buf, sbuf, bits, n, match, mbuf, smin) -> "KVCache":
+        t = cls.trusted(buf[:, :, :n], sbuf[:, :, :n], bits)   # views of valid values/scales
+        for k, v in (("buf", buf), ("sbuf", sbuf), ("match", match), ("mbuf", mbuf), ("smin", smin)):
+            object.__setattr__(t, k, v)
+        return t
+
+    @property
+    def matched(self) -> QTensor:
+        n = self.shape[2]
+        return QTensor.trusted(self.mbuf[:, :, :n], self.smin, self.bits)  # |x / d| <= |x| for a factor <= 1
+
+    def append(self, x: QTensor, start: bool = False) -> "KVCache":
+        """This cache with x's positions added (written into the shared buffers: only the newest object is live)."""
+        n0 = self.shape[2]
+        n, t = n0 + x.shape[2], x.shape[2]
+        buf, sbuf, mbuf = self.buf, self.sbuf, self.mbuf
+        if n > buf.shape[2]:                                  # grow: double the capacity
+            cap = max(2 * buf.shape[2], n)
+            buf, sbuf = _grown(buf, n0, cap), _grown(sbuf, n0, cap)
+            mbuf = None if mbuf is None else _grown(mbuf, n0, cap)
+        buf[:, :, n0:n] = x.values
+        sbuf[:, :, n0:n] = x.scale
+        bits = max(self.bits, x.bits)
+        if self.match is None:
+            return KVCache._view(buf, sbuf, bits, n, None, None, None)
+        new_min = x.scale.min(axis=2, keepdims=True)
+        smin = new_min if start else np.minimum(self.smin, new_min)
+        if mbuf is None:
+            mbuf = np.empty_like(buf)
+        mbuf[:, :, n0:n] = divide_to(x.values, x.scale, smin, *self.match)
+        if not start:
+            lowered = np.flatnonzero((smin < self.smin).reshape(smin.shape[0], -1).any(axis=1))
+            if lowered.size:
+                pick = _rows(lowered)
+                mbuf[lowered, :, :n0] = divide_to(buf[lowered, :, :n0], pick(sbuf)[:, :, :n0], pick(smin), *self.match)
+        return KVCache._view(buf, sbuf, bits, n, self.match, mbuf, smin)
+
+    def __getitem__(self, rows) -> "KVCache":
+        pick = _rows(rows)
+        return KVCache._view(self.buf[rows], pick(self.sbuf), self.bits, self.shape[2], self.match,
+                             pick(self.mbuf), pick(self.smin))
+
+
+def _rows(rows):
+    """Select sentences `rows` of a per-sentence array; one shared by all sentences (leading dim 1) stays."""
+    return lambda a: a if a is None or a.shape[0] == 1 else a[rows]
+
+
+def _grown(buf: np.ndarray, n: int, cap: int) -> np.ndarray:
+    out = np.empty(buf.shape[:2] + (cap,) + buf.shape[3:], buf.dtype)
+    out[:, :, :n] = buf[:, :, :n]
+    return out
 
 
 ZERO_PARAM_SCALE = np.float32(2.0 ** 40)
@@ -194,8 +264,11 @@ class IntTransformer:
             k, v = split_heads(self.linear(f"{name}.k", mem), h), split_heads(self.linear(f"{name}.v", mem), h)
             if cache is not None and grow:
                 if "k" in cache:
-                    k, v = concat([cache["k"], k], 2), concat([cache["v"], v], 2)
-                cache["k"], cache["v"] = batch(k), batch(v)
+                    k, v = cache["k"].append(k), cache["v"].append(v)
+                else:
+                    k, v = KVCache.start(k), KVCache.start(v, (c.match, c.rounding))
+                cache["k"], cache["v"] = k, v
+                v = v.matched
             kt = transpose(k)
             if not grow:
                 v = match_along(v, -2, c.match, c.rounding)

@@ -10,10 +10,12 @@ from golden import int_model, ops
 from golden.capture import capture, write
 from golden.gemm import gemm
 from golden.int_config import MODULES, IntConfig, parse_modules
-from golden.int_model import IntTransformer, QBatch, search_view
+from golden.int_model import IntTransformer, KVCache, QBatch, search_view
 from golden.model import MODELS, FP32Transformer, ModelConfig, beam_search, expected_shapes, greedy_search, load
 from golden.qcd_baseline import QCDTransformer, affine_qcd
+from golden.ops import concat
 from golden.qtensor import QTensor
+from golden.quant import MATCH_MODES, RESCALE_MODES, match_along
 from golden.vectors import read_manifest
 
 TINY = ModelConfig(arch="integer", vocab_size=40, d_model=16, n_heads=2, d_ff=24, enc_layers=1, dec_layers=1,
@@ -54,7 +56,7 @@ def committed():
     return load(MODELS / "integer"), tok, rows
 
 
-KNOBS = list(itertools.product((6, 8, 10), ("row", "batch", "block"), ("paper", "dyadic"), ("paper", "pow2")))
+KNOBS = list(itertools.product((6, 8, 10), ("row", "batch", "block"), MATCH_MODES, RESCALE_MODES))
 
 
 @pytest.mark.parametrize("bits,granularity,match,rescale", KNOBS)
@@ -167,6 +169,32 @@ def test_beam_search_on_integer_model(tiny):
     q = QBatch(np.arange(6).reshape(2, 3), np.array([[1.0], [2.0]]), 8)
     assert np.array_equal(np.repeat(q, 2, 0)[np.array([3, 0])].values, [[3, 4, 5], [0, 1, 2]])
 
+
+
+@pytest.mark.parametrize("match", ["paper", "dyadic"])
+@pytest.mark.parametrize("scale_shape", [(3, 1, 0, 1), (3, 2, 0, 4)])   # row granularity / block granularity
+def test_kv_cache_matches_the_whole_cache_at_every_step(match, scale_shape):
+    """Growing K/V cache (incremental decoding): values == the concatenated steps and `matched` == match_along over
+    the keys of them, bit for bit, also across minimum-lowering steps, capacity growth and beam reordering."""
+    rng = np.random.default_rng(3)
+
+    def step(t):
+        shape = scale_shape[:2] + (t,) + scale_shape[3:]
+        return QTensor(rng.integers(-127, 128, (3, 2, t, 4)), rng.uniform(0.5, 8, shape).astype(np.float32), 8)
+
+    steps = [step(2)]
+    cache = KVCache.start(steps[0], (match, "half_away"))
+    for i in range(9):
+        if i == 5:   # beam search's reordering of the sentences
+            rows = np.array([2, 0, 0])
+            cache, steps = cache[rows], [QTensor(s.values[rows], s.scale[rows], 8) for s in steps]
+        steps.append(step(1))
+        cache = cache.append(steps[-1])
+        whole = concat(steps, 2)
+        ref = match_along(whole, 2, match)
+        assert np.array_equal(cache.values, whole.values) and np.array_equal(cache.scale, whole.scale)
+        assert np.array_equal(cache.matched.values, ref.values), (i, np.argwhere(cache.matched.values != ref.values)[:3])
+        assert np.array_equal(cache.matched.scale, ref.scale)
 
 def test_config_errors():
     with pytest.raises(ValueError, match="bits"):
