@@ -227,7 +227,8 @@ def write_markdown(report: dict, path: Path) -> None:
         f"![design]({FIGURES['design']})",
         "",
         f"Overflow mode: {meta['hw'].split('overflow=')[1]} (hw/config.toml). `paper`: Eq. 10 ceil divisor "
-        "(sequential divider in itx_requant); `pow2`: next power of two (a shift).",
+        "(sequential divider in itx_requant); `pow2`: next power of two (a shift); `dyadic`: a 31-bit multiplier and "
+        "shift per group that maps max|x| to qmax (golden only: itx_requant would need a second multiplier).",
         "",
         markdown_table(s["design"], "design"),
         "",
