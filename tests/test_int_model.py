@@ -258,3 +258,15 @@ def test_int8_bleu_on_a_test_slice(committed, pair):
     i8, _, _ = evaluate(IntTransformer(cfg, w), tok, pair, limit=BLEU_SLICE, progress=False)
     assert fp.precisions[0] >= 25.0, f"{pair}: FP32 {fp}: model not trained?"
     assert i8.score >= INT8_BLEU_FLOOR * fp.score, f"{pair}: INT8 {i8.score:.2f} vs FP32 {fp.score:.2f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pair", ["en-de", "en-fr"])
+def test_int8_bleu_on_the_whole_test_split(committed, pair):
+    """Issue 5's target, INT8 >= 99.5% of FP32 BLEU on the test split, with dyadic re-scaling (reports/int8_bleu.md:
+    10.62 / 10.62 en-de, 14.83 / 14.86 en-fr; Eq. 10 as written measures 98.9% en-de, 101.0% en-fr). ~2.5 min/pair."""
+    from itx.commands.eval import evaluate
+    (cfg, w), tok, _ = committed
+    fp, _, _ = evaluate(FP32Transformer(cfg, w), tok, pair, progress=False)
+    i8, _, _ = evaluate(IntTransformer(cfg, w, IntConfig(rescale="dyadic")), tok, pair, progress=False)
+    assert i8.score >= 0.995 * fp.score, f"{pair}: INT8 {i8.score:.2f} vs FP32 {fp.score:.2f}"
