@@ -28,6 +28,7 @@ _F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32 (24-bit 
 _F64_EXACT = 1 << 53
 # Below this many K per float32 chunk the per-chunk overhead outweighs float32's 2x speed over float64.
 _MIN_F32_CHUNK = 256
+_F32_IN_BITS = 9      # |a|, |b| <= 2^8: chunks of _MIN_F32_CHUNK stay below 2^24, so exact_matmul always takes float32
 _SCRATCH = threading.local()
 _PREPARED: dict = {}  # id(array) -> _Prepared, see prepare()
 
@@ -80,8 +81,11 @@ def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
                          f"b has shape {b.shape}") from None
 
 
-def _check_operand(name: str, x: np.ndarray, in_bits: int) -> int:
-    """Reject non-integer or out-of-range operands; return a bound on max|x| (sizes the exact chunks)."""
+def _check_operand(name: str, x: np.ndarray, in_bits: int, scratch: str | None = None) -> tuple[int, np.ndarray | None]:
+    """Reject non-integer or out-of-range operands; return a bound on max|x| (sizes the exact chunks) and, when
+    `scratch` names a buffer and in_bits <= _F32_IN_BITS, x's float32 copy there for exact_matmul, range-checked on
+    that copy (half the bytes of int64, contiguous; rounding to float32 is monotonic and the range ends are exact
+    float32 integers, so the copy is in range exactly when x is)."""
     def at(mask: np.ndarray) -> str:  # "name[i, j] = v" for the first flagged element
         idx = np.unravel_index(np.argmax(mask), x.shape)
         return f"{name}[{', '.join(map(str, idx))}] = {x[idx]}"
@@ -93,13 +97,17 @@ def _check_operand(name: str, x: np.ndarray, in_bits: int) -> int:
     lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
     info = np.iinfo(x.dtype)
     if lo <= info.min and info.max <= hi:  # the dtype alone guarantees the range: skip the scan
-        return max(-int(info.min), int(info.max))
+        return max(-int(info.min), int(info.max)), None
     if x.size == 0:
-        return 0
-    xmin, xmax = int(np.minimum.reduce(x, axis=None)), int(np.maximum.reduce(x, axis=None))
+        return 0, None
+    xf = None
+    if scratch is not None and in_bits <= _F32_IN_BITS:
+        xf = _scratch(scratch, x.shape, np.float32)
+        np.copyto(xf, x, casting="unsafe")
+    xmin, xmax = (int(r(x if xf is None else xf, axis=None)) for r in (np.minimum.reduce, np.maximum.reduce))
     if xmin < lo or xmax > hi:
         raise ValueError(f"gemm: {at((x < lo) | (x > hi))} is outside the signed {in_bits}-bit range [{lo}, {hi}]")
-    return max(-xmin, xmax)
+    return max(-xmin, xmax), xf
 
 
 class _Prepared:
@@ -118,7 +126,7 @@ def prepare(b: np.ndarray, in_bits: int | None = None) -> np.ndarray:
     if not isinstance(b, np.ndarray) or b.ndim < 2:
         raise ValueError(f"gemm.prepare: b must be an array of ndim >= 2, got {type(b).__name__}")
     b.setflags(write=False)
-    _PREPARED[id(b)] = _Prepared(b, in_bits, _check_operand("b", b, in_bits))
+    _PREPARED[id(b)] = _Prepared(b, in_bits, _check_operand("b", b, in_bits)[0])
     weakref.finalize(b, _PREPARED.pop, id(b), None)
     return b
 
@@ -138,10 +146,10 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int,
-                 prep: _Prepared | None = None) -> np.ndarray:
+def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int, prep: _Prepared | None = None,
+                 af: np.ndarray | None = None, bf: np.ndarray | None = None) -> np.ndarray:
     """Exact int64 sum_k a[..., i, k] * b[..., k, j] for |a| <= bound_a, |b| <= bound_b, via exact float BLAS
-    (b's float copy taken from prep, prepare()'s record of b, when given)."""
+    (b's float copy taken from prep, prepare()'s record of b, when given; af, bf: float32 copies already made)."""
     k = a.shape[-1]
     prod = bound_a * bound_b
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) if a.ndim > 2 or b.ndim > 2 else ()
@@ -154,13 +162,14 @@ def exact_matmul(a: np.ndarray, b: np.ndarray, bound_a: int, bound_b: int,
         chunk = _F64_EXACT // prod
     # Chunk sums are added in int32 when the total provably fits (float32 -> int32 is a SIMD cast, -> int64 is not).
     acc_type = np.int32 if k * prod < 1 << 31 else np.int64
-    af = _scratch("a", a.shape, ftype)
-    np.copyto(af, a)
+    if af is None or ftype is not np.float32:
+        af = _scratch("a", a.shape, ftype)
+        np.copyto(af, a)
     if prep is not None:
         if ftype not in prep.floats:
             prep.floats[ftype] = b.astype(ftype)
         bf = prep.floats[ftype]
-    else:
+    elif bf is None or ftype is not np.float32:
         bf = _scratch("b", b.shape, ftype)
         np.copyto(bf, b)
     part, acc = _scratch("part", shape, ftype), _scratch("acc", shape, acc_type)
@@ -223,9 +232,9 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     a, b = np.asarray(a), np.asarray(b)
     _check_shapes(a, b)
     prep = _prepared(b, in_bits)
-    bound_a = _check_operand("a", a, in_bits)
-    bound_b = prep.bound if prep else _check_operand("b", b, in_bits)
-    out = exact_matmul(a, b, bound_a, bound_b, prep)
+    bound_a, af = _check_operand("a", a, in_bits, "a")
+    bound_b, bf = (prep.bound, None) if prep else _check_operand("b", b, in_bits, "b")
+    out = exact_matmul(a, b, bound_a, bound_b, prep, af, bf)
     if a.shape[-1] * bound_a * bound_b < 1 << (acc_bits - 1):  # no partial sum can reach the accumulator limits
         return out
     if overflow == "wrap":

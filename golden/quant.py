@@ -95,16 +95,14 @@ def dyadic_factors(s_from: np.ndarray, s_to: np.ndarray) -> tuple[np.ndarray, np
     With frexp's r = f 2^e (f in [1/2, 1)) of the float64 ratio r: m = f 2^31 rounded half-away, sh = 31 - e, and
     m = 2^31 (a carry) renormalised to 2^30 with sh - 1 (a carry needs r within 2^-32 below a power of two, which
     no ratio of two float32 scales is). Read off r's bits, all in integers: f 2^31 = significand / 2^22 and
-    e = biased exponent - 1022 (r is a positive normal float64)."""
-    bits = np.asarray(np.divide(s_to, s_from, dtype=np.float64)).view(np.int64)  # 0-d stays an array (out= below)
-    m = bits & ((1 << 52) - 1)   # in-place steps from here: large temporaries cost page faults
-    m |= 1 << 52                 # the 53-bit significand
-    m += 1 << 21
-    m >>= 22                     # half-away to 31 bits
-    carry = m >> DYADIC_BITS
-    m >>= carry
-    sh = np.subtract(DYADIC_BITS + 1022, bits >> 52, out=bits)
-    sh -= carry
+    e = biased exponent - 1022 (r is a positive normal float64). Adding 2^21 to the bits rounds the significand; a
+    carry out of it increments the exponent field, which is exactly that renormalisation."""
+    t = np.asarray(np.divide(s_to, s_from, dtype=np.float64)).view(np.int64)  # 0-d stays an array (out= below)
+    t += 1 << 21                 # half-away to 31 significant bits
+    m = np.right_shift(t, 22)    # in-place steps from here: large temporaries cost page faults
+    m &= (1 << 30) - 1
+    m |= 1 << 30                 # the implicit leading bit
+    sh = np.subtract(DYADIC_BITS + 1022, np.right_shift(t, 52, out=t), out=t)
     return m, sh
 
 
@@ -166,7 +164,12 @@ def rescale_divisor(values: np.ndarray, bits: int, granularity: str = "row", mod
     power of two >= that (also the divisor the RTL re-scaling unit is given)."""
     if mode not in ("paper", "pow2"):
         raise ValueError(f"rescale_divisor: mode must be paper or pow2 (an integer divisor), got {mode!r}")
-    s_hat = np.maximum(ceil_div(group_absmax(values, granularity, block), qmax(bits)), 1)
+    return _divisor(group_absmax(values, granularity, block), bits, mode)
+
+
+def _divisor(big: np.ndarray, bits: int, mode: str) -> np.ndarray:
+    """rescale_divisor from the group maxima big = max|x|."""
+    s_hat = np.maximum(ceil_div(big, qmax(bits)), 1)
     if mode == "pow2":
         s_hat = np.left_shift(np.int64(1), np.ceil(np.log2(s_hat)).astype(np.int64))
     return s_hat
@@ -209,9 +212,10 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
         values = round_shift(x.values * m, sh, rounding)
         scale = np.ldexp(x.scale.astype(np.float64) * m, -sh).astype(np.float32)
         return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x m / 2^sh| <= qmax, rounded too
-    s_hat = rescale_divisor(x.values, bits, granularity, mode, block)
+    big = group_absmax(x.values, granularity, block)
+    s_hat = _divisor(big, bits, mode)
     values = round_shift(x.values, log2_exact(s_hat), rounding) if mode == "pow2" else \
-        round_div(x.values, s_hat, rounding)
+        round_div(x.values, s_hat, rounding, bound=int(big.max()))
     scale = np.divide(x.scale, s_hat, dtype=np.float64).astype(np.float32)
     return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x / s_hat| <= qmax, rounded too
 

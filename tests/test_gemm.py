@@ -149,6 +149,12 @@ def test_unsigned_and_wide_dtypes_accepted_when_in_range():
     ((np.array([[1, 128]], np.int16), np.ones((2, 1), np.int8)), {"in_bits": 8}, "a[0, 1] = 128 is outside the "
                                                                                    "signed 8-bit range [-128, 127]"),
     ((np.ones((1, 2), np.int8), np.array([[0], [-9]])), {"in_bits": 4}, "b[1, 0] = -9 is outside the signed 4-bit"),
+    ((np.array([[1, 2**40]]), np.ones((2, 1), np.int8)), {}, "a[0, 1] = 1099511627776 is outside the signed 8-bit"),
+    ((np.array([[1, -(2**62)]]), np.ones((2, 1), np.int8)), {}, "a[0, 1] = -4611686018427387904 is outside"),
+    ((np.ones((1, 2), np.int8), np.array([[2**64 - 1], [0]], np.uint64)), {"in_bits": 9},
+     "b[0, 0] = 18446744073709551615 is outside the signed 9-bit range [-256, 255]"),
+    ((np.ones((1, 2), np.int8), np.array([[0], [2**24 + 1]])), {"in_bits": 9}, "b[1, 0] = 16777217 is outside"),
+    ((np.array([[-129, 0]]), np.ones((2, 1), np.int8)), {}, "a[0, 0] = -129 is outside the signed 8-bit"),
     ((np.ones(3, np.int8), np.ones((3, 1), np.int8)), {}, "a must be at least 2-D"),
     ((np.ones((2, 3), np.int8), np.ones((4, 2), np.int8)), {}, "a has shape (2, 3), b has shape (4, 2)"),
     ((np.ones((2, 1, 3), np.int8), np.ones((3, 3, 2), np.int8)), {}, "batch dimensions do not broadcast"),

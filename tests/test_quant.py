@@ -59,6 +59,29 @@ def test_round_div_and_shift_vectorised(rounding):
         assert got_shift[i, j] == ref.div(int(n[i, j]), 2 ** int(sh[i, 0]), rounding), (i, j, n[i, j], sh[i, 0])
 
 
+@pytest.mark.parametrize("rounding", ["half_away", "half_even", "floor"])
+def test_round_div_float_and_integer_paths_agree_at_their_border(rounding):
+    """|n|, d < 2^51 take one float64 division, larger ones integer floor division: both exact against the
+    Fraction reference at ties of both signs, exact multiples, the largest float-path numerators and just past them,
+    per-row and per-element divisors, a divisor broadcast wider than n, 0-d, and a caller-given bound."""
+    rng = np.random.default_rng(11)
+    top = 2**51 - 1
+    d = np.r_[1, 2, 3, 7, 2**20, 2**20 + 1, 2**50 - 1, 2**50, top, 2**51, rng.integers(1, 2**51, 6)].reshape(-1, 1)
+    k = rng.integers(-9, 9, (d.size, 6))
+    n = np.concatenate([d * k + d // 2, d * k - d // 2, d * k, d * k + 1, d * k - 1,
+                        np.clip(rng.integers(-top, top, (d.size, 6)), -top, top),
+                        np.tile([top, -top, top - 1, -top + 1, top + 1, -top - 1, 2**61, -(2**61)], (d.size, 1))],
+                       axis=1)
+    n = np.clip(n, -(2**61), 2**61)
+    got, got_t = round_div(n, d, rounding), round_div(n[:, :1], np.broadcast_to(d, n.shape), rounding)
+    for i, j in np.ndindex(*n.shape):
+        assert got[i, j] == ref.div(int(n[i, j]), int(d[i, 0]), rounding), (i, j, n[i, j], d[i, 0])
+        assert got_t[i, j] == ref.div(int(n[i, 0]), int(d[i, 0]), rounding), (i, j, n[i, 0], d[i, 0])
+    small = n[:, :30]
+    assert (round_div(small, d, rounding, bound=int(np.abs(small).max())) == got[:, :30]).all()
+    assert round_div(-7, 2, rounding) == ref.div(-7, 2, rounding) and round_div(top, top, rounding) == 1
+
+
 def test_round_div_or_zero():
     n, d = np.array([[5, -5], [5, -5]]), np.array([[2], [0]])
     assert round_div_or_zero(n, d).tolist() == [[3, -3], [0, 0]]
