@@ -1,10 +1,12 @@
 // Re-scaling (requantization) unit after the accumulators: one beat of LANES accumulator values in, LANES
 // OUT_BITS values out, valid/ready on both sides. Per lane (all factors come from the golden side, per element):
 //   t = round(x * mul / 2^sh) + bias         Eq. 8 scale matching, dyadic multiplier-shift, then the bias add
-//   y = round(t / 2^rsh)      (in_divide = 0) Eq. 10 re-scaling, "pow2" divisor: one cycle
+//   y = round(t * rmul / 2^rsh) (in_divide = 0) Eq. 10 re-scaling, multiplier-shift: "dyadic" (rmul, rsh) of
+//                                             golden.quant.rescale_multiplier, or "pow2" (rmul = 1); one cycle
 //   y = round(t / div)        (in_divide = 1) Eq. 10 re-scaling, "paper" ceil divisor: sequential divider,
 //                                             ACC_BITS cycles per beat
-// mul = 1, sh = 0, bias = 0 makes the first line the identity. Rounding: in_rnd (itx_round codes), one per beat.
+// mul = 1, sh = 0, bias = 0 makes the first line the identity. Rounding: in_rnd (itx_round codes), one per beat;
+// each line rounds once (itx_dyadic: the full product is shifted).
 // out_ovf flags a lane whose t left the accumulator range or whose y was saturated to OUT_BITS (the golden
 // model raises instead of ever producing such a value).
 module itx_requant #(
@@ -22,6 +24,7 @@ module itx_requant #(
     input  wire [LANES*MUL_BITS-1:0]   in_mul,     // unsigned
     input  wire [LANES*SH_BITS-1:0]    in_sh,
     input  wire [LANES*ACC_BITS-1:0]   in_bias,    // signed, already at the matched scale
+    input  wire [LANES*MUL_BITS-1:0]   in_rmul,    // unsigned
     input  wire [LANES*SH_BITS-1:0]    in_rsh,
     input  wire [LANES*ACC_BITS-1:0]   in_div,     // unsigned, >= 1 when in_divide
     input  wire                        in_divide,
@@ -36,8 +39,8 @@ module itx_requant #(
     localparam PW = ACC_BITS + MUL_BITS + 1;   // x * mul, signed
     localparam signed [PW+1:0] ACC_MAX = (1 << (ACC_BITS - 1)) - 1;
     localparam signed [PW+1:0] ACC_MIN = -(1 << (ACC_BITS - 1));
-    localparam signed [ACC_BITS:0] OUT_MAX = (1 << (OUT_BITS - 1)) - 1;
-    localparam signed [ACC_BITS:0] OUT_MIN = -(1 << (OUT_BITS - 1));
+    localparam signed [PW:0]   OUT_MAX = (1 << (OUT_BITS - 1)) - 1;
+    localparam signed [PW:0]   OUT_MIN = -(1 << (OUT_BITS - 1));
 
     reg              busy;     // a divide is in flight
     reg              last_q;
@@ -49,7 +52,7 @@ module itx_requant #(
 
     // {overflow flag, y saturated to OUT_BITS}
     function [OUT_BITS:0] saturate;
-        input signed [ACC_BITS:0] y;
+        input signed [PW:0] y;
         begin
             if (y > OUT_MAX) saturate = {1'b1, OUT_MAX[OUT_BITS-1:0]};
             else if (y < OUT_MIN) saturate = {1'b1, OUT_MIN[OUT_BITS-1:0]};
@@ -84,18 +87,18 @@ module itx_requant #(
     generate
         for (i = 0; i < LANES; i = i + 1) begin : g_lane
             wire signed [ACC_BITS-1:0] x = in_data[i*ACC_BITS +: ACC_BITS];
-            wire signed [PW-1:0]       p = x * $signed({1'b0, in_mul[i*MUL_BITS +: MUL_BITS]});
             wire        [PW:0]         a;
-            itx_round_shift #(.XW(PW), .SW(SH_BITS)) u_match (
-                .x(p), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd), .y(a));
+            itx_dyadic #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_match (
+                .x(x), .m(in_mul[i*MUL_BITS +: MUL_BITS]), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd), .y(a));
             wire signed [PW+1:0]       t     = $signed(a) + $signed({{(PW+2-ACC_BITS){in_bias[(i+1)*ACC_BITS-1]}},
                                                                        in_bias[i*ACC_BITS +: ACC_BITS]});
             wire                       t_ovf = t > ACC_MAX || t < ACC_MIN;
             wire        [ACC_BITS-1:0] tn    = t[ACC_BITS-1:0];
 
-            wire [ACC_BITS:0] ys;
-            itx_round_shift #(.XW(ACC_BITS), .SW(SH_BITS)) u_pow2 (
-                .x(tn), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd), .y(ys));
+            wire [PW:0] ys;     // any rmul, rsh: |t rmul| < 2^(PW-1), saturated below
+            itx_dyadic #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_rescale (
+                .x(tn), .m(in_rmul[i*MUL_BITS +: MUL_BITS]), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd),
+                .y(ys));
 
             reg                 neg_q, ovf_q;
             reg  [ACC_BITS-1:0] d_q;
@@ -111,7 +114,7 @@ module itx_requant #(
                 .rnd(rnd_q), .y(yd));
 
             wire [OUT_BITS:0] sat_s = saturate(ys);
-            wire [OUT_BITS:0] sat_d = saturate(yd);
+            wire [OUT_BITS:0] sat_d = saturate({{(PW-ACC_BITS){yd[ACC_BITS]}}, yd});
             always @(posedge clk) begin
                 if (fire) begin
                     neg_q <= tn[ACC_BITS-1];

@@ -23,6 +23,7 @@ import numpy as np
 
 from golden.attention import lift
 from golden.config import ROOT, HwConfig
+from golden.int_config import IntConfig
 from golden.int_model import IntTransformer
 from golden.model import model_dir
 from golden.quant import DYADIC_BITS
@@ -38,8 +39,9 @@ REQUANT = "requant.json"
 REQUANT_FORMAT = "itx-requant-vectors"
 # factor file -> (width written, lowest legal value, highest legal value)
 FACTOR_FILES = {"mul": (32, 0, (1 << DYADIC_BITS) - 1), "sh": (8, 0, (1 << SH_BITS) - 1),
-                "bias": (32, -(1 << 31), (1 << 31) - 1), "rsh": (8, 0, (1 << SH_BITS) - 1),
-                "div": (32, 1, (1 << 31) - 1)}
+                "bias": (32, -(1 << 31), (1 << 31) - 1), "rmul": (32, 0, (1 << DYADIC_BITS) - 1),
+                "rsh": (8, 0, (1 << SH_BITS) - 1), "div": (32, 1, (1 << 31) - 1)}
+REQUANT_VERSION = 2   # 2: rmul (the Eq. 10 multiplier) added
 
 
 # ---- capture: the golden model on one sentence -------------------------------------------------------------
@@ -78,11 +80,12 @@ def sentence_ids(index: int, pair: str = "en-de", split: str = "test") -> tuple[
     return tok.encode_source(en, pair.split("-")[1]), [BOS] + tok.encode_target(tgt)[:-1]
 
 
-def capture(src: list[int], tgt_in: list[int], model: str = "integer",
-            layers: tuple[str, ...] = ()) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, tuple | None]]:
-    """(name, A, B, C, requant) of every 2-D GEMM of the teacher-forced forward pass, optionally only those whose
-    layer name starts with one of `layers`; requant = (Factors, Y) for linear layers, else None."""
-    m = _Capture.from_dir(model_dir(model))
+def capture(src: list[int], tgt_in: list[int], model: str = "integer", layers: tuple[str, ...] = (),
+            icfg: IntConfig | None = None) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, tuple | None]]:
+    """(name, A, B, C, requant) of every 2-D GEMM of the teacher-forced forward pass of the integer model with
+    `icfg` (default IntConfig()), optionally only those whose layer name starts with one of `layers`; requant =
+    (Factors, Y) for linear layers, else None."""
+    m = _Capture.from_dir(model_dir(model), icfg)
     m.logits(np.array([src]), np.array([tgt_in]))
     c = m.icfg
     out = []
@@ -128,7 +131,7 @@ def write_vectors(directory: Path, gemms, cfg: HwConfig) -> Path:
         files["y"] = f"{stem}.y.hex"
         sums["y"] = write_hex(directory / files["y"], y, cfg.in_bits)
         entries[str(i)] = {"divide": f.divide, "rounding": f.rounding, "files": files, "sha256": sums}
-    (directory / REQUANT).write_text(json.dumps({"format": REQUANT_FORMAT, "version": 1, "gemms": entries},
+    (directory / REQUANT).write_text(json.dumps({"format": REQUANT_FORMAT, "version": REQUANT_VERSION, "gemms": entries},
                                                 indent=1) + "\n")
     return path
 
@@ -165,8 +168,8 @@ def read_requant(man: Manifest) -> dict[int, RequantEntry]:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != REQUANT_FORMAT or doc.get("version") != 1:
-        raise ValueError(f"{path}: not an {REQUANT_FORMAT} v1 file (fields 'format'/'version')")
+    if not isinstance(doc, dict) or doc.get("format") != REQUANT_FORMAT or doc.get("version") != REQUANT_VERSION:
+        raise ValueError(f"{path}: not an {REQUANT_FORMAT} v{REQUANT_VERSION} file (fields 'format'/'version')")
     gemms = doc.get("gemms")
     if not isinstance(gemms, dict):
         raise ValueError(f"{path}: field 'gemms' must be an object")
@@ -353,9 +356,10 @@ def report_path(sentence: int) -> Path:
 
 
 def sentence_vectors(sentence: int, cfg: HwConfig, out: Path, model: str = "integer", pair: str = "en-de",
-                     layers: tuple[str, ...] = ()) -> tuple[Manifest, float]:
-    """Capture the sentence in the golden model and write its vectors; returns the manifest and seconds taken."""
+                     layers: tuple[str, ...] = (), icfg: IntConfig | None = None) -> tuple[Manifest, float]:
+    """Capture the sentence in the golden model (IntConfig `icfg`) and write its vectors; returns the manifest and
+    seconds taken."""
     t0 = time.perf_counter()
     src, tgt_in = sentence_ids(sentence, pair)
-    path = write_vectors(out, capture(src, tgt_in, model, layers), cfg)
+    path = write_vectors(out, capture(src, tgt_in, model, layers, icfg), cfg)
     return read_manifest(path), time.perf_counter() - t0

@@ -1,7 +1,9 @@
-"""The golden side of hw/itx_requant.v: per-element factors (dyadic multiplier/shift, matched bias, Eq. 10 divisor)
-chosen by golden.quant, their RTL parameters, and the unit's arithmetic composed from golden.rounding.round_div.
+"""The golden side of hw/itx_requant.v: per-element factors (dyadic multiplier/shift, matched bias, Eq. 10 divisor
+or multiplier/shift) chosen by golden.quant, their RTL parameters, and the unit's arithmetic composed from
+golden.rounding.round_div.
 
-The RTL does the per-element arithmetic; group statistics (max|x| per row, the divisor) come from here."""
+The RTL does the per-element arithmetic; group statistics (max|x| per row, the divisor or multiplier) come from
+here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +12,8 @@ import numpy as np
 
 from golden.config import HwConfig
 from golden.qtensor import QTensor
-from golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_along, match_scales, rescale_divisor
+from golden.quant import (_MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_along, match_scales, rescale_divisor,
+                          rescale_multiplier)
 from golden.rounding import ROUNDINGS, check_rounding, round_div
 
 SH_BITS = 6   # shifts 0..63 cover the dyadic range (golden rounds shifts > 62 to 0 before the RTL sees them)
@@ -25,10 +28,11 @@ def requant_parameters(cfg: HwConfig, lanes: int | None = None) -> dict[str, int
 @dataclass(frozen=True)
 class Factors:
     """Per-element inputs of itx_requant for an (M, N) accumulator tile set: y = R(round(x*mul/2^sh) + bias)
-    with R = round(. / 2^rsh) or, if `divide`, round(. / div); one rounding mode for every division."""
+    with R(t) = round(t*rmul/2^rsh) or, if `divide`, round(t/div); one rounding mode for every division."""
     mul: np.ndarray
     sh: np.ndarray
     bias: np.ndarray
+    rmul: np.ndarray
     rsh: np.ndarray
     div: np.ndarray
     divide: bool
@@ -36,18 +40,23 @@ class Factors:
 
     def flat(self, n: int) -> "Factors":
         """Reshape every factor to (-1, n): the 2-D GEMM view of a batched tensor."""
-        f = {k: getattr(self, k).reshape(-1, n) for k in ("mul", "sh", "bias", "rsh", "div")}
+        f = {k: getattr(self, k).reshape(-1, n) for k in ("mul", "sh", "bias", "rmul", "rsh", "div")}
         return Factors(**f, divide=self.divide, rounding=self.rounding)
 
 
 def _rescale_part(t: np.ndarray, bits: int, granularity: str, mode: str, block: int | None) -> dict:
+    """Eq. 10's second-stage factors of golden.quant.rescale(mode) for the group sums t, per element."""
+    ones, zeros = np.ones(t.shape, np.int64), np.zeros(t.shape, np.int64)
+    if mode == "dyadic":
+        m, sh = (np.broadcast_to(v, t.shape).astype(np.int64)
+                 for v in rescale_multiplier(t, bits, granularity, block))
+        return {"rmul": m, "rsh": sh, "div": ones, "divide": False}
     if mode not in ("paper", "pow2"):
-        raise ValueError(f"rescale {mode!r}: itx_requant implements Eq. 10 with a divider (paper) or a shift (pow2); "
-                         "dyadic re-scaling would need a second multiplier stage (golden-model option only)")
+        raise ValueError(f"rescale mode must be one of paper, pow2, dyadic (itx_requant's Eq. 10), got {mode!r}")
     s_hat = np.broadcast_to(rescale_divisor(t, bits, granularity, mode, block), t.shape).astype(np.int64)
     if mode == "pow2":
-        return {"rsh": np.log2(s_hat).astype(np.int64), "div": np.ones_like(s_hat), "divide": False}
-    return {"rsh": np.zeros_like(s_hat), "div": s_hat, "divide": True}
+        return {"rmul": ones, "rsh": np.log2(s_hat).astype(np.int64), "div": ones, "divide": False}
+    return {"rmul": ones, "rsh": zeros, "div": s_hat, "divide": True}
 
 
 def rescale_factors(x: np.ndarray, bits: int, granularity: str = "row", mode: str = "paper",
@@ -86,11 +95,11 @@ def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
 
 def requant_model(x: np.ndarray, f: Factors, acc_bits: int, out_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """What itx_requant computes, from golden round_div: (y saturated to out_bits, overflow flag). Out of the
-    accumulator range, t wraps to acc_bits before the second division (and the flag is set)."""
+    accumulator range, t wraps to acc_bits before the second stage (and the flag is set)."""
     r = f.rounding
     t = round_div(np.asarray(x, dtype=np.int64) * f.mul, np.left_shift(np.int64(1), f.sh), r) + f.bias
     tw = _wrap(t, acc_bits)
-    y = round_div(tw, f.div, r) if f.divide else round_div(tw, np.left_shift(np.int64(1), f.rsh), r)
+    y = round_div(tw, f.div, r) if f.divide else round_div(tw * f.rmul, np.left_shift(np.int64(1), f.rsh), r)
     lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
     return np.clip(y, lo, hi), (t != tw) | (y < lo) | (y > hi)
 

@@ -1,7 +1,7 @@
 """cocotb testbench of itx_requant (run through sim/test_requant.py; configured by env ITX_TB as JSON).
 
 Beats stream through valid/ready with random stalls on both sides; every output lane and overflow flag is
-compared bit for bit with the golden model: golden.quant.rescale (Eq. 10, paper and pow2), golden.ops.add +
+compared bit for bit with the golden model: golden.quant.rescale (Eq. 10: paper, pow2 and dyadic), golden.ops.add +
 rescale (dyadic Eq. 8 matching of a linear layer's bias add) and, for arbitrary factors and edge values, the
 unit's arithmetic composed from golden.rounding.round_div (sim.requant.requant_model)."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cocotb.triggers import RisingEdge, with_timeout
 
 from golden.ops import add
 from golden.qtensor import QTensor
-from golden.quant import match_along, rescale
+from golden.quant import RESCALE_MODES, match_along, rescale
 from golden.rounding import ROUNDINGS
 from sim.requant import Factors, linear_factors, requant_model, rescale_factors, rounding_code
 from sim.stream import pack, unpack
@@ -37,6 +37,7 @@ class Bench:
         self.rng = random.Random(CFG.get("seed", 0))
         self.np_rng = np.random.default_rng(CFG.get("seed", 0))
         self.lo, self.hi = -(1 << (self.acc - 1)), (1 << (self.acc - 1)) - 1
+        self.qmax = (1 << (self.out - 1)) - 1
 
     async def start(self) -> None:
         cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
@@ -54,6 +55,16 @@ class Bench:
         edges = np.array([self.lo, self.hi, 0, 1, -1, self.lo + 1])
         pick = self.np_rng.random(shape) < 0.1
         return np.where(pick, self.np_rng.choice(edges, size=shape), np.clip(x, self.lo, self.hi))
+
+    def edge_groups(self, x: np.ndarray) -> np.ndarray:
+        """x with its first rows (the row groups of Eq. 10) at the edges: max|x| = qmax (fits: untouched),
+        max|x| = qmax + 1 either sign (the smallest group re-scaled), the accumulator minimum and maximum, all 0."""
+        x, q, last = x.copy(), self.qmax, x.shape[1] - 1
+        x[:6] = self.np_rng.integers(-q, q + 1, size=(6, x.shape[1]))
+        x[0, 0], x[0, last] = q, -q
+        x[1, 0], x[2, last] = q + 1, -(q + 1)
+        x[3, 0], x[4, last], x[5] = self.lo, self.hi, 0
+        return x
 
     async def check(self, x: np.ndarray, f: Factors, want: np.ndarray, want_ovf: np.ndarray, what: str,
                     p_in: float = 0.3, p_out: float = 0.3) -> int:
@@ -76,6 +87,7 @@ class Bench:
                 dut.in_mul.value = lanes(f.mul, self.mul_bits, i)
                 dut.in_sh.value = lanes(f.sh, self.sh_bits, i)
                 dut.in_bias.value = lanes(f.bias, self.acc, i)
+                dut.in_rmul.value = lanes(f.rmul, self.mul_bits, i)
                 dut.in_rsh.value = lanes(f.rsh, self.sh_bits, i)
                 dut.in_div.value = lanes(f.div, self.acc, i)
                 dut.in_divide.value = int(f.divide)
@@ -105,7 +117,8 @@ class Bench:
             if bad.size:
                 i, j = (int(v) for v in bad[0])
                 raise AssertionError(f"{what}: {name}[{i}, {j}] (x = {int(x[i, j])}, mul {int(f.mul[i, j])}, sh "
-                                     f"{int(f.sh[i, j])}, bias {int(f.bias[i, j])}, rsh {int(f.rsh[i, j])}, div "
+                                     f"{int(f.sh[i, j])}, bias {int(f.bias[i, j])}, rmul {int(f.rmul[i, j])}, rsh "
+                                     f"{int(f.rsh[i, j])}, div "
                                      f"{int(f.div[i, j])}, {f.rounding}): expected {int(w[i, j])}, got "
                                      f"{int(g[i, j])} [{len(bad)} of {g.size} differ]")
         return got.size
@@ -113,13 +126,14 @@ class Bench:
 
 @cocotb.test()
 async def rescale_eq10(dut):
-    """golden.quant.rescale, per row, paper (sequential divider) and pow2 (shift), every rounding."""
+    """golden.quant.rescale, per row, paper (sequential divider), pow2 (shift) and dyadic (multiplier + shift),
+    every rounding; edge groups included."""
     tb = Bench(dut)
     await tb.start()
     n = 0
-    for mode in ("paper", "pow2"):
+    for mode in RESCALE_MODES:
         for rounding in ROUNDINGS:
-            x = tb.acc_values((CFG["rows"], tb.lanes))
+            x = tb.edge_groups(tb.acc_values((CFG["rows"], tb.lanes)))
             want = rescale(QTensor(x, np.float32(1), tb.acc), tb.out, "row", mode, rounding=rounding).values
             f = rescale_factors(x, tb.out, "row", mode, rounding=rounding)
             n += await tb.check(x, f, want, np.zeros(x.shape, bool), f"rescale {mode} {rounding}")
@@ -130,11 +144,11 @@ async def rescale_eq10(dut):
 async def linear_dyadic(dut):
     """A linear layer as golden/int_model.py runs it: act(add(match_along(x W, -1), b)), the per-column
     accumulator scales matched along the features and the (finer) bias joining by dyadic matching, then
-    Eq. 10 with both divisors, every rounding; per-row activation scales times per-column weight scales."""
+    Eq. 10 in every mode, every rounding; per-row activation scales times per-column weight scales."""
     tb = Bench(dut)
     await tb.start()
     n = 0
-    for mode in ("paper", "pow2"):
+    for mode in RESCALE_MODES:
         for rounding in ROUNDINGS:
             rows = CFG["rows"]
             x = tb.acc_values((rows, tb.lanes)) >> 2   # headroom: golden add() requires the sum to fit
@@ -151,8 +165,8 @@ async def linear_dyadic(dut):
 
 @cocotb.test()
 async def edge_factors(dut):
-    """Arbitrary factors at the edges: x = min/max accumulator, 0, +-1; mul 0, 1, 2^30, 2^31 - 1; shifts 0, 1,
-    31, 62 with ties; bias extremes (accumulator overflow flagged); divisors 1, 2, 3, 2^31 - 1; saturation."""
+    """Arbitrary factors at the edges: x = min/max accumulator, 0, +-1; mul and rmul 0, 1, 2^30, 2^31 - 1; shifts
+    0, 1, 31, 62 with ties; bias extremes (accumulator overflow flagged); divisors 1, 2, 3, 2^31 - 1; saturation."""
     tb = Bench(dut)
     await tb.start()
     shape = (CFG["rows"], tb.lanes)
@@ -168,7 +182,9 @@ async def edge_factors(dut):
             bias = rng.choice(np.array([0, 1, -1, tb.lo, tb.hi, 127, -128]), size=shape)
             rsh = rng.choice(np.array([0, 1, 2, 24, 31, 62]), size=shape)
             div = rng.choice(np.array([1, 2, 3, 7, 255, (1 << 31) - 1, tb.hi + 1]), size=shape)
-            f = Factors(mul, sh, bias, np.where(divide, 0, rsh), np.where(divide, div, 1), divide, rounding)
+            rmul = rng.choice(muls, size=shape)
+            f = Factors(mul, sh, bias, np.where(divide, 1, rmul), np.where(divide, 0, rsh), np.where(divide, div, 1),
+                        divide, rounding)
             want, ovf = requant_model(x, f, tb.acc, tb.out)
             assert ovf.any() and not ovf.all(), "edge set must exercise both flagged and clean lanes"
             n += await tb.check(x, f, want, ovf, f"edges divide={divide} {rounding}", 0.5, 0.5)

@@ -11,9 +11,10 @@ import pytest
 
 from golden.config import load_hw_config
 from golden.model import model_dir
+from golden.int_config import IntConfig
 from golden.ops import add
 from golden.qtensor import QTensor
-from golden.quant import match_along, rescale
+from golden.quant import RESCALE_MODES, match_along, rescale
 from golden.vectors import read_manifest
 from itx.cli import main
 from sim.model_run import REQUANT, capture, run_layers, sentence_ids, sentence_vectors, write_vectors
@@ -30,11 +31,12 @@ def _need(sim: str = "icarus") -> None:
 
 
 def _synthetic(tmp_path, seed: int = 3):
-    """Two linear layers (re-scaled: paper divider, then pow2 shift) and one plain GEMM, ragged shapes."""
+    """Three linear layers (re-scaled: paper divider, pow2 shift, dyadic multiplier + shift) and one plain GEMM,
+    ragged shapes."""
     rng = np.random.default_rng(seed)
     gemms = []
     for name, (m, k, n), mode in (("lin.paper", (5, 20, 11), "paper"), ("lin.pow2", (9, 7, 3), "pow2"),
-                                  ("plain", (3, 9, 10), None)):
+                                  ("lin.dyadic", (6, 13, 9), "dyadic"), ("plain", (3, 9, 10), None)):
         a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
         c = a @ b
         rq = None
@@ -53,7 +55,7 @@ def test_synthetic_requant_bit_exact(tmp_path):
     _need()
     results = run_layers(_synthetic(tmp_path), CFG)
     assert [(r.layer, r.tensor, r.mismatches) for r in results] == \
-        [("lin.paper", "Y", 0), ("lin.pow2", "Y", 0), ("plain", "C", 0)]
+        [("lin.paper", "Y", 0), ("lin.pow2", "Y", 0), ("lin.dyadic", "Y", 0), ("plain", "C", 0)]
     assert all(0 < r.utilisation <= 1 for r in results)
 
 
@@ -114,12 +116,18 @@ def _model() -> None:
         pytest.skip("models/integer not present")
 
 
-def test_requant_factors_reproduce_int_model():
+@pytest.mark.parametrize("rescale", RESCALE_MODES)
+def test_requant_factors_reproduce_int_model(rescale):
     """No simulator: for every linear layer of test sentence 0, what itx_requant computes from the captured
-    accumulator and factors is the integer model's INT8 output (the Y the RTL run compares with)."""
+    accumulator and factors is the integer model's INT8 output (the Y the RTL run compares with), for every
+    Eq. 10 mode of IntConfig.rescale."""
     _model()
-    linears = [(name, c, rq) for name, _, _, c, rq in capture(*sentence_ids(0)) if rq is not None]
+    linears = [(name, c, rq) for name, _, _, c, rq in capture(*sentence_ids(0), icfg=IntConfig(rescale=rescale))
+               if rq is not None]
     assert len(linears) > 20
+    # the factors are the mode's own: divider only for paper, a non-trivial multiplier only for dyadic
+    assert all(f.divide == (rescale == "paper") for _, _, (f, _) in linears)
+    assert any((f.rmul != 1).any() for _, _, (f, _) in linears) == (rescale == "dyadic")
     for name, c, (f, y) in linears:
         got, overflow = requant_model(c, f, CFG.acc_bits, CFG.in_bits)
         bad = np.argwhere(got != y)
@@ -155,9 +163,16 @@ def test_coarse_bias_is_refused():
         linear_factors(acc, QTensor(np.ones((1, 3), np.int64), np.float32(2), 16), 8)
 
 
-def test_dyadic_rescale_is_refused_by_the_rtl_path():
-    """golden's rescale="dyadic" has no RTL counterpart (itx_requant divides or shifts): a clear error, not a wrong
-    divisor."""
+def test_unknown_rescale_mode_is_refused():
     acc = QTensor(np.arange(6).reshape(2, 3) * 100, np.float32(64), 32)
-    with pytest.raises(ValueError, match="second multiplier"):
-        linear_factors(acc, QTensor(np.ones((1, 3), np.int64), np.float32(2 ** 12), 16), 8, mode="dyadic")
+    with pytest.raises(ValueError, match="rescale mode must be one of paper, pow2, dyadic.*'ceil'") as exc:
+        linear_factors(acc, QTensor(np.ones((1, 3), np.int64), np.float32(2 ** 12), 16), 8, mode="ceil")
+    assert "\n" not in str(exc.value)
+
+
+def test_cli_rescale_needs_a_capture(tmp_path, capsys):
+    """Existing vectors carry their own factors: --rescale with them is a one-line error, not silently ignored."""
+    _synthetic(tmp_path)
+    assert main(["sim", "model", "--sentence", "0", "--vectors", str(tmp_path), "--rescale", "dyadic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--rescale" in err and str(tmp_path) in err and "\n" not in err

@@ -15,6 +15,7 @@ def _array(text: str) -> tuple[int, int]:
 
 def _model(args) -> int:
     from golden.config import load_hw_config
+    from golden.int_config import IntConfig
     from golden.vectors import read_manifest
     from sim.model_run import default_vectors_dir, report_path, run_layers, sentence_vectors, write_report
 
@@ -23,11 +24,17 @@ def _model(args) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.vectors and (Path(args.vectors) / "manifest.json").is_file():
-        man, cap_s = read_manifest(args.vectors), 0.0
+        if args.rescale:
+            raise ValueError(f"--rescale applies to a capture; {args.vectors} already holds vectors (their factors "
+                             "are used)")
+        man, cap_s, rescale = read_manifest(args.vectors), 0.0, "as captured in the vectors"
     else:
+        rescale = args.rescale or "paper"
         out = Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence)
-        man, cap_s = sentence_vectors(args.sentence, cfg, out, args.model, args.pair, tuple(args.layer))
-        print(f"captured {len(man.gemms)} GEMMs of sentence {args.sentence} in {cap_s:.1f} s -> {man.path}")
+        man, cap_s = sentence_vectors(args.sentence, cfg, out, args.model, args.pair, tuple(args.layer),
+                                      IntConfig(rescale=rescale))
+        print(f"captured {len(man.gemms)} GEMMs of sentence {args.sentence} ({rescale} re-scaling) in {cap_s:.1f} s "
+              f"-> {man.path}")
     print(f"{'#':>3} {'layer':<34} {'M x K x N':>15} {'cycles':>8} {'util':>6} {'cmp':>4} {'mism':>5}  first mismatch")
 
     def show(r):
@@ -41,7 +48,7 @@ def _model(args) -> int:
     secs = time.perf_counter() - start
     bad = [r for r in results if r.mismatches]
     meta = {"title": f"sentence {args.sentence} ({args.pair}, model {args.model})", "simulator": args.sim,
-            "array": f"{rows}x{cols}", "vectors": str(man.path), "gemms_run": len(results),
+            "array": f"{rows}x{cols}", "rescale": rescale, "vectors": str(man.path), "gemms_run": len(results),
             "gemms_total": len(man.gemms), "cycles": sum(r.cycles for r in results),
             "macs": sum(r.shape[0] * r.shape[1] * r.shape[2] for r in results),
             "rtl_wall_s": round(secs, 2), "status": "MISMATCH" if bad else "bit-exact"}
@@ -57,6 +64,8 @@ def _model(args) -> int:
 
 
 def register(sub) -> None:
+    from golden.quant import RESCALE_MODES
+
     p = sub.add_parser("sim", help="RTL simulation of a real model, layer by layer")
     ssub = p.add_subparsers(dest="action", required=True)
     m = ssub.add_parser("model", help="every GEMM of one captured sentence through the RTL, compared bit for bit")
@@ -65,6 +74,9 @@ def register(sub) -> None:
     m.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
     m.add_argument("--model", default="integer", help="models/<name> or a path (default integer)")
     m.add_argument("--pair", default="en-de", choices=("en-de", "en-fr"))
+    m.add_argument("--rescale", choices=RESCALE_MODES, help="Eq. 10 re-scaling of the captured integer model "
+                   "(IntConfig.rescale) and so of itx_requant: paper ceil divisor (sequential divider, default), pow2 "
+                   "shift, dyadic multiplier + shift")
     m.add_argument("--layer", action="append", default=[], help="only GEMMs whose name starts with this "
                    "(repeatable), e.g. enc.0.")
     m.add_argument("--vectors", help="vector directory: read if it holds a manifest, else captured into it")
