@@ -26,7 +26,7 @@ def rows(draw, r, c):
 
 def ref_rescale_rows(xs, scales, bits=8):
     out = [ref.rescale_group(row, bits, "paper") for row in xs]
-    return [o[0] for o in out], [F32(float(s) / o[1]) for s, o in zip(scales, out)]
+    return [o[0] for o in out], [F32(float(s) / (1 / o[1])) for s, o in zip(scales, out)]  # o[1] = 1 / s_hat
 
 
 def ref_add_scalar(row, s_row, c, s_c, mode):
