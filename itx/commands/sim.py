@@ -30,7 +30,7 @@ def _model(args) -> int:
         man, cap_s, rescale = read_manifest(args.vectors), 0.0, "as captured in the vectors"
     else:
         rescale = args.rescale or "paper"
-        out = Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence)
+        out = Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence, rescale)
         man, cap_s = sentence_vectors(args.sentence, cfg, out, args.model, args.pair, tuple(args.layer),
                                       IntConfig(rescale=rescale))
         print(f"captured {len(man.gemms)} GEMMs of sentence {args.sentence} ({rescale} re-scaling) in {cap_s:.1f} s "
