@@ -41,7 +41,8 @@ def add_int_args(p) -> None:
     p.add_argument("--block", type=int, default=8, help="tile size for --granularity block")
     p.add_argument("--match", choices=MATCH_MODES, default="dyadic", help="Eq. 8 scale matching")
     p.add_argument("--rescale", choices=RESCALE_MODES, default="paper",
-                   help="Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift (golden only)")
+                   help="Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift (all three in "
+                   "itx_requant)")
     p.add_argument("--acc-bits", type=int, default=None, help="GEMM accumulator bits (default hw/config.toml)")
     p.add_argument("--overflow", choices=("wrap", "saturate"), default=None,
                    help="accumulator overflow (default hw/config.toml)")

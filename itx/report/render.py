@@ -228,7 +228,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         f"Overflow mode: {meta['hw'].split('overflow=')[1]} (hw/config.toml). `paper`: Eq. 10 ceil divisor "
         "(sequential divider in itx_requant); `pow2`: next power of two (a shift); `dyadic`: a 31-bit multiplier and "
-        "shift per group that maps max|x| to qmax (golden only: itx_requant would need a second multiplier).",
+        "shift per group that maps max|x| to qmax (one cycle per beat in itx_requant, like pow2).",
         "",
         markdown_table(s["design"], "design"),
         "",
