@@ -1,4 +1,4 @@
-"""The array RTL builds warning-free (iverilog -Wall, verilator --lint-only -Wall) at edge shapes and both
+"""The array and re-scaling RTL build warning-free (iverilog -Wall, verilator --lint-only -Wall) at edge shapes and both
 overflow modes, degenerate arrays run bit-exact, and the testbench beat files hold the stream's lanes."""
 from __future__ import annotations
 
@@ -10,30 +10,42 @@ import pytest
 
 from golden.config import load_hw_config
 from golden.vectors import read_manifest, write_manifest
+from sim.requant import requant_parameters
 from sim.rtl import HW_DIR
 from sim.runner import beat_counts, run_manifest, simulator_available, write_beats
 
 CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
+REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic", "itx_round_shift", "itx_round",
+                                                "itx_divider")]
 LINT_CASES = [(1, 1, 0, 32), (3, 1, 1, 16), (1, 4, 0, 16), (6, 10, 1, 32)]
+
+
+def assert_warning_free(top: str, files: list[str], params: dict[str, int]) -> None:
+    """`top` with `params` builds with no output at all under iverilog -Wall and verilator --lint-only -Wall."""
+    tools = [cmd for cmd in (
+        ["iverilog", "-g2005", "-Wall", "-o", "/dev/null", "-s", top, *(f"-P{top}.{k}={v}" for k, v in params.items())],
+        ["verilator", "--lint-only", "-Wall", "--top-module", top, *(f"-G{k}={v}" for k, v in params.items())])
+        if shutil.which(cmd[0])]
+    if not tools:
+        pytest.skip("neither iverilog nor verilator on PATH")
+    for cmd in tools:
+        proc = subprocess.run([*cmd, *files], capture_output=True, text=True)
+        out = (proc.stdout + proc.stderr).strip()
+        assert proc.returncode == 0 and not out, f"{cmd[0]} {top} {params}: {out[:600]}"
 
 
 @pytest.mark.parametrize("rows,cols,saturate,acc_bits", LINT_CASES)
 def test_array_rtl_warning_free(rows, cols, saturate, acc_bits):
-    params = {"ROWS": rows, "COLS": cols, "SATURATE": saturate, "ACC_BITS": acc_bits}
-    tools = []
-    if shutil.which("iverilog"):
-        tools.append(["iverilog", "-g2005", "-Wall", "-o", "/dev/null",
-                      *(f"-Pitx_gemm_ctrl.{k}={v}" for k, v in params.items())])
-    if shutil.which("verilator"):
-        tools.append(["verilator", "--lint-only", "-Wall", "--top-module", "itx_gemm_ctrl",
-                      *(f"-G{k}={v}" for k, v in params.items())])
-    if not tools:
-        pytest.skip("neither iverilog nor verilator on PATH")
-    for cmd in tools:
-        proc = subprocess.run([*cmd, *ARRAY_RTL], capture_output=True, text=True)
-        out = (proc.stdout + proc.stderr).strip()
-        assert proc.returncode == 0 and not out, f"{cmd[0]} {params}: {out[:600]}"
+    assert_warning_free("itx_gemm_ctrl", ARRAY_RTL,
+                        {"ROWS": rows, "COLS": cols, "SATURATE": saturate, "ACC_BITS": acc_bits})
+
+
+@pytest.mark.parametrize("lanes,acc_bits,out_bits", [(CFG.cols, CFG.acc_bits, CFG.in_bits), (1, 16, 6), (3, 24, 10)])
+def test_requant_rtl_warning_free(lanes, acc_bits, out_bits):
+    """itx_requant with both multiplier-shifts (itx_dyadic) and the divider, narrow and wide."""
+    assert_warning_free("itx_requant", REQUANT_RTL,
+                        {**requant_parameters(CFG, lanes), "ACC_BITS": acc_bits, "OUT_BITS": out_bits})
 
 
 @pytest.mark.skipif(simulator_available("icarus") is not None, reason="iverilog not on PATH")
