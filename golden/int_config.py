@@ -24,15 +24,16 @@ MIN_BITS, MAX_BITS = 6, 10
 class IntConfig:
     """bits: activations and weights (6..10). granularity: activation re-scaling groups, "row" = one scale per
     (sentence, position) = B x T, "batch" = one per sentence (B), "block" = block x block tiles of (T, features).
-    match: Eq. 8 scale matching ("paper" ceil-div, "dyadic" 31-bit multiplier + shift); rescale: Eq. 10 divisor
-    ("paper" ceil, "pow2" next power of two). acc_bits/overflow: the GEMM accumulator (default hw/config.toml).
+    match: Eq. 8 scale matching ("paper" ceil-div, "dyadic" 31-bit multiplier + shift); rescale: Eq. 10 ("paper" ceil
+    divisor, "pow2" next power of two, "dyadic" 31-bit multiplier + shift). Both default to the dyadic variants: more
+    precise than the paper's ceil (SPEC.md) and, for Eq. 10, one cycle per beat in itx_requant instead of a divide. acc_bits/overflow: the GEMM accumulator (default hw/config.toml).
     param_bits: biases, LayerNorm gain/bias, poly b/delta (added in the accumulator, so wider than `bits`).
     attn_division/ln_division and *_frac_bits: the integer division of Eq. 12 and Eq. 13 (golden.attention)."""
     bits: int = 8
     granularity: str = "row"
     block: int = 8
     match: str = "dyadic"
-    rescale: str = "paper"
+    rescale: str = "dyadic"
     acc_bits: int | None = None
     overflow: str | None = None
     param_bits: int = 16

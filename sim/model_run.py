@@ -347,8 +347,8 @@ def write_report(results: list[LayerResult], meta: dict, out: Path) -> tuple[Pat
     return jpath, mpath
 
 
-def default_vectors_dir(sentence: int, rescale: str = "paper") -> Path:
-    return SIM_BUILD / "vectors" / (f"sentence{sentence}" + ("" if rescale == "paper" else f"-{rescale}"))
+def default_vectors_dir(sentence: int, rescale: str) -> Path:
+    return SIM_BUILD / "vectors" / f"sentence{sentence}-{rescale}"
 
 
 def report_path(sentence: int) -> Path:

@@ -244,9 +244,10 @@ def test_model_vectors_round_trip(committed, tmp_path):
 
 
 BLEU_SLICE = 24
-# Measured on the committed model, first 24 test sentences, greedy: INT8 / FP32 BLEU = 1.33 / 1.66 (80.5%) en-de,
-# 8.99 / 7.88 (114.1%) en-fr. The issue's 99.5% target is missed on en-de at this slice; the code is deterministic,
-# so this floor (below both measured ratios) catches a regression of the integer path, not noise.
+# Measured on the committed model, first 24 test sentences, greedy, IntConfig() (dyadic re-scaling): INT8 / FP32 BLEU
+# = 1.69 / 1.66 (101.8%) en-de, 8.83 / 7.88 (112.0%) en-fr (rescale=paper: 1.33 (80.5%), 8.99 (114.1%)). A 24-sentence
+# BLEU is noisy; the code is deterministic, so this floor (below every measured ratio) catches a regression of the
+# integer path, not noise. The issue's target is checked on the whole split under -m slow below.
 INT8_BLEU_FLOOR = 0.75
 
 
@@ -263,10 +264,10 @@ def test_int8_bleu_on_a_test_slice(committed, pair):
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", ["en-de", "en-fr"])
 def test_int8_bleu_on_the_whole_test_split(committed, pair):
-    """Issue 5's target, INT8 >= 99.5% of FP32 BLEU on the test split, with dyadic re-scaling (reports/int8_bleu.md:
-    10.62 / 10.62 en-de, 14.83 / 14.86 en-fr; Eq. 10 as written measures 98.9% en-de, 101.0% en-fr). 169 s for both pairs."""
+    """Issue 5's target, INT8 >= 99.5% of FP32 BLEU on the test split, IntConfig() (dyadic re-scaling; reports/
+    int8_bleu.md: 10.62 / 10.62 en-de, 14.83 / 14.86 en-fr; Eq. 10 as written: 98.9%, 101.0%). 169 s for both pairs."""
     from itx.commands.eval import evaluate
     (cfg, w), tok, _ = committed
     fp, _, _ = evaluate(FP32Transformer(cfg, w), tok, pair, progress=False)
-    i8, _, _ = evaluate(IntTransformer(cfg, w, IntConfig(rescale="dyadic")), tok, pair, progress=False)
+    i8, _, _ = evaluate(IntTransformer(cfg, w), tok, pair, progress=False)
     assert i8.score >= 0.995 * fp.score, f"{pair}: INT8 {i8.score:.2f} vs FP32 {fp.score:.2f}"

@@ -32,15 +32,15 @@ PRECISIONS: dict[str, Callable[..., object]] = {"fp32": _fp32, "int8": _int8, "q
 
 def add_int_args(p) -> None:
     """The IntConfig knobs (golden/int_config.py) as options; shared by eval, vectors model, demo and bench."""
-    from golden.int_config import GRANULARITIES, MODULES
+    from golden.int_config import GRANULARITIES, MODULES, IntConfig
     from golden.quant import MATCH_MODES, RESCALE_MODES
 
     p.add_argument("--bits", type=int, default=8, help="activation and weight bits (6..10)")
     p.add_argument("--granularity", choices=GRANULARITIES, default="row",
                    help="activation scale groups: row = B x T, batch = B, block = block x block tiles")
     p.add_argument("--block", type=int, default=8, help="tile size for --granularity block")
-    p.add_argument("--match", choices=MATCH_MODES, default="dyadic", help="Eq. 8 scale matching")
-    p.add_argument("--rescale", choices=RESCALE_MODES, default="paper",
+    p.add_argument("--match", choices=MATCH_MODES, default=IntConfig.match, help="Eq. 8 scale matching")
+    p.add_argument("--rescale", choices=RESCALE_MODES, default=IntConfig.rescale,
                    help="Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift (all three in "
                    "itx_requant)")
     p.add_argument("--acc-bits", type=int, default=None, help="GEMM accumulator bits (default hw/config.toml)")

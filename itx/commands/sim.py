@@ -29,7 +29,7 @@ def _model(args) -> int:
                              "are used)")
         man, cap_s, rescale = read_manifest(args.vectors), 0.0, "as captured in the vectors"
     else:
-        rescale = args.rescale or "paper"
+        rescale = args.rescale or IntConfig.rescale
         out = Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence, rescale)
         man, cap_s = sentence_vectors(args.sentence, cfg, out, args.model, args.pair, tuple(args.layer),
                                       IntConfig(rescale=rescale))
@@ -75,8 +75,8 @@ def register(sub) -> None:
     m.add_argument("--model", default="integer", help="models/<name> or a path (default integer)")
     m.add_argument("--pair", default="en-de", choices=("en-de", "en-fr"))
     m.add_argument("--rescale", choices=RESCALE_MODES, help="Eq. 10 re-scaling of the captured integer model "
-                   "(IntConfig.rescale) and so of itx_requant: paper ceil divisor (sequential divider, default), pow2 "
-                   "shift, dyadic multiplier + shift")
+                   "(IntConfig.rescale) and so of itx_requant: paper ceil divisor (sequential divider), pow2 shift, "
+                   "dyadic multiplier + shift (default)")
     m.add_argument("--layer", action="append", default=[], help="only GEMMs whose name starts with this "
                    "(repeatable), e.g. enc.0.")
     m.add_argument("--vectors", help="vector directory: read if it holds a manifest, else captured into it")

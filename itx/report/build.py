@@ -110,12 +110,14 @@ class Builder:
         return rows
 
     def design(self) -> list[dict]:
-        rows, pair = [], self.pairs[0]
+        from golden.int_config import IntConfig
+
+        rows, pair, default = [], self.pairs[0], IntConfig()
         for rescale in self.p.rescale:
             for b in self.p.design_bits:
                 for acc in self.p.acc_bits:
                     knobs = {k: v for k, v in (("bits", b), ("rescale", rescale), ("acc_bits", acc))
-                             if v != {"bits": 8, "rescale": "paper", "acc_bits": 32}[k]}
+                             if v != getattr(default, k)}
                     rows.append({"pair": pair, "rescale": rescale, "bits": b, "acc_bits": acc,
                                  **self.delta(Run.of("sp", ABLATION_MODEL, pair, **knobs))})
         return rows

@@ -96,7 +96,7 @@ def fig_per_layer(rows, meta, path: Path) -> None:
         ax.set(xlabel="MSE, FP32 vs dequantized INT8 layer output (activation units², log)",
                ylabel="ΔBLEU vs FP32 (BLEU points)", title=f"{pair}: only this layer in INT8 (Lin et al. Fig. 7)")
         ax.legend(fontsize=6, loc="best")
-    _save(fig, path, meta, "model integer, IntConfig default (INT8, row scales, dyadic match, paper rescale) "
+    _save(fig, path, meta, "model integer, IntConfig default (INT8, row scales, dyadic match and rescale) "
           "on the named layer only; other modules FP32 between quantize/dequantize")
 
 
@@ -240,7 +240,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         "The formula against the RTL layer-by-layer run (`itx sim`, reports/sim/): GEMMs without re-scaling "
         "take exactly formula + 1 cycles (the testbench's registered valid); linear layers stream through "
-        "itx_requant, whose divider throughput adds the difference shown.",
+        "itx_requant, which adds the difference shown (1 cycle per beat for dyadic and pow2 re-scaling, the "
+        "sequential divider's ACC_BITS + 2 for paper; hw/README.md).",
         "",
         markdown_table(s["rtl_check"], "rtl_check"),
         "",
