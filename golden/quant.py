@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from .qtensor import QTensor, check_bits, checked_scale, first_bad, keepdims_of, qmax
-from .rounding import ceil_div, check_rounding, round_div, round_shift
+from .rounding import ceil_div, check_rounding, halving_shift, round_div, round_shift
 
 GRANULARITIES = ("tensor", "row", "batch", "block")
 MATCH_MODES = ("paper", "dyadic")
@@ -117,6 +117,11 @@ def _divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: s
         return round_div(values, d, rounding)
     # dyadic: x' = round(x * m / 2^sh), one rounding
     m, sh = dyadic_factors(s_from, s_to)
+    if rounding == "half_away":  # round_shift's path, in place; sh >= 30 as the factor is <= 1
+        x = values * m
+        x += x >> 63
+        sh -= 1
+        return halving_shift(x, np.minimum(sh, 63, out=sh))
     if sh.max() <= _MAX_SHIFT:
         return round_shift(values * m, sh, rounding)
     small = sh > _MAX_SHIFT    # |x * m| < 2^62 <= 2^(sh-1): rounds to 0

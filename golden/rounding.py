@@ -72,16 +72,22 @@ def round_shift(n, sh, rounding: str = "half_away") -> np.ndarray:
     if rounding == "floor":
         return np.right_shift(n, sh)   # arithmetic shift: floor division by 2^sh
     if rounding == "half_away" and _MIN(sh, axis=None, initial=1) > 0 and _spans(n.shape, sh.shape):
-        # floor((n + 2^(sh-1) - [n < 0]) / 2^sh) = floor((floor((n - [n < 0]) / 2^(sh-1)) + 1) / 2): no 2^sh array
         x = np.right_shift(n, 63)
         x += n
-        x >>= sh - 1
-        x += 1
-        x >>= 1
-        return x
+        return halving_shift(x, sh - 1)
     even = True if _MIN(sh, axis=None, initial=1) > 0 else sh > 0
     return _rounded(n, np.left_shift(np.int64(1), sh), even, rounding,
                     lambda x, out: np.right_shift(x, sh, out=out))
+
+
+def halving_shift(x: np.ndarray, sh1: np.ndarray) -> np.ndarray:
+    """floor((floor(x / 2^sh1) + 1) / 2), in x's buffer (x spans sh1's shape). For x = n - [n < 0] that is n / 2^sh
+    rounded half away from zero, sh = sh1 + 1 >= 1: floor((n + 2^(sh-1) - [n < 0]) / 2^sh), with no 2^sh array.
+    sh1 = 63 leaves only the sign, so it rounds |n| < 2^62 to 0 like any larger shift."""
+    x >>= sh1
+    x += 1
+    x >>= 1
+    return x
 
 
 def _rounded(n: np.ndarray, d: np.ndarray, even: np.ndarray, rounding: str, floor_div) -> np.ndarray:
