@@ -13,6 +13,14 @@ def _array(text: str) -> tuple[int, int]:
     return dims
 
 
+def _shown(path: Path) -> str:
+    """A path for the committed run summary: relative to the repository when inside it (no machine's checkout path)."""
+    from golden.config import ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _model(args) -> int:
     from golden.config import load_hw_config
     from golden.int_config import IntConfig
@@ -48,7 +56,7 @@ def _model(args) -> int:
     secs = time.perf_counter() - start
     bad = [r for r in results if r.mismatches]
     meta = {"title": f"sentence {args.sentence} ({args.pair}, model {args.model})", "simulator": args.sim,
-            "array": f"{rows}x{cols}", "rescale": rescale, "vectors": str(man.path), "gemms_run": len(results),
+            "array": f"{rows}x{cols}", "rescale": rescale, "vectors": _shown(man.path), "gemms_run": len(results),
             "gemms_total": len(man.gemms), "cycles": sum(r.cycles for r in results),
             "macs": sum(r.shape[0] * r.shape[1] * r.shape[2] for r in results),
             "rtl_wall_s": round(secs, 2), "status": "MISMATCH" if bad else "bit-exact"}
