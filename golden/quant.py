@@ -117,10 +117,11 @@ def _divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: s
         return round_div(values, d, rounding)
     # dyadic: x' = round(x * m / 2^sh), one rounding
     m, sh = dyadic_factors(s_from, s_to)
-    if rounding == "half_away":  # round_shift's path, in place; sh >= 30 as the factor is <= 1
+    if rounding == "half_away":  # round_shift's path in place on the product, sh clamped to 63
         x = values * m
-        x += x >> 63
-        sh -= 1
+        sign = x >> 63
+        x += x
+        x += sign
         return halving_shift(x, np.minimum(sh, 63, out=sh))
     if sh.max() <= _MAX_SHIFT:
         return round_shift(values * m, sh, rounding)

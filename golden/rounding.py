@@ -71,20 +71,22 @@ def round_shift(n, sh, rounding: str = "half_away") -> np.ndarray:
     n, sh = np.asarray(n, dtype=np.int64), np.asarray(sh, dtype=np.int64)
     if rounding == "floor":
         return np.right_shift(n, sh)   # arithmetic shift: floor division by 2^sh
-    if rounding == "half_away" and _MIN(sh, axis=None, initial=1) > 0 and _spans(n.shape, sh.shape):
+    if rounding == "half_away" and _MIN(sh, axis=None, initial=0) >= 0 and _spans(n.shape, sh.shape):
         x = np.right_shift(n, 63)
         x += n
-        return halving_shift(x, sh - 1)
+        x += n
+        return halving_shift(x, sh)
     even = True if _MIN(sh, axis=None, initial=1) > 0 else sh > 0
     return _rounded(n, np.left_shift(np.int64(1), sh), even, rounding,
                     lambda x, out: np.right_shift(x, sh, out=out))
 
 
-def halving_shift(x: np.ndarray, sh1: np.ndarray) -> np.ndarray:
-    """floor((floor(x / 2^sh1) + 1) / 2), in x's buffer (x spans sh1's shape). For x = n - [n < 0] that is n / 2^sh
-    rounded half away from zero, sh = sh1 + 1 >= 1: floor((n + 2^(sh-1) - [n < 0]) / 2^sh), with no 2^sh array.
-    sh1 = 63 leaves only the sign, so it rounds |n| < 2^62 to 0 like any larger shift."""
-    x >>= sh1
+def halving_shift(x: np.ndarray, sh: np.ndarray) -> np.ndarray:
+    """floor((floor(x / 2^sh) + 1) / 2), in x's buffer (x spans sh's shape). For x = 2n - [n < 0] that is n / 2^sh
+    rounded half away from zero for every sh >= 0: floor((2n - 2[n < 0]) / 2^sh) = floor(x / 2^sh) for sh >= 1 (x is
+    odd where they differ, never a multiple of 2^sh), so it is floor((n + 2^(sh-1) - [n < 0]) / 2^sh), with no 2^sh
+    array; sh = 0 gives n. |n| < 2^62 keeps x in int64; sh = 63 leaves only the sign, i.e. 0, as any larger sh."""
+    x >>= sh
     x += 1
     x >>= 1
     return x

@@ -82,6 +82,20 @@ def test_round_div_float_and_integer_paths_agree_at_their_border(rounding):
     assert round_div(-7, 2, rounding) == ref.div(-7, 2, rounding) and round_div(top, top, rounding) == 1
 
 
+@pytest.mark.parametrize("rounding", ["half_away", "half_even", "floor"])
+def test_round_shift_ties_per_row_shifts(rounding):
+    """Per-row shifts 0..61 (0 = no division) against the reference at ties k 2^sh +- 2^(sh-1) of both signs, their
+    neighbours and the largest |n| < 2^62 (the shift path doubles n)."""
+    sh = np.arange(62).reshape(-1, 1)
+    half, k = (1 << sh) >> 1, np.arange(-3, 4)
+    n = np.concatenate([(k << sh) + half, (k << sh) - half, (k << sh) + half + 1, (k << sh) - half - 1,
+                        np.broadcast_to(np.array([2**62 - 1, -(2**62) + 1]), (62, 2))], axis=1)
+    n = np.where(np.abs(n) < 2**62, n, 0)   # the documented domain
+    got = round_shift(n, sh, rounding)
+    for i, j in np.ndindex(*n.shape):
+        assert got[i, j] == ref.div(int(n[i, j]), 2 ** i, rounding), (i, j, n[i, j])
+
+
 def test_round_div_or_zero():
     n, d = np.array([[5, -5], [5, -5]]), np.array([[2], [0]])
     assert round_div_or_zero(n, d).tolist() == [[3, -3], [0, 0]]
