@@ -76,7 +76,8 @@ def quantize(r, bits: int = 8, granularity: str = "tensor", block: int | None = 
     r = r.astype(np.float32)
     m = group_absmax(r, granularity, block)
     q = np.float32(qmax(bits))
-    s = np.where(m > 0, q / np.where(m > 0, m, np.float32(1)), np.float32(1)).astype(np.float32)
+    with np.errstate(over="ignore"):  # an infinite scale is reported just below, one line
+        s = np.where(m > 0, q / np.where(m > 0, m, np.float32(1)), np.float32(1)).astype(np.float32)
     if not np.isfinite(s).all():
         raise ValueError(f"quantize: max|r| too small for a finite float32 scale (min max|r| = {m[m > 0].min()})")
     x = np.clip(_round_float(s * r, rounding), -qmax(bits), qmax(bits))  # clip only absorbs float32 rounding at max|r|
