@@ -22,7 +22,7 @@ from .layernorm import l1_layernorm
 from .model import FP32Transformer, ModelConfig, emit, load
 from .ops import add, relu, transpose
 from .qtensor import QTensor, checked_scale
-from .quant import _divide_to as divide_to, check_qtensor, match_along, quantize, rescale
+from .quant import check_qtensor, divide_to, match_along, quantize, rescale
 from .rounding import round_div_or_zero
 
 
@@ -60,7 +60,7 @@ class KVCache(QBatch):
     @classmethod
     def start(cls, x: QTensor, match: tuple[str, str] | None = None) -> "KVCache":
         s = np.broadcast_to(x.scale, x.scale.shape[:2] + x.shape[2:3] + x.scale.shape[3:])
-        return cls._view(np.empty_like(x.values), np.empty_like(s), x.bits, 0, match, None, None).append(x, True)
+        return cls._view(np.empty_like(x.values), np.empty_like(s), x.bits, 0, match, None, None).append(x)
 
     @classmethod
     def _view(cls, buf, sbuf, bits, n, match, mbuf, smin) -> "KVCache":
@@ -74,7 +74,7 @@ class KVCache(QBatch):
         n = self.shape[2]
         return QTensor.trusted(self.mbuf[:, :, :n], self.smin, self.bits)  # |x / d| <= |x| for a factor <= 1
 
-    def append(self, x: QTensor, start: bool = False) -> "KVCache":
+    def append(self, x: QTensor) -> "KVCache":
         """This cache with x's positions added (written into the shared buffers: only the newest object is live)."""
         n0 = self.shape[2]
         n, t = n0 + x.shape[2], x.shape[2]
@@ -89,11 +89,11 @@ class KVCache(QBatch):
         if self.match is None:
             return KVCache._view(buf, sbuf, bits, n, None, None, None)
         new_min = x.scale.min(axis=2, keepdims=True)
-        smin = new_min if start else np.minimum(self.smin, new_min)
+        smin = new_min if self.smin is None else np.minimum(self.smin, new_min)
         if mbuf is None:
             mbuf = np.empty_like(buf)
         mbuf[:, :, n0:n] = divide_to(x.values, x.scale, smin, *self.match)
-        if not start:
+        if self.smin is not None:
             lowered = np.flatnonzero((smin < self.smin).reshape(smin.shape[0], -1).any(axis=1))
             if lowered.size:
                 pick = _rows(lowered)

@@ -107,7 +107,7 @@ def dyadic_factors(s_from: np.ndarray, s_to: np.ndarray) -> tuple[np.ndarray, np
     return m, sh
 
 
-def _divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: str, rounding: str) -> np.ndarray:
+def divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: str, rounding: str) -> np.ndarray:
     """Re-express values at scale s_from as values at the smaller scale s_to (the Eq. 8 division). |result| <= |values|
     (the factor is <= 1); where s_from == s_to everywhere it is exactly 1 in both modes (paper: ceil(1) = 1; dyadic:
     m 2^-sh = 2^30 2^-30), so the values are returned as they are."""
@@ -146,8 +146,8 @@ def match_scales(tensors, mode: str = "paper", rounding: str = "half_away") -> l
             raise ValueError
     except ValueError:
         raise ValueError(f"match_scales: shapes do not broadcast: {[t.shape for t in tensors]}") from None
-    # trusted: a division by a factor <= 1 keeps each value in its range (_divide_to); s_min is a valid scale
-    return [QTensor.trusted(_divide_to(t.values if t.shape == o else np.broadcast_to(t.values, o), t.scale, s_min,
+    # trusted: a division by a factor <= 1 keeps each value in its range (divide_to); s_min is a valid scale
+    return [QTensor.trusted(divide_to(t.values if t.shape == o else np.broadcast_to(t.values, o), t.scale, s_min,
                                        mode, rounding), s_min, t.bits) for t, o in zip(tensors, out_shapes)]
 
 
@@ -162,7 +162,7 @@ def match_along(x: QTensor, axis: int, mode: str = "paper", rounding: str = "hal
         return x
     s_min = x.scale.min(axis=axis, keepdims=True)
     # trusted: as in match_scales, the division keeps each value in its range
-    return QTensor.trusted(_divide_to(x.values, x.scale, s_min, mode, check_rounding(rounding)), s_min, x.bits)
+    return QTensor.trusted(divide_to(x.values, x.scale, s_min, mode, check_rounding(rounding)), s_min, x.bits)
 
 
 def rescale_divisor(values: np.ndarray, bits: int, granularity: str = "row", mode: str = "paper",
@@ -182,9 +182,9 @@ def _divisor(big: np.ndarray, bits: int, mode: str) -> np.ndarray:
     return s_hat
 
 
-def log2_exact(p: np.ndarray) -> np.ndarray:
-    """k for int64 powers of two p = 2^k < 2^53 (frexp of the exactly converted float64)."""
-    return np.frexp(p.astype(np.float64))[1] - 1
+def floor_log2(p) -> np.ndarray:
+    """floor(log2 p) for int64 0 < p < 2^53 (frexp of the exactly converted float64); k for p = 2^k."""
+    return np.frexp(np.asarray(p, dtype=np.float64))[1].astype(np.int64) - 1
 
 
 def rescale_multiplier(values: np.ndarray, bits: int, granularity: str = "row",
@@ -196,9 +196,8 @@ def rescale_multiplier(values: np.ndarray, bits: int, granularity: str = "row",
     q = qmax(bits)
     fits = big <= q
     big = np.where(fits, q, big)
-    # with bit lengths b (frexp: exact below 2^53), max|x| / q lies in (2^(b_x - b_q - 1), 2^(b_x - b_q + 1)),
-    # so sh = 30 + b_x - b_q or one more
-    sh = (DYADIC_BITS - 1) + np.frexp(big.astype(np.float64))[1].astype(np.int64) - q.bit_length()
+    # with l = floor(log2), max|x| / q lies in (2^(l_x - l_q - 1), 2^(l_x - l_q + 1)), so sh = 30 + l_x - l_q or one more
+    sh = (DYADIC_BITS - 1) + floor_log2(big) - floor_log2(q)
     sh += ((np.int64(q) << sh) // big < 1 << (DYADIC_BITS - 1))
     m = (np.int64(q) << sh) // big
     return np.where(fits, 1, m), np.where(fits, 0, sh)
@@ -221,7 +220,7 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
         return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x m / 2^sh| <= qmax, rounded too
     big = group_absmax(x.values, granularity, block)
     s_hat = _divisor(big, bits, mode)
-    values = round_shift(x.values, log2_exact(s_hat), rounding) if mode == "pow2" else \
+    values = round_shift(x.values, floor_log2(s_hat), rounding) if mode == "pow2" else \
         round_div(x.values, s_hat, rounding, bound=int(big.max()))
     scale = np.divide(x.scale, s_hat, dtype=np.float64).astype(np.float32)
     return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x / s_hat| <= qmax, rounded too

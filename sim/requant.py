@@ -12,8 +12,8 @@ import numpy as np
 
 from golden.config import HwConfig
 from golden.qtensor import QTensor
-from golden.quant import (_MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_along, match_scales, rescale_divisor,
-                          rescale_multiplier)
+from golden.quant import (_MAX_SHIFT, DYADIC_BITS, dyadic_factors, floor_log2, match_along, match_scales,
+                          rescale_divisor, rescale_multiplier)
 from golden.rounding import ROUNDINGS, check_rounding, round_div
 
 SH_BITS = 6   # shifts 0..63 cover the dyadic range (golden rounds shifts > 62 to 0 before the RTL sees them)
@@ -55,7 +55,7 @@ def _rescale_part(t: np.ndarray, bits: int, granularity: str, mode: str, block: 
         raise ValueError(f"rescale mode must be one of paper, pow2, dyadic (itx_requant's Eq. 10), got {mode!r}")
     s_hat = np.broadcast_to(rescale_divisor(t, bits, granularity, mode, block), t.shape).astype(np.int64)
     if mode == "pow2":
-        return {"rmul": ones, "rsh": np.log2(s_hat).astype(np.int64), "div": ones, "divide": False}
+        return {"rmul": ones, "rsh": floor_log2(s_hat), "div": ones, "divide": False}
     return {"rmul": ones, "rsh": zeros, "div": s_hat, "divide": True}
 
 
