@@ -12,9 +12,9 @@ import argparse
 from bench.gemm import blas_info, median_times
 
 
-def forced_decode(model, srcs: list[list[int]], tgts: list[list[int]]) -> int:
-    """Greedy search's work on fixed targets: encode, then per position one incremental decode step and the argmax,
-    feeding tgts instead of the argmax. Returns the number of decode steps."""
+def forced_decode(model, srcs: list[list[int]], tgts: list[list[int]]) -> None:
+    """Greedy search's work on fixed targets: encode, then per position of [BOS] + tgt (longest tgt + 1 steps) one
+    incremental decode step and the argmax, feeding tgts instead of the argmax."""
     from golden.model import BOS, pad_batch
 
     tgt = pad_batch([[BOS] + t for t in tgts])
@@ -22,7 +22,6 @@ def forced_decode(model, srcs: list[list[int]], tgts: list[list[int]]) -> int:
     cache = [{} for _ in range(model.cfg.dec_layers)]
     for t in range(tgt.shape[1]):
         model.decode(tgt[:, t:t + 1], mem, mask, cache, start=t)[:, -1].argmax(-1)
-    return tgt.shape[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,12 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{blas_info()}; model {args.model}; {len(srcs)} {args.pair} test sentences, greedy, one batch; "
               f"integer: {im.icfg.describe()}")
         out_fp, out_int = greedy_search(fp, srcs), greedy_search(im, srcs)
-        steps = forced_decode(fp, srcs, out_fp)
         f_fp, f_int, g_fp, g_int = median_times([
             lambda: forced_decode(fp, srcs, out_fp), lambda: forced_decode(im, srcs, out_fp),
             lambda: greedy_search(fp, srcs), lambda: greedy_search(im, srcs)], args.repeat)
     n, longest = len(srcs), [max(map(len, o)) for o in (out_fp, out_int)]
-    print(f"same work ({steps} decode steps each, FP32's greedy outputs as targets):")
+    print(f"same work ({longest[0] + 1} decode steps each, FP32's greedy outputs as targets):")
     print(f"  FP32 numpy: {n / f_fp:8.2f} sentences/s ({f_fp:.2f} s)")
     print(f"  integer   : {n / f_int:8.2f} sentences/s ({f_int:.2f} s)")
     print(f"free-running greedy (each model its own outputs; longest FP32 {longest[0]}, integer {longest[1]} tokens; "
