@@ -218,11 +218,14 @@ def _saturate_ordered(a: np.ndarray, b: np.ndarray, out: np.ndarray, bound_a: in
 
 
 def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap",
-         in_bits: int | None = None) -> np.ndarray:
+         in_bits: int | None = None, *, in_range: bool = False, b_f32: np.ndarray | None = None) -> np.ndarray:
     """C = A @ B with signed in_bits operands and an acc_bits accumulator (module docstring; Lin et al. 2020 Sec. 3).
 
     a: (..., M, K), b: (..., K, N) integer arrays; leading dims broadcast like np.matmul (per-head attention).
     in_bits defaults to hw/config.toml. Returns int64 (..., M, N), bit-identical to gemm_reference.
+    in_range: the caller guarantees that a and b are integer arrays within in_bits (QTensor values), so they are not
+    scanned (the bound 2^(in_bits-1) sizes the exact chunks instead of the measured max); b_f32, with in_range: b's
+    exact float32 copy, kept by a caller that extends b in place (a K/V cache), used when in_bits allows float32.
     """
     in_bits = _default_in_bits() if in_bits is None else in_bits
     _check_width("in_bits", in_bits, 2, 16)
@@ -232,8 +235,12 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     a, b = np.asarray(a), np.asarray(b)
     _check_shapes(a, b)
     prep = _prepared(b, in_bits)
-    bound_a, af = _check_operand("a", a, in_bits, "a")
-    bound_b, bf = (prep.bound, None) if prep else _check_operand("b", b, in_bits, "b")
+    if in_range:
+        bound_a, af = 1 << (in_bits - 1), None
+        bound_b, bf = (prep.bound, None) if prep else (bound_a, b_f32 if in_bits <= _F32_IN_BITS else None)
+    else:
+        bound_a, af = _check_operand("a", a, in_bits, "a")
+        bound_b, bf = (prep.bound, None) if prep else _check_operand("b", b, in_bits, "b")
     out = exact_matmul(a, b, bound_a, bound_b, prep, af, bf)
     if a.shape[-1] * bound_a * bound_b < 1 << (acc_bits - 1):  # no partial sum can reach the accumulator limits
         return out

@@ -55,55 +55,67 @@ class KVCache(QBatch):
     which the P V GEMM of Eq. 12 needs): a new position is divided to the running minimum scale once, and only the
     sentences whose minimum a new position lowers are re-matched from their raw values. Matching is element-wise in
     (value, scale, minimum), so `matched` is exactly match_along(self, 2) at every step. [rows] (beam search's
-    reordering) reorders the buffers and the matched copy alike."""
+    reordering) reorders the buffers and the matched copy alike. `f32` is the float32 copy of the GEMM operand (the
+    keys, or the matched values), kept in step, so golden.gemm does not re-convert the whole cache every step."""
 
     @classmethod
     def start(cls, x: QTensor, match: tuple[str, str] | None = None) -> "KVCache":
         s = np.broadcast_to(x.scale, x.scale.shape[:2] + x.shape[2:3] + x.scale.shape[3:])
-        return cls._view(np.empty_like(x.values), np.empty_like(s), x.bits, 0, match, None, None).append(x)
+        empty = KVCache._view({"buf": np.empty_like(x.values), "sbuf": np.empty_like(s),
+                               "fbuf": np.empty(x.shape, np.float32), "mbuf": None}, x.bits, 0, match, None)
+        return empty.append(x)
 
     @classmethod
-    def _view(cls, buf, sbuf, bits, n, match, mbuf, smin) -> "KVCache":
-        t = cls.trusted(buf[:, :, :n], sbuf[:, :, :n], bits)   # views of valid values/scales
-        for k, v in (("buf", buf), ("sbuf", sbuf), ("match", match), ("mbuf", mbuf), ("smin", smin)):
+    def _view(cls, bufs: dict, bits: int, n: int, match, smin) -> "KVCache":
+        t = cls.trusted(bufs["buf"][:, :, :n], bufs["sbuf"][:, :, :n], bits)   # views of valid values/scales
+        for k, v in (("bufs", bufs), ("match", match), ("smin", smin)):
             object.__setattr__(t, k, v)
         return t
 
     @property
     def matched(self) -> QTensor:
         n = self.shape[2]
-        return QTensor.trusted(self.mbuf[:, :, :n], self.smin, self.bits)  # |x / d| <= |x| for a factor <= 1
+        return QTensor.trusted(self.bufs["mbuf"][:, :, :n], self.smin, self.bits)  # |x / d| <= |x| for a factor <= 1
+
+    @property
+    def f32(self) -> np.ndarray:
+        """float32 copy of the GEMM operand: values (no match) or matched values."""
+        return self.bufs["fbuf"][:, :, :self.shape[2]]
 
     def append(self, x: QTensor) -> "KVCache":
         """This cache with x's positions added (written into the shared buffers: only the newest object is live)."""
         n0 = self.shape[2]
-        n, t = n0 + x.shape[2], x.shape[2]
-        buf, sbuf, mbuf = self.buf, self.sbuf, self.mbuf
-        if n > buf.shape[2]:                                  # grow: double the capacity
-            cap = max(2 * buf.shape[2], n)
-            buf, sbuf = _grown(buf, n0, cap), _grown(sbuf, n0, cap)
-            mbuf = None if mbuf is None else _grown(mbuf, n0, cap)
+        n = n0 + x.shape[2]
+        bufs = self.bufs
+        if n > bufs["buf"].shape[2]:                          # grow: double the capacity
+            cap = max(2 * bufs["buf"].shape[2], n)
+            bufs = {k: None if b is None else _grown(b, n0, cap) for k, b in bufs.items()}
+        buf, fbuf = bufs["buf"], bufs["fbuf"]
         buf[:, :, n0:n] = x.values
-        sbuf[:, :, n0:n] = x.scale
+        bufs["sbuf"][:, :, n0:n] = x.scale
         bits = max(self.bits, x.bits)
         if self.match is None:
-            return KVCache._view(buf, sbuf, bits, n, None, None, None)
+            fbuf[:, :, n0:n] = x.values
+            return KVCache._view(bufs, bits, n, None, None)
         new_min = x.scale.min(axis=2, keepdims=True)
         smin = new_min if self.smin is None else np.minimum(self.smin, new_min)
-        if mbuf is None:
-            mbuf = np.empty_like(buf)
-        mbuf[:, :, n0:n] = divide_to(x.values, x.scale, smin, *self.match)
+        if bufs["mbuf"] is None:
+            bufs["mbuf"] = np.empty_like(buf)
+        mbuf = bufs["mbuf"]
+        mbuf[:, :, n0:n] = fbuf[:, :, n0:n] = divide_to(x.values, x.scale, smin, *self.match)
         if self.smin is not None:
             lowered = np.flatnonzero((smin < self.smin).reshape(smin.shape[0], -1).any(axis=1))
             if lowered.size:
                 pick = _rows(lowered)
-                mbuf[lowered, :, :n0] = divide_to(buf[lowered, :, :n0], pick(sbuf)[:, :, :n0], pick(smin), *self.match)
-        return KVCache._view(buf, sbuf, bits, n, self.match, mbuf, smin)
+                sb = pick(bufs["sbuf"])[:, :, :n0]
+                mbuf[lowered, :, :n0] = fbuf[lowered, :, :n0] = divide_to(buf[lowered, :, :n0], sb, pick(smin),
+                                                                          *self.match)
+        return KVCache._view(bufs, bits, n, self.match, smin)
 
     def __getitem__(self, rows) -> "KVCache":
         pick = _rows(rows)
-        return KVCache._view(self.buf[rows], pick(self.sbuf), self.bits, self.shape[2], self.match,
-                             pick(self.mbuf), pick(self.smin))
+        bufs = {k: None if b is None else (b[rows] if k != "sbuf" else pick(b)) for k, b in self.bufs.items()}
+        return KVCache._view(bufs, self.bits, self.shape[2], self.match, pick(self.smin))
 
 
 def _rows(rows):
@@ -194,13 +206,15 @@ class IntTransformer:
     def add(self, a: QTensor, b: QTensor) -> QTensor:
         return add(a, lift(b, a.values.ndim, "b"), self.icfg.match, self.icfg.rounding)
 
-    def matmul(self, name: str, a: QTensor, b: QTensor) -> QTensor:
+    def matmul(self, name: str, a: QTensor, b: QTensor, b_f32: np.ndarray | None = None) -> QTensor:
         """golden.ops.matmul semantics (match along K, gemm, scale = outer product) with a batched GEMM and the
-        gemm_hook; b may be a 2-D weight shared by every row of a."""
+        gemm_hook; b may be a 2-D weight shared by every row of a; b_f32: b's float32 copy (KVCache.f32)."""
         c = self.icfg
-        a, b = match_along(a, -1, c.match, c.rounding), match_along(b, -2, c.match, c.rounding)
+        a, mb = match_along(a, -1, c.match, c.rounding), match_along(b, -2, c.match, c.rounding)
+        b_f32, b = b_f32 if mb is b else None, mb
         av = a.values.reshape(-1, a.shape[-1]) if b.values.ndim == 2 else a.values  # one 2-D GEMM: BLAS-friendly
-        out = gemm(av, b.values, c.acc_bits, c.overflow, in_bits=max(a.bits, b.bits))
+        out = gemm(av, b.values, c.acc_bits, c.overflow, in_bits=max(a.bits, b.bits), in_range=True,  # QTensors
+                   b_f32=b_f32)
         out = out.reshape(a.shape[:-1] + b.shape[-1:]) if b.values.ndim == 2 else out
         if self.gemm_hook is not None:
             self.gemm_hook(name, av, b.values, out.reshape(av.shape[:-1] + out.shape[-1:]))
@@ -258,6 +272,7 @@ class IntTransformer:
             return self.fp32(name, lambda a, m: self.fp.attention(name, a, m, mask, cache, grow), x, mem)
         h, c = self.cfg.n_heads, self.icfg
         q = split_heads(self.linear(f"{name}.q", x), h)
+        f32 = (None, None)
         if cache is not None and not grow and "kt" in cache:
             kt, v = cache["kt"], cache["v"]
         else:
@@ -268,22 +283,24 @@ class IntTransformer:
                 else:
                     k, v = KVCache.start(k), KVCache.start(v, (c.match, c.rounding))
                 cache["k"], cache["v"] = k, v
-                v = v.matched
+                f32, v = (np.swapaxes(k.f32, -1, -2), v.f32), v.matched
             kt = transpose(k)
             if not grow:
                 v = match_along(v, -2, c.match, c.rounding)
             if cache is not None and not grow:
                 cache["kt"], cache["v"] = kt, batch(v)
                 prepare(kt.values, kt.bits), prepare(v.values, v.bits)
-        ctx = emit(self.hook, f"{name}.context", self.poly_attention(name, q, kt, v, mask))
+        ctx = emit(self.hook, f"{name}.context", self.poly_attention(name, q, kt, v, mask, *f32))
         return self.linear(f"{name}.o", merge_heads(ctx))
 
-    def poly_attention(self, name: str, q: QTensor, kt: QTensor, v: QTensor, mask: np.ndarray) -> QTensor:
+    def poly_attention(self, name: str, q: QTensor, kt: QTensor, v: QTensor, mask: np.ndarray,
+                       kt_f32: np.ndarray | None = None, v_f32: np.ndarray | None = None) -> QTensor:
         """Eq. 12 as golden.attention.poly_attention (keys given transposed, kt = K^T), with this model's batched,
-        captured GEMMs: Poly(Q K^T / sqrt(d)) V / sum_j Poly(.), numerator pre-shifted by frac_bits ("fixed")."""
+        captured GEMMs: Poly(Q K^T / sqrt(d)) V / sum_j Poly(.), numerator pre-shifted by frac_bits ("fixed").
+        kt_f32, v_f32: float32 copies of kt and v (a KVCache's)."""
         c = self.icfg
         f = fixed_point_bits(c.attn_division, c.attn_frac_bits)
-        scores = self.matmul(f"{name}.scores", q, kt)
+        scores = self.matmul(f"{name}.scores", q, kt, kt_f32)
         scale = checked_scale(scores.scale * np.float32(math.sqrt(q.shape[-1])), scores.shape)
         scores = QTensor.trusted(scores.values, scale, scores.bits)
         scores = match_along(emit(self.hook, f"{name}.scores", scores), -1, c.match, c.rounding)
@@ -291,7 +308,7 @@ class IntTransformer:
                  c.match)
         p = match_along(emit(self.hook, f"{name}.poly", rescale(p, c.bits, "row")), -1, c.match, c.rounding)
         v = match_along(v, -2, c.match, c.rounding)
-        num = self.matmul(f"{name}.context", p, v)
+        num = self.matmul(f"{name}.context", p, v, v_f32)
         den = p.values.sum(axis=-1, keepdims=True)
         out = round_div_or_zero(num.values << f, den, c.rounding)
         return rescale(QTensor(out, v.scale * np.float32(1 << f), num.bits), c.bits, "row")

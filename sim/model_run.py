@@ -54,8 +54,8 @@ class _Capture(IntTransformer):
         self.records: list[dict] = []
         self.gemm_hook = lambda name, a, b, c: self.records.append({"name": name, "a": a, "b": b, "c": c})
 
-    def matmul(self, name, a, b):
-        out = super().matmul(name, a, b)
+    def matmul(self, name, a, b, b_f32=None):
+        out = super().matmul(name, a, b, b_f32)
         self.records[-1]["acc"] = out
         return out
 

@@ -201,3 +201,17 @@ def test_prepare_checks_range_once_and_narrower_calls_recheck():
         prepare(np.array([[200]]), 8)
     with pytest.raises(ValueError, match="ndim >= 2"):
         prepare(np.ones(3, np.int64))
+
+
+@pytest.mark.parametrize("in_bits, k, acc_bits, overflow", [(8, 300, 32, "wrap"), (8, 2000, 16, "saturate"),
+                                                              (10, 300, 32, "wrap"), (8, 40, 16, "wrap")])
+def test_in_range_operands_give_the_same_result(in_bits, k, acc_bits, overflow):
+    """in_range (QTensor operands: the bound 2^(in_bits-1) instead of a scan) and a caller's float32 copy of b
+    (b_f32, also a strided view as a K/V cache's transpose) are bit-identical to the scanning gemm."""
+    rng = np.random.default_rng(in_bits + k)
+    hi = (1 << (in_bits - 1)) - 1
+    a, b = rng.integers(-hi - 1, hi + 1, (2, 3, k)), rng.integers(-hi - 1, hi + 1, (2, 5, k)).transpose(0, 2, 1)
+    want = gemm(a, b, acc_bits, overflow, in_bits=in_bits)
+    assert_exact(gemm(a, b, acc_bits, overflow, in_bits=in_bits, in_range=True), want, "in_range")
+    bf = np.ascontiguousarray(b.transpose(0, 2, 1), dtype=np.float32).transpose(0, 2, 1)
+    assert_exact(gemm(a, b, acc_bits, overflow, in_bits=in_bits, in_range=True, b_f32=bf), want, "b_f32")

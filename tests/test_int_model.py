@@ -175,7 +175,8 @@ def test_beam_search_on_integer_model(tiny):
 @pytest.mark.parametrize("scale_shape", [(3, 1, 0, 1), (3, 2, 0, 4)])   # row granularity / block granularity
 def test_kv_cache_matches_the_whole_cache_at_every_step(match, scale_shape):
     """Growing K/V cache (incremental decoding): values == the concatenated steps and `matched` == match_along over
-    the keys of them, bit for bit, also across minimum-lowering steps, capacity growth and beam reordering."""
+    the keys of them (and `f32` == its float copy), bit for bit, also across minimum-lowering steps, capacity growth
+    and beam reordering."""
     rng = np.random.default_rng(3)
 
     def step(t):
@@ -183,18 +184,20 @@ def test_kv_cache_matches_the_whole_cache_at_every_step(match, scale_shape):
         return QTensor(rng.integers(-127, 128, (3, 2, t, 4)), rng.uniform(0.5, 8, shape).astype(np.float32), 8)
 
     steps = [step(2)]
-    cache = KVCache.start(steps[0], (match, "half_away"))
+    cache, keys = KVCache.start(steps[0], (match, "half_away")), KVCache.start(steps[0])
     for i in range(9):
         if i == 5:   # beam search's reordering of the sentences
             rows = np.array([2, 0, 0])
-            cache, steps = cache[rows], [QTensor(s.values[rows], s.scale[rows], 8) for s in steps]
+            cache, keys, steps = cache[rows], keys[rows], [QTensor(s.values[rows], s.scale[rows], 8) for s in steps]
         steps.append(step(1))
-        cache = cache.append(steps[-1])
+        cache, keys = cache.append(steps[-1]), keys.append(steps[-1])
         whole = concat(steps, 2)
+        assert np.array_equal(keys.values, whole.values) and np.array_equal(keys.f32, whole.values.astype(np.float32))
         ref = match_along(whole, 2, match)
         assert np.array_equal(cache.values, whole.values) and np.array_equal(cache.scale, whole.scale)
         assert np.array_equal(cache.matched.values, ref.values), (i, np.argwhere(cache.matched.values != ref.values)[:3])
         assert np.array_equal(cache.matched.scale, ref.scale)
+        assert np.array_equal(cache.f32, ref.values.astype(np.float32))     # the GEMM operand's float copy
 
 def test_config_errors():
     with pytest.raises(ValueError, match="bits"):
