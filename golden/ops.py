@@ -8,7 +8,7 @@ import numpy as np
 
 from .config import OVERFLOW_MODES, load_hw_config
 from .gemm import gemm
-from .qtensor import QTensor, check_bits, checked_scale, qmax
+from .qtensor import QTensor, check_bits, checked_scale, checked_values, qmax
 from .quant import check_qtensor, match_along, match_scales
 
 
@@ -20,14 +20,15 @@ def acc_defaults() -> tuple[int, str]:
 
 
 def _wide(op: str, values: np.ndarray, scale: np.ndarray, acc_bits: int | None = None,
-          in_bits: int | None = None) -> QTensor:
+          in_bits: int | None = None, scale_valid: bool = False) -> QTensor:
     """Result in the accumulator (Alg. 1 line 1: "store x in INT32"); overflow is an error, never a wrap.
-    A sum of in_bits-bit operands with in_bits < acc_bits provably fits, so its values are not scanned."""
+    A sum of in_bits-bit operands with in_bits < acc_bits provably fits, so its values are not scanned;
+    scale_valid: scale is an operand's scale or s_min of them (valid for values' shape), so it is not re-checked."""
     acc_bits = acc_bits or acc_defaults()[0]
     try:
-        if in_bits is not None and in_bits < acc_bits:
-            return QTensor.trusted(values, checked_scale(scale, values.shape), acc_bits)
-        return QTensor(values, scale, acc_bits)
+        if in_bits is None or in_bits >= acc_bits:
+            values = checked_values(values, acc_bits)
+        return QTensor.trusted(values, scale if scale_valid else checked_scale(scale, values.shape), acc_bits)
     except ValueError as exc:
         raise ValueError(f"{op}: result does not fit the accumulator: {exc}") from None
 
@@ -82,7 +83,7 @@ def add(a: QTensor, b: QTensor, mode: str = "paper", rounding: str = "half_away"
     a, b = check_qtensor(a, "a"), check_qtensor(b, "b")
     _same_ndim("add", a, b)
     ma, mb = match_scales([a, b], mode, rounding)
-    return _wide("add", ma.values + mb.values, ma.scale, in_bits=max(a.bits, b.bits))
+    return _wide("add", ma.values + mb.values, ma.scale, in_bits=max(a.bits, b.bits), scale_valid=True)
 
 
 def matmul(a: QTensor, b: QTensor, mode: str = "paper", rounding: str = "half_away",
@@ -125,7 +126,7 @@ def power(x: QTensor, n: int) -> QTensor:
 def absolute(x: QTensor) -> QTensor:
     """Eq. 9 for |r|: {|x|, s} (s > 0); widened since |-2^(bits-1)| needs one more bit."""
     x = check_qtensor(x, "x")
-    return _wide("absolute", np.abs(x.values), x.scale)
+    return _wide("absolute", np.abs(x.values), x.scale, scale_valid=True)
 
 
 def relu(x: QTensor) -> QTensor:

@@ -45,7 +45,7 @@ class QTensor:
 
     def __post_init__(self) -> None:
         bits = check_bits(self.bits, "QTensor.bits")
-        values = _checked_values(self.values, bits)
+        values = checked_values(self.values, bits)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "scale", checked_scale(self.scale, values.shape))
         object.__setattr__(self, "bits", bits)
@@ -56,9 +56,7 @@ class QTensor:
         range and `scale` a valid float32 keepdims array (each call site says why; a freshly computed scale goes
         through checked_scale)."""
         t = object.__new__(cls)
-        object.__setattr__(t, "values", values)
-        object.__setattr__(t, "scale", scale)
-        object.__setattr__(t, "bits", bits)
+        t.__dict__.update(values=values, scale=scale, bits=bits)  # what the frozen dataclass's __init__ stores
         return t
 
     @property
@@ -70,7 +68,8 @@ class QTensor:
         return self.values / self.scale.astype(np.float64)
 
 
-def _checked_values(values, bits: int) -> np.ndarray:
+def checked_values(values, bits: int) -> np.ndarray:
+    """values as int64; a one-line ValueError unless integers within the signed `bits` range."""
     values = np.asarray(values)
     if values.dtype != np.int64:
         if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
@@ -88,6 +87,16 @@ def _checked_values(values, bits: int) -> np.ndarray:
 
 def checked_scale(scale, shape: tuple[int, ...]) -> np.ndarray:
     """scale as float32 in the keepdims layout of `shape`; a one-line ValueError unless finite and > 0."""
+    if not (type(scale) is np.ndarray and scale.dtype == np.float32 and keepdims_of(scale.shape, shape)):
+        scale = _scale_layout(scale, shape)
+    if not (_MIN(scale, axis=None, initial=np.inf) > 0 and _MAX(scale, axis=None, initial=0) < np.inf):  # NaN fails
+        i = first_bad(~np.isfinite(scale) | (scale <= 0))
+        raise ValueError(f"QTensor.scale[{i}] = {scale[i]} must be finite and > 0 (float32)")
+    return scale
+
+
+def _scale_layout(scale, shape: tuple[int, ...]) -> np.ndarray:
+    """scale as a float32 array in the keepdims layout of `shape` (one-line errors otherwise)."""
     scale = np.asarray(scale)
     if scale.dtype != np.float32:
         if not (np.issubdtype(scale.dtype, np.floating) or np.issubdtype(scale.dtype, np.integer)):
@@ -95,9 +104,6 @@ def checked_scale(scale, shape: tuple[int, ...]) -> np.ndarray:
         scale = scale.astype(np.float32)
     if scale.ndim == 0:
         scale = scale.reshape((1,) * len(shape))
-    if scale.shape != shape and not keepdims_of(scale.shape, shape):
+    if not keepdims_of(scale.shape, shape):
         raise ValueError(f"QTensor.scale shape {scale.shape} does not broadcast (keepdims) to values shape {shape}")
-    if not (_MIN(scale, axis=None, initial=np.inf) > 0 and _MAX(scale, axis=None, initial=0) < np.inf):  # NaN fails
-        i = first_bad(~np.isfinite(scale) | (scale <= 0))
-        raise ValueError(f"QTensor.scale[{i}] = {scale[i]} must be finite and > 0 (float32)")
     return scale

@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from .qtensor import QTensor, check_bits, checked_scale, first_bad, keepdims_of, qmax
-from .rounding import ceil_div, check_rounding, halving_shift, round_div, round_shift
+from .rounding import ceil_div, check_rounding, halving_shift, round_div, round_shift, twice_toward_zero
 
 GRANULARITIES = ("tensor", "row", "batch", "block")
 MATCH_MODES = ("paper", "dyadic")
@@ -14,6 +14,7 @@ RESCALE_MODES = ("paper", "pow2", "dyadic")
 DYADIC_BITS = 31          # multiplier m in [2^30, 2^31): fits a signed 32-bit register
 _MAX_DIVISOR = 1 << 32    # |x| < 2^32 so x / d rounds to 0 for any d >= 2^32: clamping keeps int64 safe
 _MAX_SHIFT = 62
+_ALL = np.logical_and.reduce  # the ufunc reduction without ndarray.all's Python wrapper
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
@@ -111,7 +112,7 @@ def divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: st
     """Re-express values at scale s_from as values at the smaller scale s_to (the Eq. 8 division). |result| <= |values|
     (the factor is <= 1); where s_from == s_to everywhere it is exactly 1 in both modes (paper: ceil(1) = 1; dyadic:
     m 2^-sh = 2^30 2^-30), so the values are returned as they are."""
-    if (s_from == s_to).all():
+    if _ALL(np.equal(s_from, s_to), axis=None):
         return values
     if mode == "paper":      # x / ceil(s_i / s_min), ratio in float32 as the paper's scales are float
         d = np.ceil(np.minimum(s_from / s_to, np.float32(_MAX_DIVISOR))).astype(np.int64)
@@ -119,11 +120,7 @@ def divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: st
     # dyadic: x' = round(x * m / 2^sh), one rounding
     m, sh = dyadic_factors(s_from, s_to)
     if rounding == "half_away":  # round_shift's path in place on the product, sh clamped to 63
-        x = values * m
-        sign = x >> 63
-        x += x
-        x += sign
-        return halving_shift(x, np.minimum(sh, 63, out=sh))
+        return halving_shift(twice_toward_zero(values * m, values), np.minimum(sh, 63, out=sh))
     if sh.max() <= _MAX_SHIFT:
         return round_shift(values * m, sh, rounding)
     small = sh > _MAX_SHIFT    # |x * m| < 2^62 <= 2^(sh-1): rounds to 0
@@ -215,7 +212,8 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
     check_rounding(rounding)
     if mode == "dyadic":
         m, sh = rescale_multiplier(x.values, bits, granularity, block)
-        values = round_shift(x.values * m, sh, rounding)
+        values = halving_shift(twice_toward_zero(x.values * m, x.values), sh) if rounding == "half_away" else \
+            round_shift(x.values * m, sh, rounding)
         scale = np.ldexp(x.scale.astype(np.float64) * m, -sh).astype(np.float32)
         return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x m / 2^sh| <= qmax, rounded too
     big = group_absmax(x.values, granularity, block)

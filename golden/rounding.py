@@ -72,13 +72,19 @@ def round_shift(n, sh, rounding: str = "half_away") -> np.ndarray:
     if rounding == "floor":
         return np.right_shift(n, sh)   # arithmetic shift: floor division by 2^sh
     if rounding == "half_away" and _MIN(sh, axis=None, initial=0) >= 0 and _spans(n.shape, sh.shape):
-        x = np.right_shift(n, 63)
-        x += n
-        x += n
-        return halving_shift(x, sh)
+        return halving_shift(twice_toward_zero(n.copy(), n), sh)
     even = True if _MIN(sh, axis=None, initial=1) > 0 else sh > 0
     return _rounded(n, np.left_shift(np.int64(1), sh), even, rounding,
                     lambda x, out: np.right_shift(x, sh, out=out))
+
+
+def twice_toward_zero(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """2x - [x < 0] in x's buffer (halving_shift's input), the sign read off `like` (an array of x's signs, e.g. the
+    factor of a product x = like * m with m > 0): a bool temporary instead of an int64 one (x >> 63), which matters
+    for multi-MB tensors, where every fresh int64 temporary costs page faults."""
+    x = np.asarray(x)   # a 0-d product is a numpy scalar
+    x += x
+    return np.subtract(x, np.less(like, 0), out=x, casting="unsafe")
 
 
 def halving_shift(x: np.ndarray, sh: np.ndarray) -> np.ndarray:
