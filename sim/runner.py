@@ -93,11 +93,20 @@ def _verilator() -> tuple[Path | None, str]:
     return None, ""
 
 
+def verilator_executable() -> str | None:
+    """The Verilator that cocotb runs would use (the wheel's shim first, else the one on PATH), for linting."""
+    shim, _ = _verilator()
+    return str(shim / "verilator") if shim else shutil.which("verilator")
+
+
 def simulator_available(sim: str) -> str | None:
     """None if `sim` can run cocotb here, else the reason it cannot."""
     if sim == "icarus":
         return None if shutil.which("iverilog") else "iverilog not on PATH"
     if sim == "verilator":
+        missing = [t for t in ("make", "g++") if not shutil.which(t)]
+        if missing:
+            return f"Verilator builds a C++ simulation: {' and '.join(missing)} not on PATH"
         return _verilator()[1] or None
     return f"unknown simulator {sim!r}"
 
