@@ -14,7 +14,7 @@ RESCALE_MODES = ("paper", "pow2", "dyadic")
 DYADIC_BITS = 31          # multiplier m in [2^30, 2^31): fits a signed 32-bit register
 _MAX_DIVISOR = 1 << 32    # |x| < 2^32 so x / d rounds to 0 for any d >= 2^32: clamping keeps int64 safe
 _MAX_SHIFT = 62
-_ALL = np.logical_and.reduce  # the ufunc reduction without ndarray.all's Python wrapper
+_ALL, _MIN, _MAX = np.logical_and.reduce, np.minimum.reduce, np.maximum.reduce  # no ndarray methods' Python wrappers
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
@@ -41,7 +41,7 @@ def group_absmax(a: np.ndarray, granularity: str = "tensor", block: int | None =
     if granularity != "block":
         axis = {"tensor": None, "row": -1, "batch": tuple(range(1, a.ndim))}[granularity]
         # max(max a, -min a) = max|a| without an |a| temporary (negation is exact for the int64/float32 callers)
-        return np.maximum(a.max(axis=axis, keepdims=True), -a.min(axis=axis, keepdims=True))
+        return np.maximum(_MAX(a, axis=axis, keepdims=True), -_MIN(a, axis=axis, keepdims=True))
     a = np.abs(a)
     block = check_bits(block, "block", 1, 1 << 30)
     rows, cols = a.shape[-2:]
@@ -157,7 +157,7 @@ def match_along(x: QTensor, axis: int, mode: str = "paper", rounding: str = "hal
         raise ValueError(f"match_along: axis {axis} out of range for shape {x.shape}")
     if x.scale.shape[axis] == 1:
         return x
-    s_min = x.scale.min(axis=axis, keepdims=True)
+    s_min = _MIN(x.scale, axis=axis, keepdims=True)
     # trusted: as in match_scales, the division keeps each value in its range
     return QTensor.trusted(divide_to(x.values, x.scale, s_min, mode, check_rounding(rounding)), s_min, x.bits)
 
@@ -194,7 +194,7 @@ def rescale_multiplier(values: np.ndarray, bits: int, granularity: str = "row",
     fits = big <= q
     big = np.where(fits, q, big)
     # with l = floor(log2), max|x| / q lies in (2^(l_x - l_q - 1), 2^(l_x - l_q + 1)), so sh = 30 + l_x - l_q or one more
-    sh = (DYADIC_BITS - 1) + floor_log2(big) - floor_log2(q)
+    sh = floor_log2(big) + (DYADIC_BITS - 1 - (q.bit_length() - 1))
     sh += ((np.int64(q) << sh) // big < 1 << (DYADIC_BITS - 1))
     m = (np.int64(q) << sh) // big
     return np.where(fits, 1, m), np.where(fits, 0, sh)
