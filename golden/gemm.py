@@ -225,7 +225,7 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     in_bits defaults to hw/config.toml. Returns int64 (..., M, N), bit-identical to gemm_reference.
     in_range: the caller guarantees that a and b are integer arrays within in_bits (QTensor values), so they are not
     scanned (the bound 2^(in_bits-1) sizes the exact chunks instead of the measured max); b_f32, with in_range: b's
-    exact float32 copy, kept by a caller that extends b in place (a K/V cache), used when in_bits allows float32.
+    exact float32 copy, kept by a caller that extends b in place (a K/V cache), used when the chunks are float32.
     """
     in_bits = _default_in_bits() if in_bits is None else in_bits
     _check_width("in_bits", in_bits, 2, 16)
@@ -237,7 +237,7 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     prep = _prepared(b, in_bits)
     if in_range:
         bound_a, af = 1 << (in_bits - 1), None
-        bound_b, bf = (prep.bound, None) if prep else (bound_a, b_f32 if in_bits <= _F32_IN_BITS else None)
+        bound_b, bf = (prep.bound, None) if prep else (bound_a, b_f32)
     else:
         bound_a, af = _check_operand("a", a, in_bits, "a")
         bound_b, bf = (prep.bound, None) if prep else _check_operand("b", b, in_bits, "b")

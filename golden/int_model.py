@@ -61,8 +61,8 @@ class KVCache(QBatch):
     @classmethod
     def start(cls, x: QTensor, match: tuple[str, str] | None = None) -> "KVCache":
         s = np.broadcast_to(x.scale, x.scale.shape[:2] + x.shape[2:3] + x.scale.shape[3:])
-        empty = KVCache._view({"buf": np.empty_like(x.values), "sbuf": np.empty_like(s),
-                               "fbuf": np.empty(x.shape, np.float32), "mbuf": None}, x.bits, 0, match, None)
+        empty = cls._view({"buf": np.empty_like(x.values), "sbuf": np.empty_like(s), "fbuf": np.empty(x.shape, np.float32),
+                           "mbuf": None if match is None else np.empty_like(x.values)}, x.bits, 0, match, None)
         return empty.append(x)
 
     @classmethod
@@ -99,8 +99,6 @@ class KVCache(QBatch):
             return KVCache._view(bufs, bits, n, None, None)
         new_min = x.scale.min(axis=2, keepdims=True)
         smin = new_min if self.smin is None else np.minimum(self.smin, new_min)
-        if bufs["mbuf"] is None:
-            bufs["mbuf"] = np.empty_like(buf)
         mbuf = bufs["mbuf"]
         mbuf[:, :, n0:n] = fbuf[:, :, n0:n] = divide_to(x.values, x.scale, smin, *self.match)
         if self.smin is not None:

@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from .qtensor import QTensor, check_bits, checked_scale, first_bad, keepdims_of, qmax
-from .rounding import ceil_div, check_rounding, halving_shift, round_div, round_shift, twice_toward_zero
+from .rounding import ceil_div, check_rounding, round_div, round_shift, round_shift_product
 
 GRANULARITIES = ("tensor", "row", "batch", "block")
 MATCH_MODES = ("paper", "dyadic")
@@ -119,10 +119,10 @@ def divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: st
         return round_div(values, d, rounding)
     # dyadic: x' = round(x * m / 2^sh), one rounding
     m, sh = dyadic_factors(s_from, s_to)
-    if rounding == "half_away":  # round_shift's path in place on the product, sh clamped to 63
-        return halving_shift(twice_toward_zero(values * m, values), np.minimum(sh, 63, out=sh))
+    if rounding == "half_away":  # sh clamped to 63: the sign only, i.e. 0, as for any larger shift
+        return round_shift_product(values, m, np.minimum(sh, 63, out=sh), rounding)
     if sh.max() <= _MAX_SHIFT:
-        return round_shift(values * m, sh, rounding)
+        return round_shift_product(values, m, sh, rounding)
     small = sh > _MAX_SHIFT    # |x * m| < 2^62 <= 2^(sh-1): rounds to 0
     return np.where(small, 0, round_shift(values * m, np.minimum(sh, _MAX_SHIFT), rounding))
 
@@ -212,8 +212,7 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
     check_rounding(rounding)
     if mode == "dyadic":
         m, sh = rescale_multiplier(x.values, bits, granularity, block)
-        values = halving_shift(twice_toward_zero(x.values * m, x.values), sh) if rounding == "half_away" else \
-            round_shift(x.values * m, sh, rounding)
+        values = round_shift_product(x.values, m, sh, rounding)
         scale = np.ldexp(x.scale.astype(np.float64) * m, -sh).astype(np.float32)
         return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x m / 2^sh| <= qmax, rounded too
     big = group_absmax(x.values, granularity, block)

@@ -78,6 +78,14 @@ def round_shift(n, sh, rounding: str = "half_away") -> np.ndarray:
                     lambda x, out: np.right_shift(x, sh, out=out))
 
 
+def round_shift_product(x: np.ndarray, m: np.ndarray, sh: np.ndarray, rounding: str) -> np.ndarray:
+    """round(x m / 2^sh) for a positive multiplier m (a dyadic factor); half_away in place on the product, whose signs
+    are x's (twice_toward_zero), and for sh up to 63 (0 beyond 62); the other modes by round_shift (sh <= 62)."""
+    if rounding == "half_away":
+        return halving_shift(twice_toward_zero(x * m, x), sh)
+    return round_shift(x * m, sh, rounding)
+
+
 def twice_toward_zero(x: np.ndarray, like: np.ndarray) -> np.ndarray:
     """2x - [x < 0] in x's buffer (halving_shift's input), the sign read off `like` (an array of x's signs, e.g. the
     factor of a product x = like * m with m > 0): a bool temporary instead of an int64 one (x >> 63), which matters
