@@ -6,7 +6,8 @@ enough) decode different numbers of steps. The headline ratio is therefore measu
 decoders run greedy search's steps (incremental decode + argmax) over the same target, FP32's greedy outputs; the
 free-running greedy ratio is printed beside it with each side's step count. The same work for the longest sentence alone
 (a batch of 1) gives each decoder's cost per step where per-call overhead dominates (tiny arrays), which is why the
-ratio grows with the batch (--sentences)."""
+ratio grows with the batch (--sentences). With numba installed the integer model runs its compiled epilogues
+(golden/kernels.py, same bits); the numpy-only integer model is then timed beside it on the same work."""
 from __future__ import annotations
 
 import argparse
@@ -47,20 +48,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = data.read_tsv(data.split_path("test", args.pair))[: args.sentences]
     srcs = [tok.encode_source(r[2], args.pair[3:]) for r in rows]
     fp, im = FP32Transformer(cfg, weights), IntTransformer(cfg, weights, int_config(args))
+    numpy_only = None
+    if im.kernels:
+        numpy_only = IntTransformer(cfg, weights, im.icfg)
+        numpy_only.kernels = False
     with one_blas_thread():
         print(f"{blas_info()}; model {args.model}; {len(srcs)} {args.pair} test sentences, greedy, one batch; "
-              f"integer: {im.icfg.describe()}")
+              f"integer: {im.icfg.describe()}, compiled kernels {'on' if im.kernels else 'off'}")
         out_fp, out_int = greedy_search(fp, srcs), greedy_search(im, srcs)
         i = max(range(len(srcs)), key=lambda k: len(out_fp[k]))   # the longest output: the most steps to time
         one = [srcs[i]], [out_fp[i]]
-        f_fp, f_int, g_fp, g_int, o_fp, o_int = median_times([
+        f_fp, f_int, g_fp, g_int, o_fp, o_int, *f_np = median_times([
             lambda: forced_decode(fp, srcs, out_fp), lambda: forced_decode(im, srcs, out_fp),
             lambda: greedy_search(fp, srcs), lambda: greedy_search(im, srcs),
-            lambda: forced_decode(fp, *one), lambda: forced_decode(im, *one)], args.repeat)
+            lambda: forced_decode(fp, *one), lambda: forced_decode(im, *one)]
+            + ([lambda: forced_decode(numpy_only, srcs, out_fp)] if numpy_only else []), args.repeat)
     n, longest = len(srcs), [max(map(len, o)) for o in (out_fp, out_int)]
     print(f"same work ({longest[0] + 1} decode steps each, FP32's greedy outputs as targets):")
     print(f"  FP32 numpy: {n / f_fp:8.2f} sentences/s ({f_fp:.2f} s)")
     print(f"  integer   : {n / f_int:8.2f} sentences/s ({f_int:.2f} s)")
+    if f_np:
+        print(f"  integer, numpy reference only (ITX_KERNELS=0): {n / f_np[0]:8.2f} sentences/s ({f_np[0]:.2f} s; "
+              f"ratio to FP32 {f_fp / f_np[0]:.3f})")
     print(f"free-running greedy (each model its own outputs; longest FP32 {longest[0]}, integer {longest[1]} tokens; "
           f"identical outputs: {out_fp == out_int}):")
     print(f"  FP32 numpy: {n / g_fp:8.2f} sentences/s ({g_fp:.2f} s)")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .attention import fixed_point_bits, lift, poly
 from .gemm import gemm, prepare
+from . import kernels
 from .int_config import IntConfig
 from .layernorm import l1_layernorm
 from .model import FP32Transformer, ModelConfig, emit, load
@@ -169,6 +170,7 @@ class IntTransformer:
             if have != need and kind in self.icfg.modules:
                 raise ValueError(f"integer {kind} needs a model with {need} (this one has {have}); "
                                  f"leave {kind!r} out of the integer modules")
+        self.kernels = kernels.enabled(self.icfg)   # compiled epilogues (golden/kernels.py), same bits
         self.q = self._quantize_weights(weights)
         for k in self.q:
             if k.endswith(".w") or k == "out_proj":
@@ -248,18 +250,22 @@ class IntTransformer:
     def norm(self, name: str, x: QTensor) -> QTensor:
         if not self.icfg.is_int("ln", name):
             return self.fp32(name, lambda v: self.fp.norm(name, v), x)
-        c = self.icfg
-        y = l1_layernorm(x, self.q[f"{name}.g"], self.q[f"{name}.b"], c.bits, c.ln_division, c.ln_frac_bits,
-                         c.match, c.rounding)
+        c, g, b = self.icfg, self.q[f"{name}.g"], self.q[f"{name}.b"]
+        y = kernels.l1_layernorm(x, g, b, c) if self.kernels else None
+        if y is None:
+            y = l1_layernorm(x, g, b, c.bits, c.ln_division, c.ln_frac_bits, c.match, c.rounding)
         return emit(self.hook, name, y)
 
     def linear(self, name: str, x: QTensor) -> QTensor:
         """act(x W + b). The per-column weight scales are matched along the features first (Table 1's
         M(x, s, d)), so activations keep one scale per granularity group; the bias (param_bits) then joins the
         accumulator through scale matching (Eq. 8)."""
-        c = self.icfg
-        acc = match_along(self.matmul(name, x, self.q[f"{name}.w"]), -1, c.match, c.rounding)
-        return emit(self.hook, name, self.act(self.add(acc, self.q[f"{name}.b"])))
+        c, bias = self.icfg, self.q[f"{name}.b"]
+        acc = self.matmul(name, x, self.q[f"{name}.w"])
+        y = kernels.linear(acc, bias, c) if self.kernels else None
+        if y is None:
+            y = self.act(self.add(match_along(acc, -1, c.match, c.rounding), bias))
+        return emit(self.hook, name, y)
 
     def attention(self, name: str, x: QTensor, mem: QTensor, mask: np.ndarray, cache: dict | None = None,
                   grow: bool = True):
@@ -300,16 +306,21 @@ class IntTransformer:
         f = fixed_point_bits(c.attn_division, c.attn_frac_bits)
         scores = self.matmul(f"{name}.scores", q, kt, kt_f32)
         scale = checked_scale(scores.scale * np.float32(math.sqrt(q.shape[-1])), scores.shape)
-        scores = QTensor.trusted(scores.values, scale, scores.bits)
-        scores = match_along(emit(self.hook, f"{name}.scores", scores), -1, c.match, c.rounding)
-        p = poly(scores, self.q[f"{name}.poly_b"], self.q[f"{name}.poly_delta"], self.cfg.poly_n, c.bits, mask,
-                 c.match)
-        p = match_along(emit(self.hook, f"{name}.poly", rescale(p, c.bits, "row")), -1, c.match, c.rounding)
+        scores = emit(self.hook, f"{name}.scores", QTensor.trusted(scores.values, scale, scores.bits))
+        b, delta = self.q[f"{name}.poly_b"], self.q[f"{name}.poly_delta"]
+        p = kernels.poly_probs(scores, b, delta, self.cfg.poly_n, mask, c) if self.kernels else None
+        if p is None:
+            p = poly(match_along(scores, -1, c.match, c.rounding), b, delta, self.cfg.poly_n, c.bits, mask, c.match)
+            p = rescale(p, c.bits, "row")
+        p = match_along(emit(self.hook, f"{name}.poly", p), -1, c.match, c.rounding)
         v = match_along(v, -2, c.match, c.rounding)
         num = self.matmul(f"{name}.context", p, v, v_f32)
         den = p.values.sum(axis=-1, keepdims=True)
-        out = round_div_or_zero(num.values << f, den, c.rounding)
-        return rescale(QTensor(out, v.scale * np.float32(1 << f), num.bits), c.bits, "row")
+        out = kernels.context(num, den, v, f, c) if self.kernels else None
+        if out is None:
+            out = rescale(QTensor(round_div_or_zero(num.values << f, den, c.rounding), v.scale * np.float32(1 << f),
+                                  num.bits), c.bits, "row")
+        return out
 
     def ffn(self, name: str, x: QTensor) -> QTensor:
         if not self.icfg.is_int("ffn", name):
@@ -320,7 +331,8 @@ class IntTransformer:
     def residual(self, name: str, x: QTensor, y: QTensor) -> QTensor:
         if not self.icfg.is_int("res", name):
             return self.fp32(name, np.add, x, y)
-        return emit(self.hook, name, self.act(self.add(x, y)))
+        out = kernels.residual(x, y, self.icfg) if self.kernels else None
+        return emit(self.hook, name, self.act(self.add(x, y)) if out is None else out)
 
     def project(self, h: QTensor) -> QTensor | np.ndarray:
         """Logits h E^T. Integer: E^T has one scale, so each row of logits has one scale (its h row's after

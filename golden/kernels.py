@@ -1,0 +1,343 @@
+"""Compiled (numba) equivalents of the integer model's five hottest module epilogues, one loop per row instead of
+~50 numpy passes each; bit-identical to the numpy functions they reproduce, which stay the reference (SPEC.md,
+"Compiled kernels"; tests/test_kernels.py checks the equality on random and real tensors, values and scales).
+
+They implement the default knobs only (dyadic matching and re-scaling, half_away rounding, one scale per row) on
+tensors with one scale per row; IntTransformer uses them when numba is installed (the `fast` extra) and
+ITX_KERNELS is not 0, and the numpy path for everything else. Each kernel returns the first row whose result leaves
+the accumulator or gets no valid scale (or -1); the caller then runs the numpy path, which raises its one-line error.
+Accumulator checks use hw/config.toml's width, as ops._wide does."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # numba is optional: without it the numpy reference runs
+    numba = None
+
+from .attention import fixed_point_bits
+from .layernorm import C_L1
+from .ops import acc_defaults
+from .qtensor import QTensor, qmax
+from .quant import dyadic_factors
+
+_MIN = np.minimum.reduce
+
+KNOBS = {"match": "dyadic", "rescale": "dyadic", "rounding": "half_away", "granularity": "row"}
+
+
+def enabled(icfg) -> bool:
+    """Do the kernels apply to this IntConfig (and are they installed and not switched off by ITX_KERNELS=0)?"""
+    return (numba is not None and os.environ.get("ITX_KERNELS", "1") != "0"
+            and all(getattr(icfg, k) == v for k, v in KNOBS.items()))
+
+
+def _rows(x: QTensor) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values [M, n], scales [M]) of a tensor with one scale per row, else None."""
+    if x.scale.shape[-1] != 1 or x.values.ndim < 2:
+        return None
+    lead = x.shape[:-1]
+    return x.values.reshape(-1, x.shape[-1]), np.broadcast_to(x.scale, lead + (1,)).reshape(-1)
+
+
+def _result(y: np.ndarray, scale: np.ndarray, shape: tuple[int, ...], bits: int) -> QTensor:
+    # trusted: every row re-scaled into `bits` (|y| <= qmax) at a finite positive float32 scale, as the numpy path's
+    return QTensor.trusted(y.reshape(shape), scale.reshape(shape[:-1] + (1,)), bits)
+
+
+def linear(acc: QTensor, bias: QTensor, icfg) -> QTensor | None:
+    """IntTransformer.linear after its GEMM (acc at scale s_x s_w), or None: then the numpy path runs (and raises its
+    one-line error for a row that leaves the accumulator)."""
+    n = acc.shape[-1]
+    if acc.values.ndim < 2 or bias.values.size != n or bias.scale.size != 1:
+        return None
+    c, s = acc.values.reshape(-1, n), np.broadcast_to(acc.scale, acc.shape).reshape(-1, n)
+    y, scale, bad = linear_epilogue(c, s, bias.values.reshape(-1), np.float32(bias.scale.reshape(())),
+                                    qmax(icfg.bits), acc_defaults()[0])
+    return None if bad >= 0 else _result(y, scale, acc.shape, icfg.bits)
+
+
+def residual(x: QTensor, z: QTensor, icfg) -> QTensor | None:
+    """IntTransformer.residual's act(add(x, z)) for two tensors with one scale per row, or None."""
+    xr, zr = _rows(x), _rows(z)
+    if xr is None or zr is None or x.shape != z.shape:
+        return None
+    y, scale, bad = residual_rows(*xr, *zr, qmax(icfg.bits))
+    return None if bad >= 0 else _result(y, scale, x.shape, icfg.bits)
+
+
+def l1_layernorm(x: QTensor, g: QTensor, b: QTensor, icfg) -> QTensor | None:
+    """golden.layernorm.l1_layernorm with division "fixed" for x with one scale per row, or None. The per-tensor
+    scales of y, g and b give scalar Eq. 8 factors, computed here by quant.dyadic_factors."""
+    xr = _rows(x)
+    if xr is None or icfg.ln_division != "fixed" or not g.shape == b.shape == x.shape[-1:] \
+            or g.scale.size != 1 or b.scale.size != 1:
+        return None
+    f = fixed_point_bits(icfg.ln_division, icfg.ln_frac_bits)
+    with np.errstate(over="ignore"):
+        s_yg = C_L1 * np.float32(1 << f) * g.scale.reshape(())   # mul's scale, float32 products in its order
+    if not np.isfinite(s_yg):
+        return None
+    s = np.minimum(s_yg, b.scale.reshape(()))
+    (gm, gsh), (bm, bsh) = (tuple(int(v) for v in dyadic_factors(t, s)) for t in (s_yg, b.scale.reshape(())))
+    y, scale, bad = layernorm_rows(xr[0], f, g.values, gm, min(gsh, 63), b.values, bm, min(bsh, 63), s,
+                                   qmax(icfg.bits), acc_defaults()[0])
+    return None if bad >= 0 else _result(y, scale, x.shape, icfg.bits)
+
+
+def _per_head(t: QTensor, heads: int) -> np.ndarray | None:
+    """The values of a poly parameter (one scale; one value per head or one in all) as [heads], else None."""
+    v = t.values.reshape((1,) * (4 - t.values.ndim) + t.shape) if t.values.ndim <= 4 else None
+    if v is None or t.scale.size != 1 or v.shape[0] != 1 or v.shape[2:] != (1, 1) or v.shape[1] not in (1, heads):
+        return None
+    return np.broadcast_to(v.reshape(-1), (heads,))
+
+
+def poly_probs(scores: QTensor, b: QTensor, delta: QTensor, n: int, mask, icfg) -> QTensor | None:
+    """IntTransformer.poly_attention's probabilities from its scores [B, H, Tq, Tk] (scale s_q s_k sqrt(d)): match
+    along the keys, golden.attention.poly, Eq. 10 per row; or None."""
+    if scores.values.ndim != 4 or qmax(icfg.bits) ** n > qmax(acc_defaults()[0]):  # power()'s bound: never reached
+        return None
+    hs = scores.shape[1]
+    bv, dv = _per_head(b, hs), _per_head(delta, hs)
+    if bv is None or dv is None:
+        return None
+    try:
+        keep = np.broadcast_to(True if mask is None else np.asarray(mask), scores.shape)
+    except ValueError:
+        return None
+    if keep.dtype != np.bool_:
+        return None
+    p, scale, bad = poly_rows(scores.values, np.broadcast_to(scores.scale, scores.shape), keep, bv,
+                              np.float32(b.scale.reshape(())), np.abs(dv), np.float32(delta.scale.reshape(())), n,
+                              qmax(icfg.bits), acc_defaults()[0])
+    return None if bad >= 0 else QTensor.trusted(p, scale[..., None], icfg.bits)
+
+
+def context(num: QTensor, den: np.ndarray, v: QTensor, f: int, icfg) -> QTensor | None:
+    """IntTransformer.poly_attention's output from the context GEMM num = p V and den = sum p (keepdims): num 2^f / den
+    at V's scale x 2^f, Eq. 10 per row; or None."""
+    with np.errstate(over="ignore"):
+        sv = v.scale * np.float32(1 << f)
+    if num.values.ndim != 4 or not np.isfinite(sv).all():
+        return None
+    y, div, bad = context_rows(num.values, den.reshape(den.shape[:-1]), f, qmax(icfg.bits), num.bits)
+    if bad >= 0:
+        return None
+    scale = np.divide(sv, div[..., None], dtype=np.float64).astype(np.float32)
+    return QTensor.trusted(y, scale, icfg.bits) if _MIN(scale, axis=None) > 0 else None
+
+
+def _build():
+    njit, inline = numba.njit(cache=True), numba.njit(cache=True, inline="always")
+
+    @inline
+    def round_shift_product(x, m, sh):
+        """golden.rounding.round_shift_product, half_away: round(x m / 2^sh) for m > 0, 0 <= sh <= 63."""
+        p = x * m
+        p = p + p - (1 if x < 0 else 0)
+        return ((p >> sh) + 1) >> 1
+
+    @inline
+    def dyadic_factor(t):
+        """golden.quant.dyadic_factors from the float64 ratio's bits t, sh clamped to 63 as divide_to does."""
+        t += 1 << 21
+        return ((t >> 22) & ((1 << 30) - 1)) | (1 << 30), min(1053 - (t >> 52), 63)
+
+    @inline
+    def round_div(n, d):
+        """golden.rounding.round_div, half_away, d > 0: sign(n) floor((|n| + floor(d / 2)) / d)."""
+        r = (abs(n) + (d >> 1)) // d
+        return -r if n < 0 else r
+
+    @inline
+    def rescale_dyadic(v, s, q, y):
+        """golden.quant.rescale, mode dyadic, of one row v at scale s into y; returns the new scale."""
+        big = 0
+        for j in range(v.size):
+            big = max(big, abs(v[j]))
+        m, sh = np.int64(1), np.int64(0)
+        if big > q:   # rescale_multiplier
+            sh = np.int64(math.frexp(np.float64(big))[1] - math.frexp(np.float64(q))[1]) + 30
+            if (q << sh) // big < (1 << 30):
+                sh += 1
+            m = (q << sh) // big
+        for j in range(v.size):
+            y[j] = round_shift_product(v[j], m, sh)
+        return np.float32(math.ldexp(np.float64(s) * m, -sh))
+
+    @inline
+    def rescale_paper(v, q, y):
+        """golden.quant.rescale's values, mode paper (Eq. 10 as written), half_away, of one row v into y (may be v);
+        returns the divisor s_hat."""
+        big = 0
+        for j in range(v.size):
+            big = max(big, abs(v[j]))
+        d = max((big + q - 1) // q, 1)
+        for j in range(v.size):
+            y[j] = round_div(v[j], d)
+        return d
+
+    @njit
+    def linear_epilogue(c, sc, bias, sb, q, acc_bits):
+        """IntTransformer.linear after its GEMM: c [M, N] at scales sc matched along the features, plus the bias
+        (scale sb) after Eq. 8 matching, re-scaled per row -> (values, row scales, first bad row or -1)."""
+        rows, n = c.shape
+        y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
+        v, ratio, r2 = np.empty(n, np.int64), np.empty(n, np.float64), np.empty(2, np.float64)
+        bits, bits2 = ratio.view(np.int64), r2.view(np.int64)
+        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+        for i in range(rows):
+            smin = np.float32(np.inf)
+            for j in range(n):
+                smin = min(smin, sc[i, j])
+            for j in range(n):   # the ratios in their own loop, which vectorizes
+                ratio[j] = np.float64(smin) / np.float64(sc[i, j])
+            s = min(smin, sb)
+            r2[0], r2[1] = np.float64(s) / np.float64(smin), np.float64(s) / np.float64(sb)
+            am, ash = dyadic_factor(bits2[0])
+            bm, bsh = dyadic_factor(bits2[1])
+            bad = False
+            for j in range(n):
+                m, sh = dyadic_factor(bits[j])
+                a = round_shift_product(round_shift_product(c[i, j], m, sh), am, ash)
+                v[j] = a + round_shift_product(bias[j], bm, bsh)
+                bad |= v[j] < lo or v[j] > hi
+            if bad:
+                return y, scale, i
+            scale[i] = rescale_dyadic(v, s, q, y[i])
+            if not 0 < scale[i] < np.inf:
+                return y, scale, i
+        return y, scale, -1
+
+    @njit
+    def residual_rows(x, sx, z, sz, q):
+        """IntTransformer.residual: x + z after Eq. 8 matching per row, re-scaled per row (both narrow: no overflow)."""
+        rows, n = x.shape
+        y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
+        v, r2 = np.empty(n, np.int64), np.empty(2, np.float64)
+        bits2 = r2.view(np.int64)
+        for i in range(rows):
+            s = min(sx[i], sz[i])
+            r2[0], r2[1] = np.float64(s) / np.float64(sx[i]), np.float64(s) / np.float64(sz[i])
+            xm, xsh = dyadic_factor(bits2[0])
+            zm, zsh = dyadic_factor(bits2[1])
+            for j in range(n):
+                v[j] = round_shift_product(x[i, j], xm, xsh) + round_shift_product(z[i, j], zm, zsh)
+            scale[i] = rescale_dyadic(v, s, q, y[i])
+            if not 0 < scale[i] < np.inf:
+                return y, scale, i
+        return y, scale, -1
+
+    @njit
+    def layernorm_rows(x, f, g, gm, gsh, b, bm, bsh, s, q, acc_bits):
+        """golden.layernorm.l1_layernorm, division "fixed", on rows of x [M, n]: centre, y = (x - mu) n 2^f / sum|x - mu|
+        (0 for a constant row), times g, plus b, both matched to s by the (m, sh) given, then Eq. 10 per row (paper
+        divisor, as l1_layernorm's rescale) -> (values, row scales, first bad row or -1)."""
+        rows, n = x.shape
+        y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
+        c = np.empty(n, np.int64)
+        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+        for i in range(rows):
+            total = np.int64(0)
+            for j in range(n):
+                total += x[i, j]
+            mu = round_div(total, n)
+            l1 = np.int64(0)
+            for j in range(n):
+                c[j] = x[i, j] - mu
+                l1 += abs(c[j])
+            bad = False
+            for j in range(n):
+                t = round_div((c[j] * n) << f, l1) if l1 > 0 else 0
+                bad |= t < lo or t > hi
+                t *= g[j]
+                bad |= t < lo or t > hi
+                c[j] = round_shift_product(t, gm, gsh) + round_shift_product(b[j], bm, bsh)
+                bad |= c[j] < lo or c[j] > hi
+            if bad:
+                return y, scale, i
+            d = rescale_paper(c, q, y[i])
+            scale[i] = np.float32(np.float64(s) / np.float64(d))
+            if not scale[i] > 0:
+                return y, scale, i
+        return y, scale, -1
+
+    @njit
+    def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits):
+        """IntTransformer.poly_attention from the scores x [B, H, Tq, Tk] (scales sc) to the probabilities: matched
+        along the keys, golden.attention.poly (ReLU(x + b), re-scaled, ^n, + |delta|, masked) and re-scaled per
+        row (Eq. 10 as written) -> (p, row scales [B, H, Tq], first bad flat row or -1)."""
+        bs, hs, tq, tk = x.shape
+        p, scale = np.empty(x.shape, np.int64), np.empty((bs, hs, tq), np.float32)
+        v, ratio, r2 = np.empty(tk, np.int64), np.empty(tk, np.float64), np.empty(2, np.float64)
+        bits, bits2 = ratio.view(np.int64), r2.view(np.int64)
+        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+        for i in range(bs):
+            for h in range(hs):
+                for t in range(tq):
+                    row, out, mk = x[i, h, t], p[i, h, t], keep[i, h, t]
+                    smin = np.float32(np.inf)
+                    for k in range(tk):
+                        smin = min(smin, sc[i, h, t, k])
+                    for k in range(tk):
+                        ratio[k] = np.float64(smin) / np.float64(sc[i, h, t, k])
+                    s1 = min(smin, sb)
+                    r2[0], r2[1] = np.float64(s1) / np.float64(smin), np.float64(s1) / np.float64(sb)
+                    am, ash = dyadic_factor(bits2[0])
+                    bm, bsh = dyadic_factor(bits2[1])
+                    bb, bad = round_shift_product(b[h], bm, bsh), False
+                    for k in range(tk):
+                        m, sh = dyadic_factor(bits[k])
+                        y = round_shift_product(round_shift_product(row[k], m, sh), am, ash) + bb
+                        bad |= y < lo or y > hi
+                        v[k] = max(y, 0) if mk[k] else 0
+                    d = rescale_paper(v, q, v)
+                    s2 = np.float32(np.float64(s1) / np.float64(d))
+                    s3 = s2
+                    for _ in range(n - 1):
+                        s3 = np.float32(s3 * s2)
+                    s4 = min(s3, sd)
+                    r2[0], r2[1] = np.float64(s4) / np.float64(s3), np.float64(s4) / np.float64(sd)
+                    ym, ysh = dyadic_factor(bits2[0])
+                    dm, dsh = dyadic_factor(bits2[1])
+                    dd = round_shift_product(delta[h], dm, dsh)
+                    for k in range(tk):
+                        y = round_shift_product(v[k] ** n, ym, ysh) + dd
+                        bad |= y < lo or y > hi
+                        v[k] = y if mk[k] else 0
+                    d = rescale_paper(v, q, out)
+                    scale[i, h, t] = np.float32(np.float64(s4) / np.float64(d))
+                    if bad or not (0 < s2 and 0 < s3 < np.inf and 0 < scale[i, h, t]):
+                        return p, scale, (i * hs + h) * tq + t
+        return p, scale, -1
+
+    @njit
+    def context_rows(num, den, f, q, acc_bits):
+        """IntTransformer.poly_attention after the context GEMM: num 2^f / den (0 where den = 0), in the accumulator,
+        re-scaled per row (Eq. 10 as written) -> (values, divisors [B, H, Tq], first bad flat row or -1)."""
+        bs, hs, tq, dv = num.shape
+        y, div = np.empty(num.shape, np.int64), np.empty((bs, hs, tq), np.int64)
+        v = np.empty(dv, np.int64)
+        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+        for i in range(bs):
+            for h in range(hs):
+                for t in range(tq):
+                    bad = False
+                    for k in range(dv):
+                        v[k] = round_div(num[i, h, t, k] << f, den[i, h, t]) if den[i, h, t] > 0 else 0
+                        bad |= v[k] < lo or v[k] > hi
+                    if bad:
+                        return y, div, (i * hs + h) * tq + t
+                    div[i, h, t] = rescale_paper(v, q, y[i, h, t])
+        return y, div, -1
+
+    return linear_epilogue, residual_rows, layernorm_rows, poly_rows, context_rows
+
+
+if numba is not None:
+    linear_epilogue, residual_rows, layernorm_rows, poly_rows, context_rows = _build()

@@ -1,0 +1,172 @@
+"""Compiled kernels (golden/kernels.py) against the numpy reference they reproduce: same values, same scales, same
+scale shapes, on random tensors chosen to reach every branch (equal and unequal scales, constant and fully masked
+rows, zero rows) and on the committed model end to end; bad results fall back to the numpy path's errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from golden import kernels
+from golden.int_config import IntConfig
+from golden.int_model import IntTransformer, split_heads
+from golden.model import MODELS, greedy_search, load
+from golden.ops import transpose
+from golden.qtensor import QTensor
+
+pytest.importorskip("numba", reason="golden/kernels.py needs numba (the fast extra)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    from itx.commands.eval import one_blas_thread
+    with one_blas_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not (MODELS / "integer" / "weights.npz").is_file():
+        pytest.skip("models/integer not exported yet")
+    return load(MODELS / "integer")
+
+
+@pytest.fixture(autouse=True)
+def taken(monkeypatch):
+    """Names of the kernels that ran and returned a result (not None, the numpy fallback) in this test."""
+    names = []
+    for name in ("linear", "residual", "l1_layernorm", "poly_probs", "context"):
+        def wrapped(*args, _fn=getattr(kernels, name), _name=name):
+            out = _fn(*args)
+            if out is not None:
+                names.append(_name)
+            return out
+        monkeypatch.setattr(kernels, name, wrapped)
+    return names
+
+
+def pair(m: IntTransformer, method: str, *args):
+    """(numpy reference, kernels) results of m.method(*args)."""
+    assert m.kernels
+    m.kernels = False
+    try:
+        want = getattr(m, method)(*args)
+    finally:
+        m.kernels = True
+    return want, getattr(m, method)(*args)
+
+
+def same(want: QTensor, got: QTensor) -> None:
+    assert got.bits == want.bits and got.scale.shape == want.scale.shape
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.scale, want.scale)
+
+
+def activation(rng, shape, spread: float = 6.0, zero_rows: int = 1, bits: int = 8) -> QTensor:
+    """Random `bits` values, one scale per row spread over 10^+-spread/2 (so matching goes both ways), some zero rows."""
+    q = (1 << (bits - 1)) - 1
+    values = rng.integers(-q, q + 1, shape)
+    values.reshape(-1, shape[-1])[:zero_rows] = 0
+    scale = (10.0 ** rng.uniform(-spread / 2, spread / 2, shape[:-1] + (1,))).astype(np.float32)
+    return QTensor(values, scale, bits)
+
+
+def test_enabled_only_for_the_knobs_the_kernels_implement(monkeypatch):
+    assert kernels.enabled(IntConfig()) and kernels.enabled(IntConfig(bits=6, acc_bits=16, overflow="saturate"))
+    for knob in ({"match": "paper"}, {"rescale": "pow2"}, {"rounding": "floor"}, {"granularity": "batch"}):
+        assert not kernels.enabled(IntConfig(**knob))
+    monkeypatch.setenv("ITX_KERNELS", "0")
+    assert not kernels.enabled(IntConfig())
+
+
+@pytest.mark.parametrize("bits", [6, 8, 10])
+def test_linear_residual_norm_equal_numpy(model, bits, taken):
+    rng = np.random.default_rng(bits)
+    m = IntTransformer(*model, IntConfig(bits=bits))
+    for shape in ((3, 5, 256), (7, 1, 256)):
+        x = activation(rng, shape, bits=bits)
+        for name in ("enc.0.self_attn.q", "dec.1.ffn.w1"):
+            same(*pair(m, "linear", name, x))
+        same(*pair(m, "residual", "enc.0.res1", x, activation(rng, shape, bits=bits)))
+        same(*pair(m, "residual", "enc.0.res1", x, x))   # equal scales: factor 1
+        const = QTensor(np.repeat(x.values[..., :1], 256, -1), x.scale, bits)   # sum|x - mu| = 0: output 0
+        for t in (x, const):
+            same(*pair(m, "norm", "dec.0.ln2", t))
+    wide = activation(rng, (2, 3, 512), bits=bits)
+    same(*pair(m, "linear", "enc.2.ffn.w2", wide))
+    assert taken == ["linear", "linear", "residual", "residual", "l1_layernorm", "l1_layernorm"] * 2 + ["linear"]
+
+
+@pytest.mark.parametrize("acc_bits", [16, 32])
+def test_poly_attention_equals_numpy(model, acc_bits, taken):
+    rng = np.random.default_rng(acc_bits)
+    m = IntTransformer(*model, IntConfig(acc_bits=acc_bits, overflow="saturate"))
+    b, tq, tk, h = 3, 4, 9, model[0].n_heads
+    q = split_heads(activation(rng, (b, tq, 256), spread=2), h)
+    k = split_heads(activation(rng, (b, tk, 256), spread=2), h)
+    v = split_heads(activation(rng, (b, tk, 256), spread=2), h)
+    mask = rng.random((b, 1, 1, tk)) < 0.7
+    mask[0] = False              # a fully masked sentence: den = 0, output 0
+    causal = np.tril(np.ones((tq, tk), bool))[None, None]
+    for mk in (mask, causal, None):
+        same(*pair(m, "poly_attention", "dec.0.self_attn", q, transpose(k), v, mk))
+    assert taken == ["poly_probs", "context"] * 3
+
+
+def test_committed_model_end_to_end(model, taken):
+    """Greedy outputs, teacher-forced logits and every emitted tensor of every step are identical with and without
+    the kernels, for configs where they engage (incl. only some modules integer)."""
+    from golden.model import pad_batch
+    from golden.tokenizer import Tokenizer
+    from itx import data
+    tok = Tokenizer()
+    rows = data.read_tsv(data.split_path("test", "en-fr"))[:4]
+    srcs = [tok.encode_source(r[2], "fr") for r in rows]
+    tgt = pad_batch([[2] + tok.encode_target(r[3])[:-1] for r in rows])
+    for icfg in (IntConfig(), IntConfig(bits=6), IntConfig(modules=frozenset({"emb", "attn", "ffn", "res"}))):
+        runs = []
+        for on in (False, True):
+            seen = []
+            m = IntTransformer(*model, icfg, hook=lambda n, x: seen.append((n, x.values.copy(), x.scale.copy())
+                                                                           if isinstance(x, QTensor) else (n, x)))
+            m.kernels = on
+            runs.append((greedy_search(m, srcs), m.logits(pad_batch(srcs), tgt), seen))
+        (g0, l0, s0), (g1, l1, s1) = runs
+        assert g0 == g1
+        np.testing.assert_array_equal(l0, l1)
+        assert [e[0] for e in s0] == [e[0] for e in s1] and len(s0) > 100
+        for a, c in zip(s0, s1):
+            for u, w in zip(a[1:], c[1:]):
+                assert u.shape == w.shape and np.array_equal(u, w), a[0]
+    assert set(taken) == {"linear", "residual", "l1_layernorm", "poly_probs", "context"}
+
+
+def test_a_result_that_leaves_the_accumulator_falls_back_to_numpys_error(model):
+    m = IntTransformer(*model)
+    acc = QTensor(np.full((2, 1, 4), (1 << 31) - 1), np.ones((2, 1, 4), np.float32), 32)
+    bias = QTensor(np.array([0, 1, 0, 0]), np.ones((1,), np.float32), 16)
+    assert kernels.linear(acc, bias, m.icfg) is None
+    ok = QTensor(np.array([0, -1, 0, 0]), np.ones((1,), np.float32), 16)
+    assert kernels.linear(acc, ok, m.icfg) is not None
+    m.q["enc.0.ffn.w1.b"] = bias
+    m.matmul = lambda *a, **k: acc
+    with pytest.raises(ValueError, match="does not fit the accumulator"):
+        m.linear("enc.0.ffn.w1", acc)
+
+
+def test_kernels_report_the_first_row_that_leaves_a_narrow_accumulator():
+    """The checks behind every fallback, on the raw kernels with a 16-bit accumulator (the model's is 32-bit)."""
+    one, f32 = (1 << 30, 30), np.float32
+    x = np.array([[5, 5, 5, 5], [1, -1, 0, 0], [3, -2, 0, 1]])
+    assert kernels.layernorm_rows(x, 7, np.full(4, 300), *one, np.zeros(4, np.int64), *one, f32(1), 127, 32)[2] == -1
+    assert kernels.layernorm_rows(x, 7, np.full(4, 300), *one, np.zeros(4, np.int64), *one, f32(1), 127, 16)[2] == 1
+    zero_g = np.zeros(4, np.int64)   # y = (x - mu) n 2^14 / sum|x - mu| = +-2^15 leaves 16 bits before the gain
+    assert kernels.layernorm_rows(x, 14, zero_g, *one, np.zeros(4, np.int64), *one, f32(1), 127, 16)[2] == 1
+    quarter = (1 << 30, 32)   # g (x - mu) leaves 16 bits, its matched quarter would not: golden's mul still fails
+    assert kernels.layernorm_rows(x, 7, np.full(4, 300), *quarter, np.zeros(4, np.int64), *one, f32(1), 127, 16)[2] == 1
+    num, den = np.array([[[[40, -3], [200, 7]]]]), np.array([[[1, 1]]])
+    assert kernels.context_rows(num, den, 8, 127, 32)[2] == -1
+    assert kernels.context_rows(num, den, 8, 127, 16)[2] == 1
+    scores, keep = np.array([[[[10, 20], [30000, 40000]]]]), np.ones((1, 1, 2, 2), bool)
+    args = (np.ones((1, 1, 2, 2), f32), keep, np.array([0]), f32(1), np.array([1]), f32(1), 3, 127)
+    assert kernels.poly_rows(scores, *args, 32)[2] == -1
+    assert kernels.poly_rows(scores, *args, 16)[2] == 1
