@@ -16,8 +16,10 @@ import numpy as np
 
 try:
     import numba
-except ImportError:  # numba is optional: without it the numpy reference runs
+except ImportError:  # numba is optional: without it the numpy reference runs (enabled() is False)
     numba = None
+njit = numba.njit(cache=True) if numba else (lambda f: f)   # cached in __pycache__: compiled once per checkout
+inline = numba.njit(cache=True, inline="always") if numba else (lambda f: f)
 
 from .attention import fixed_point_bits
 from .layernorm import C_L1
@@ -132,212 +134,212 @@ def context(num: QTensor, den: np.ndarray, v: QTensor, f: int, icfg) -> QTensor 
     return QTensor.trusted(y, scale, icfg.bits) if _MIN(scale, axis=None) > 0 else None
 
 
-def _build():
-    njit, inline = numba.njit(cache=True), numba.njit(cache=True, inline="always")
-
-    @inline
-    def round_shift_product(x, m, sh):
-        """golden.rounding.round_shift_product, half_away: round(x m / 2^sh) for m > 0, 0 <= sh <= 63."""
-        p = x * m
-        p = p + p - (1 if x < 0 else 0)
-        return ((p >> sh) + 1) >> 1
-
-    @inline
-    def dyadic_factor(t):
-        """golden.quant.dyadic_factors from the float64 ratio's bits t, sh clamped to 63 as divide_to does."""
-        t += 1 << 21
-        return ((t >> 22) & ((1 << 30) - 1)) | (1 << 30), min(1053 - (t >> 52), 63)
-
-    @inline
-    def round_div(n, d):
-        """golden.rounding.round_div, half_away, d > 0: sign(n) floor((|n| + floor(d / 2)) / d)."""
-        r = (abs(n) + (d >> 1)) // d
-        return -r if n < 0 else r
-
-    @inline
-    def rescale_dyadic(v, s, q, y):
-        """golden.quant.rescale, mode dyadic, of one row v at scale s into y; returns the new scale."""
-        big = 0
-        for j in range(v.size):
-            big = max(big, abs(v[j]))
-        m, sh = np.int64(1), np.int64(0)
-        if big > q:   # rescale_multiplier
-            sh = np.int64(math.frexp(np.float64(big))[1] - math.frexp(np.float64(q))[1]) + 30
-            if (q << sh) // big < (1 << 30):
-                sh += 1
-            m = (q << sh) // big
-        for j in range(v.size):
-            y[j] = round_shift_product(v[j], m, sh)
-        return np.float32(math.ldexp(np.float64(s) * m, -sh))
-
-    @inline
-    def rescale_paper(v, q, y):
-        """golden.quant.rescale's values, mode paper (Eq. 10 as written), half_away, of one row v into y (may be v);
-        returns the divisor s_hat."""
-        big = 0
-        for j in range(v.size):
-            big = max(big, abs(v[j]))
-        d = max((big + q - 1) // q, 1)
-        for j in range(v.size):
-            y[j] = round_div(v[j], d)
-        return d
-
-    @njit
-    def linear_epilogue(c, sc, bias, sb, q, acc_bits):
-        """IntTransformer.linear after its GEMM: c [M, N] at scales sc matched along the features, plus the bias
-        (scale sb) after Eq. 8 matching, re-scaled per row -> (values, row scales, first bad row or -1)."""
-        rows, n = c.shape
-        y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
-        v, ratio, r2 = np.empty(n, np.int64), np.empty(n, np.float64), np.empty(2, np.float64)
-        bits, bits2 = ratio.view(np.int64), r2.view(np.int64)
-        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-        for i in range(rows):
-            smin = np.float32(np.inf)
-            for j in range(n):
-                smin = min(smin, sc[i, j])
-            for j in range(n):   # the ratios in their own loop, which vectorizes
-                ratio[j] = np.float64(smin) / np.float64(sc[i, j])
-            s = min(smin, sb)
-            r2[0], r2[1] = np.float64(s) / np.float64(smin), np.float64(s) / np.float64(sb)
-            am, ash = dyadic_factor(bits2[0])
-            bm, bsh = dyadic_factor(bits2[1])
-            bad = False
-            for j in range(n):
-                m, sh = dyadic_factor(bits[j])
-                a = round_shift_product(round_shift_product(c[i, j], m, sh), am, ash)
-                v[j] = a + round_shift_product(bias[j], bm, bsh)
-                bad |= v[j] < lo or v[j] > hi
-            if bad:
-                return y, scale, i
-            scale[i] = rescale_dyadic(v, s, q, y[i])
-            if not 0 < scale[i] < np.inf:
-                return y, scale, i
-        return y, scale, -1
-
-    @njit
-    def residual_rows(x, sx, z, sz, q):
-        """IntTransformer.residual: x + z after Eq. 8 matching per row, re-scaled per row (both narrow: no overflow)."""
-        rows, n = x.shape
-        y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
-        v, r2 = np.empty(n, np.int64), np.empty(2, np.float64)
-        bits2 = r2.view(np.int64)
-        for i in range(rows):
-            s = min(sx[i], sz[i])
-            r2[0], r2[1] = np.float64(s) / np.float64(sx[i]), np.float64(s) / np.float64(sz[i])
-            xm, xsh = dyadic_factor(bits2[0])
-            zm, zsh = dyadic_factor(bits2[1])
-            for j in range(n):
-                v[j] = round_shift_product(x[i, j], xm, xsh) + round_shift_product(z[i, j], zm, zsh)
-            scale[i] = rescale_dyadic(v, s, q, y[i])
-            if not 0 < scale[i] < np.inf:
-                return y, scale, i
-        return y, scale, -1
-
-    @njit
-    def layernorm_rows(x, f, g, gm, gsh, b, bm, bsh, s, q, acc_bits):
-        """golden.layernorm.l1_layernorm, division "fixed", on rows of x [M, n]: centre, y = (x - mu) n 2^f / sum|x - mu|
-        (0 for a constant row), times g, plus b, both matched to s by the (m, sh) given, then Eq. 10 per row (paper
-        divisor, as l1_layernorm's rescale) -> (values, row scales, first bad row or -1)."""
-        rows, n = x.shape
-        y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
-        c = np.empty(n, np.int64)
-        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-        for i in range(rows):
-            total = np.int64(0)
-            for j in range(n):
-                total += x[i, j]
-            mu = round_div(total, n)
-            l1 = np.int64(0)
-            for j in range(n):
-                c[j] = x[i, j] - mu
-                l1 += abs(c[j])
-            bad = False
-            for j in range(n):
-                t = round_div((c[j] * n) << f, l1) if l1 > 0 else 0
-                bad |= t < lo or t > hi
-                t *= g[j]
-                bad |= t < lo or t > hi
-                c[j] = round_shift_product(t, gm, gsh) + round_shift_product(b[j], bm, bsh)
-                bad |= c[j] < lo or c[j] > hi
-            if bad:
-                return y, scale, i
-            d = rescale_paper(c, q, y[i])
-            scale[i] = np.float32(np.float64(s) / np.float64(d))
-            if not scale[i] > 0:
-                return y, scale, i
-        return y, scale, -1
-
-    @njit
-    def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits):
-        """IntTransformer.poly_attention from the scores x [B, H, Tq, Tk] (scales sc) to the probabilities: matched
-        along the keys, golden.attention.poly (ReLU(x + b), re-scaled, ^n, + |delta|, masked) and re-scaled per
-        row (Eq. 10 as written) -> (p, row scales [B, H, Tq], first bad flat row or -1)."""
-        bs, hs, tq, tk = x.shape
-        p, scale = np.empty(x.shape, np.int64), np.empty((bs, hs, tq), np.float32)
-        v, ratio, r2 = np.empty(tk, np.int64), np.empty(tk, np.float64), np.empty(2, np.float64)
-        bits, bits2 = ratio.view(np.int64), r2.view(np.int64)
-        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-        for i in range(bs):
-            for h in range(hs):
-                for t in range(tq):
-                    row, out, mk = x[i, h, t], p[i, h, t], keep[i, h, t]
-                    smin = np.float32(np.inf)
-                    for k in range(tk):
-                        smin = min(smin, sc[i, h, t, k])
-                    for k in range(tk):
-                        ratio[k] = np.float64(smin) / np.float64(sc[i, h, t, k])
-                    s1 = min(smin, sb)
-                    r2[0], r2[1] = np.float64(s1) / np.float64(smin), np.float64(s1) / np.float64(sb)
-                    am, ash = dyadic_factor(bits2[0])
-                    bm, bsh = dyadic_factor(bits2[1])
-                    bb, bad = round_shift_product(b[h], bm, bsh), False
-                    for k in range(tk):
-                        m, sh = dyadic_factor(bits[k])
-                        y = round_shift_product(round_shift_product(row[k], m, sh), am, ash) + bb
-                        bad |= y < lo or y > hi
-                        v[k] = max(y, 0) if mk[k] else 0
-                    d = rescale_paper(v, q, v)
-                    s2 = np.float32(np.float64(s1) / np.float64(d))
-                    s3 = s2
-                    for _ in range(n - 1):
-                        s3 = np.float32(s3 * s2)
-                    s4 = min(s3, sd)
-                    r2[0], r2[1] = np.float64(s4) / np.float64(s3), np.float64(s4) / np.float64(sd)
-                    ym, ysh = dyadic_factor(bits2[0])
-                    dm, dsh = dyadic_factor(bits2[1])
-                    dd = round_shift_product(delta[h], dm, dsh)
-                    for k in range(tk):
-                        y = round_shift_product(v[k] ** n, ym, ysh) + dd
-                        bad |= y < lo or y > hi
-                        v[k] = y if mk[k] else 0
-                    d = rescale_paper(v, q, out)
-                    scale[i, h, t] = np.float32(np.float64(s4) / np.float64(d))
-                    if bad or not (0 < s2 and 0 < s3 < np.inf and 0 < scale[i, h, t]):
-                        return p, scale, (i * hs + h) * tq + t
-        return p, scale, -1
-
-    @njit
-    def context_rows(num, den, f, q, acc_bits):
-        """IntTransformer.poly_attention after the context GEMM: num 2^f / den (0 where den = 0), in the accumulator,
-        re-scaled per row (Eq. 10 as written) -> (values, divisors [B, H, Tq], first bad flat row or -1)."""
-        bs, hs, tq, dv = num.shape
-        y, div = np.empty(num.shape, np.int64), np.empty((bs, hs, tq), np.int64)
-        v = np.empty(dv, np.int64)
-        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-        for i in range(bs):
-            for h in range(hs):
-                for t in range(tq):
-                    bad = False
-                    for k in range(dv):
-                        v[k] = round_div(num[i, h, t, k] << f, den[i, h, t]) if den[i, h, t] > 0 else 0
-                        bad |= v[k] < lo or v[k] > hi
-                    if bad:
-                        return y, div, (i * hs + h) * tq + t
-                    div[i, h, t] = rescale_paper(v, q, y[i, h, t])
-        return y, div, -1
-
-    return linear_epilogue, residual_rows, layernorm_rows, poly_rows, context_rows
+@inline
+def _round_shift_product(x, m, sh):
+    """golden.rounding.round_shift_product, half_away: round(x m / 2^sh) for m > 0, 0 <= sh <= 63."""
+    p = x * m
+    p = p + p - (1 if x < 0 else 0)
+    return ((p >> sh) + 1) >> 1
 
 
-if numba is not None:
-    linear_epilogue, residual_rows, layernorm_rows, poly_rows, context_rows = _build()
+@inline
+def _dyadic_factor(t):
+    """golden.quant.dyadic_factors from the float64 ratio's bits t, sh clamped to 63 as divide_to does."""
+    t += 1 << 21
+    return ((t >> 22) & ((1 << 30) - 1)) | (1 << 30), min(1053 - (t >> 52), 63)
+
+
+@inline
+def _round_div(n, d):
+    """golden.rounding.round_div, half_away, d > 0: sign(n) floor((|n| + floor(d / 2)) / d)."""
+    r = (abs(n) + (d >> 1)) // d
+    return -r if n < 0 else r
+
+
+@inline
+def _rescale_dyadic(v, s, q, y):
+    """golden.quant.rescale, mode dyadic, of one row v at scale s into y; returns the new scale."""
+    big = 0
+    for j in range(v.size):
+        big = max(big, abs(v[j]))
+    m, sh = np.int64(1), np.int64(0)
+    if big > q:   # rescale_multiplier
+        sh = np.int64(math.frexp(np.float64(big))[1] - math.frexp(np.float64(q))[1]) + 30
+        if (q << sh) // big < (1 << 30):
+            sh += 1
+        m = (q << sh) // big
+    for j in range(v.size):
+        y[j] = _round_shift_product(v[j], m, sh)
+    return np.float32(math.ldexp(np.float64(s) * m, -sh))
+
+
+@inline
+def _rescale_paper(v, q, y):
+    """golden.quant.rescale's values, mode paper (Eq. 10 as written), half_away, of one row v into y (may be v);
+    returns the divisor s_hat."""
+    big = 0
+    for j in range(v.size):
+        big = max(big, abs(v[j]))
+    d = max((big + q - 1) // q, 1)
+    for j in range(v.size):
+        y[j] = _round_div(v[j], d)
+    return d
+
+
+@njit
+def linear_epilogue(c, sc, bias, sb, q, acc_bits):
+    """IntTransformer.linear after its GEMM: c [M, N] at scales sc matched along the features, plus the bias
+    (scale sb) after Eq. 8 matching, re-scaled per row -> (values, row scales, first bad row or -1)."""
+    rows, n = c.shape
+    y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
+    v, ratio, r2 = np.empty(n, np.int64), np.empty(n, np.float64), np.empty(2, np.float64)
+    bits, bits2 = ratio.view(np.int64), r2.view(np.int64)
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    for i in range(rows):
+        smin = np.float32(np.inf)
+        for j in range(n):
+            smin = min(smin, sc[i, j])
+        for j in range(n):   # the ratios in their own loop, which vectorizes
+            ratio[j] = np.float64(smin) / np.float64(sc[i, j])
+        s = min(smin, sb)
+        r2[0], r2[1] = np.float64(s) / np.float64(smin), np.float64(s) / np.float64(sb)
+        am, ash = _dyadic_factor(bits2[0])
+        bm, bsh = _dyadic_factor(bits2[1])
+        bad = False
+        for j in range(n):
+            m, sh = _dyadic_factor(bits[j])
+            a = _round_shift_product(_round_shift_product(c[i, j], m, sh), am, ash)
+            v[j] = a + _round_shift_product(bias[j], bm, bsh)
+            bad |= v[j] < lo or v[j] > hi
+        if bad:
+            return y, scale, i
+        scale[i] = _rescale_dyadic(v, s, q, y[i])
+        if not 0 < scale[i] < np.inf:
+            return y, scale, i
+    return y, scale, -1
+
+
+@njit
+def residual_rows(x, sx, z, sz, q):
+    """IntTransformer.residual: x + z after Eq. 8 matching per row, re-scaled per row (both narrow: no overflow)."""
+    rows, n = x.shape
+    y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
+    v, r2 = np.empty(n, np.int64), np.empty(2, np.float64)
+    bits2 = r2.view(np.int64)
+    for i in range(rows):
+        s = min(sx[i], sz[i])
+        r2[0], r2[1] = np.float64(s) / np.float64(sx[i]), np.float64(s) / np.float64(sz[i])
+        xm, xsh = _dyadic_factor(bits2[0])
+        zm, zsh = _dyadic_factor(bits2[1])
+        for j in range(n):
+            v[j] = _round_shift_product(x[i, j], xm, xsh) + _round_shift_product(z[i, j], zm, zsh)
+        scale[i] = _rescale_dyadic(v, s, q, y[i])
+        if not 0 < scale[i] < np.inf:
+            return y, scale, i
+    return y, scale, -1
+
+
+@njit
+def layernorm_rows(x, f, g, gm, gsh, b, bm, bsh, s, q, acc_bits):
+    """golden.layernorm.l1_layernorm, division "fixed", on rows of x [M, n]: centre, y = (x - mu) n 2^f / sum|x - mu|
+    (0 for a constant row), times g, plus b, both matched to s by the (m, sh) given, then Eq. 10 per row (paper
+    divisor, as l1_layernorm's rescale) -> (values, row scales, first bad row or -1)."""
+    rows, n = x.shape
+    y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
+    c = np.empty(n, np.int64)
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    for i in range(rows):
+        total = np.int64(0)
+        for j in range(n):
+            total += x[i, j]
+        mu = _round_div(total, n)
+        l1 = np.int64(0)
+        for j in range(n):
+            c[j] = x[i, j] - mu
+            l1 += abs(c[j])
+        bad = False
+        for j in range(n):
+            t = _round_div((c[j] * n) << f, l1) if l1 > 0 else 0
+            bad |= t < lo or t > hi
+            t *= g[j]
+            bad |= t < lo or t > hi
+            c[j] = _round_shift_product(t, gm, gsh) + _round_shift_product(b[j], bm, bsh)
+            bad |= c[j] < lo or c[j] > hi
+        if bad:
+            return y, scale, i
+        d = _rescale_paper(c, q, y[i])
+        scale[i] = np.float32(np.float64(s) / np.float64(d))
+        if not scale[i] > 0:
+            return y, scale, i
+    return y, scale, -1
+
+
+@njit
+def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits):
+    """IntTransformer.poly_attention from the scores x [B, H, Tq, Tk] (scales sc) to the probabilities: matched
+    along the keys, golden.attention.poly (ReLU(x + b), re-scaled, ^n, + |delta|, masked) and re-scaled per
+    row (Eq. 10 as written) -> (p, row scales [B, H, Tq], first bad flat row or -1)."""
+    bs, hs, tq, tk = x.shape
+    p, scale = np.empty(x.shape, np.int64), np.empty((bs, hs, tq), np.float32)
+    v, ratio, r2 = np.empty(tk, np.int64), np.empty(tk, np.float64), np.empty(2, np.float64)
+    bits, bits2 = ratio.view(np.int64), r2.view(np.int64)
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    for i in range(bs):
+        for h in range(hs):
+            for t in range(tq):
+                row, out, mk = x[i, h, t], p[i, h, t], keep[i, h, t]
+                smin = np.float32(np.inf)
+                for k in range(tk):
+                    smin = min(smin, sc[i, h, t, k])
+                for k in range(tk):
+                    ratio[k] = np.float64(smin) / np.float64(sc[i, h, t, k])
+                s1 = min(smin, sb)
+                r2[0], r2[1] = np.float64(s1) / np.float64(smin), np.float64(s1) / np.float64(sb)
+                am, ash = _dyadic_factor(bits2[0])
+                bm, bsh = _dyadic_factor(bits2[1])
+                bb, bad = _round_shift_product(b[h], bm, bsh), False
+                for k in range(tk):
+                    m, sh = _dyadic_factor(bits[k])
+                    y = _round_shift_product(_round_shift_product(row[k], m, sh), am, ash) + bb
+                    bad |= y < lo or y > hi
+                    v[k] = max(y, 0) if mk[k] else 0
+                d = _rescale_paper(v, q, v)
+                s2 = np.float32(np.float64(s1) / np.float64(d))
+                s3 = s2
+                for _ in range(n - 1):
+                    s3 = np.float32(s3 * s2)
+                s4 = min(s3, sd)
+                r2[0], r2[1] = np.float64(s4) / np.float64(s3), np.float64(s4) / np.float64(sd)
+                ym, ysh = _dyadic_factor(bits2[0])
+                dm, dsh = _dyadic_factor(bits2[1])
+                dd = _round_shift_product(delta[h], dm, dsh)
+                for k in range(tk):
+                    y = _round_shift_product(v[k] ** n, ym, ysh) + dd
+                    bad |= y < lo or y > hi
+                    v[k] = y if mk[k] else 0
+                d = _rescale_paper(v, q, out)
+                scale[i, h, t] = np.float32(np.float64(s4) / np.float64(d))
+                if bad or not (0 < s2 and 0 < s3 < np.inf and 0 < scale[i, h, t]):
+                    return p, scale, (i * hs + h) * tq + t
+    return p, scale, -1
+
+
+@njit
+def context_rows(num, den, f, q, acc_bits):
+    """IntTransformer.poly_attention after the context GEMM: num 2^f / den (0 where den = 0), in the accumulator,
+    re-scaled per row (Eq. 10 as written) -> (values, divisors [B, H, Tq], first bad flat row or -1)."""
+    bs, hs, tq, dv = num.shape
+    y, div = np.empty(num.shape, np.int64), np.empty((bs, hs, tq), np.int64)
+    v = np.empty(dv, np.int64)
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    for i in range(bs):
+        for h in range(hs):
+            for t in range(tq):
+                bad = False
+                for k in range(dv):
+                    v[k] = _round_div(num[i, h, t, k] << f, den[i, h, t]) if den[i, h, t] > 0 else 0
+                    bad |= v[k] < lo or v[k] > hi
+                if bad:
+                    return y, div, (i * hs + h) * tq + t
+                div[i, h, t] = _rescale_paper(v, q, y[i, h, t])
+    return y, div, -1
