@@ -74,6 +74,9 @@ def test_enabled_only_for_the_knobs_the_kernels_implement(monkeypatch):
     assert kernels.enabled(IntConfig()) and kernels.enabled(IntConfig(bits=6, acc_bits=16, overflow="saturate"))
     for knob in ({"match": "paper"}, {"rescale": "pow2"}, {"rounding": "floor"}, {"granularity": "batch"}):
         assert not kernels.enabled(IntConfig(**knob))
+    with monkeypatch.context() as mp:
+        mp.setattr(kernels, "numba", None)   # not installed: the numpy reference runs
+        assert not kernels.enabled(IntConfig())
     monkeypatch.setenv("ITX_KERNELS", "0")
     assert not kernels.enabled(IntConfig())
 
