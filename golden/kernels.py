@@ -157,6 +157,29 @@ def _round_div(n, d):
 
 
 @inline
+def _match_pair(sa, sb, r2, bits2):
+    """Eq. 8 for two scales: s = min(sa, sb) and the dyadic factors taking sa and sb to s (r2: a float64 scratch pair,
+    bits2 its int64 view) -> (s, ma, sha, mb, shb)."""
+    s = min(sa, sb)
+    r2[0], r2[1] = np.float64(s) / np.float64(sa), np.float64(s) / np.float64(sb)
+    ma, sha = _dyadic_factor(bits2[0])
+    mb, shb = _dyadic_factor(bits2[1])
+    return s, ma, sha, mb, shb
+
+
+@inline
+def _min_and_ratios(sc, ratio):
+    """M(x, s, d) along a row of scales sc: returns s_min and fills ratio with s_min / sc (the factors' float64
+    ratios, in their own loop, which vectorizes)."""
+    smin = np.float32(np.inf)
+    for j in range(sc.size):
+        smin = min(smin, sc[j])
+    for j in range(sc.size):
+        ratio[j] = np.float64(smin) / np.float64(sc[j])
+    return smin
+
+
+@inline
 def _rescale_dyadic(v, s, q, y):
     """golden.quant.rescale, mode dyadic, of one row v at scale s into y; returns the new scale."""
     big = 0
@@ -196,15 +219,8 @@ def linear_epilogue(c, sc, bias, sb, q, acc_bits):
     bits, bits2 = ratio.view(np.int64), r2.view(np.int64)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     for i in range(rows):
-        smin = np.float32(np.inf)
-        for j in range(n):
-            smin = min(smin, sc[i, j])
-        for j in range(n):   # the ratios in their own loop, which vectorizes
-            ratio[j] = np.float64(smin) / np.float64(sc[i, j])
-        s = min(smin, sb)
-        r2[0], r2[1] = np.float64(s) / np.float64(smin), np.float64(s) / np.float64(sb)
-        am, ash = _dyadic_factor(bits2[0])
-        bm, bsh = _dyadic_factor(bits2[1])
+        smin = _min_and_ratios(sc[i], ratio)
+        s, am, ash, bm, bsh = _match_pair(smin, sb, r2, bits2)
         bad = False
         for j in range(n):
             m, sh = _dyadic_factor(bits[j])
@@ -227,10 +243,7 @@ def residual_rows(x, sx, z, sz, q):
     v, r2 = np.empty(n, np.int64), np.empty(2, np.float64)
     bits2 = r2.view(np.int64)
     for i in range(rows):
-        s = min(sx[i], sz[i])
-        r2[0], r2[1] = np.float64(s) / np.float64(sx[i]), np.float64(s) / np.float64(sz[i])
-        xm, xsh = _dyadic_factor(bits2[0])
-        zm, zsh = _dyadic_factor(bits2[1])
+        s, xm, xsh, zm, zsh = _match_pair(sx[i], sz[i], r2, bits2)
         for j in range(n):
             v[j] = _round_shift_product(x[i, j], xm, xsh) + _round_shift_product(z[i, j], zm, zsh)
         scale[i] = _rescale_dyadic(v, s, q, y[i])
@@ -288,15 +301,8 @@ def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits):
         for h in range(hs):
             for t in range(tq):
                 row, out, mk = x[i, h, t], p[i, h, t], keep[i, h, t]
-                smin = np.float32(np.inf)
-                for k in range(tk):
-                    smin = min(smin, sc[i, h, t, k])
-                for k in range(tk):
-                    ratio[k] = np.float64(smin) / np.float64(sc[i, h, t, k])
-                s1 = min(smin, sb)
-                r2[0], r2[1] = np.float64(s1) / np.float64(smin), np.float64(s1) / np.float64(sb)
-                am, ash = _dyadic_factor(bits2[0])
-                bm, bsh = _dyadic_factor(bits2[1])
+                smin = _min_and_ratios(sc[i, h, t], ratio)
+                s1, am, ash, bm, bsh = _match_pair(smin, sb, r2, bits2)
                 bb, bad = _round_shift_product(b[h], bm, bsh), False
                 for k in range(tk):
                     m, sh = _dyadic_factor(bits[k])
@@ -308,10 +314,7 @@ def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits):
                 s3 = s2
                 for _ in range(n - 1):
                     s3 = np.float32(s3 * s2)
-                s4 = min(s3, sd)
-                r2[0], r2[1] = np.float64(s4) / np.float64(s3), np.float64(s4) / np.float64(sd)
-                ym, ysh = _dyadic_factor(bits2[0])
-                dm, dsh = _dyadic_factor(bits2[1])
+                s4, ym, ysh, dm, dsh = _match_pair(s3, sd, r2, bits2)
                 dd = _round_shift_product(delta[h], dm, dsh)
                 for k in range(tk):
                     y = _round_shift_product(v[k] ** n, ym, ysh) + dd
