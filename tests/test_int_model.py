@@ -22,12 +22,7 @@ TINY = ModelConfig(arch="integer", vocab_size=40, d_model=16, n_heads=2, d_ff=24
                    attention="poly", norm="l1", ln_eps=1e-6, max_len=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_blas_thread():
-    """Small GEMMs on a busy machine: multi-threaded OpenBLAS spin-waits (10-1000x slower)."""
-    from itx.commands.eval import one_blas_thread
-    with one_blas_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

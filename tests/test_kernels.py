@@ -16,11 +16,7 @@ from golden.qtensor import QTensor
 pytest.importorskip("numba", reason="golden/kernels.py needs numba (the fast extra)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_blas_thread():
-    from itx.commands.eval import one_blas_thread
-    with one_blas_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
