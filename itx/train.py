@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -182,8 +183,8 @@ def load_pairs(tok: Tokenizer, split: str) -> list[tuple[list[int], list[int]]]:
     return out
 
 
-def batches(pairs, max_tokens: int, rng: random.Random):
-    """Token-based batches of similar length, shuffled; padded to (src, tgt_in, tgt_out) tensors."""
+def epoch_groups(pairs, max_tokens: int, rng: random.Random) -> list[list[int]]:
+    """One epoch's token-based batches (lists of pair indices) of similar length, in shuffled order."""
     order = sorted(range(len(pairs)), key=lambda i: (len(pairs[i][1]), len(pairs[i][0]), rng.random()))
     groups, cur, longest = [], [], 0
     for i in order:
@@ -194,7 +195,12 @@ def batches(pairs, max_tokens: int, rng: random.Random):
         cur.append(i)
     groups.append(cur)
     rng.shuffle(groups)
-    for g in groups:
+    return groups
+
+
+def batches(pairs, max_tokens: int, rng: random.Random):
+    """Padded (src, tgt_in, tgt_out) tensors of one epoch."""
+    for g in epoch_groups(pairs, max_tokens, rng):
         yield collate([pairs[i] for i in g])
 
 
@@ -271,11 +277,12 @@ def plot_curve(csv_path: Path, png_path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def dev_loss(model, dev_batches) -> float:
+def dev_loss(model, dev_batches, device: str = "cpu") -> float:
     model.eval()
     tot, n = 0.0, 0
     with torch.no_grad():
         for src, tin, tout in dev_batches:
+            src, tin, tout = src.to(device), tin.to(device), tout.to(device)
             logits = model(src, tin)
             tot += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tout.reshape(-1), ignore_index=PAD,
                                    reduction="sum").item()
@@ -284,48 +291,89 @@ def dev_loss(model, dev_batches) -> float:
     return tot / n
 
 
-def train(arch: str, steps: int, out_dir: Path, run_dir: Path, max_tokens: int = 2000, warmup: int = 200,
-          lr: float = 1e-3, seed: int = 1, eval_every: int = 100, threads: int = 1, dropout: float = 0.05,
-          max_minutes: float | None = None, resume: Path | None = None) -> Path:
-    """Adam(0.9, 0.997), inverse-sqrt warm-up, label smoothing 0.1; periodic checkpoint + export + loss curve.
+def plateaued(evals: list[tuple[int, float]], min_steps: int, window: float = 0.2, rel: float = 0.01) -> bool:
+    """The stopping rule: the best dev loss of the last `window` of steps improves on the best before it by
+    less than `rel` (relative), once at least min_steps have run."""
+    step = evals[-1][0]
+    if step < min_steps:
+        return False
+    cut = (1 - window) * step
+    before = [loss for s, loss in evals if s <= cut]
+    recent = [loss for s, loss in evals if s > cut]
+    return bool(before) and bool(recent) and (min(before) - min(recent)) < rel * min(before)
 
-    max_minutes is a wall-clock guard for a shared machine: training stops early (after a dev evaluation).
-    resume continues from a periodic checkpoint (model, Adam state, step; the loss CSV is appended to)."""
+
+def _save(obj, path: Path) -> None:
+    """torch.save through a temporary file, so an interrupted save never leaves a truncated checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _average(paths: list[Path]) -> dict:
+    """Element-wise mean of the model weights in these snapshots (checkpoint averaging)."""
+    states = [torch.load(q, map_location="cpu", weights_only=True) for q in paths]
+    return {k: sum(st[k].double() for st in states).div(len(states)).float() for k in states[0]}
+
+
+def train(arch: str, steps: int, out_dir: Path, run_dir: Path, max_tokens: int = 2000, warmup: int = 200,
+          lr: float = 1e-3, seed: int = 1, eval_every: int = 250, threads: int = 1, dropout: float = 0.1,
+          max_minutes: float | None = None, resume: bool = False, device: str = "cpu",
+          min_steps: int | None = None, average: int = 5) -> Path:
+    """Adam(0.9, 0.997), inverse-sqrt warm-up, label smoothing 0.1, until the dev loss plateaus (`plateaued`)
+    or `steps`; then the last `average` dev-evaluated snapshots are averaged if that lowers the dev loss.
+
+    Exactly resumable: run_dir/ckpt.pt (written atomically at every dev evaluation) holds the model, Adam, the
+    step, the epoch and the batch index within it (epoch e's order comes from Random(seed, e)) and the torch RNG
+    state, so an interrupted run continued with resume=True computes what an uninterrupted one would.
+    max_minutes is a wall-clock guard for a shared machine: training stops early (after a dev evaluation)."""
     from tqdm import tqdm
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    rng = random.Random(seed)
     tok = Tokenizer()
     train_pairs, dev_pairs = load_pairs(tok, "train"), load_pairs(tok, "dev")
     dev_batches = list(batches(dev_pairs, max_tokens, random.Random(0)))
-    model = Transformer(config_for(arch, tok.vocab_size), dropout)
+    model = Transformer(config_for(arch, tok.vocab_size), dropout).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.997), eps=1e-9)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, math.sqrt(warmup / (s + 1))))
     run_dir.mkdir(parents=True, exist_ok=True)
+    snaps = run_dir / "snapshots"
+    snaps.mkdir(exist_ok=True)
     reports = ROOT / "reports"
     reports.mkdir(exist_ok=True)
     csv_path = reports / f"train_{arch}.csv"
-    it, step, avg, t0 = iter(()), 0, None, time.time()
+    ckpt_path = run_dir / "ckpt.pt"
+    step, epoch, index, avg, evals, t0 = 0, 0, 0, None, [], time.time()
     started = t0  # the wall-clock guard counts this run only
-    if resume is None:
+    min_steps = 4 * eval_every if min_steps is None else min_steps
+    if not resume:
         with csv_path.open("w") as f:
             f.write("step,seconds,lr,train_loss,dev_loss\n")
     else:
-        state = torch.load(resume, map_location="cpu", weights_only=True)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = sched.last_epoch = state["step"]
-        last = list(csv.DictReader(csv_path.open()))[-1]
-        t0, avg = t0 - float(last["seconds"]), float(last["train_loss"])
-        rng = random.Random(seed + step)  # a fresh data order for the continued run
+        epoch, index, avg, evals = state["epoch"], state["index"], state["avg"], state["evals"]
+        torch.set_rng_state(state["rng"])
+        rows = [r for r in csv.DictReader(csv_path.open()) if int(r["step"]) <= step]  # drop rows past the ckpt
+        with csv_path.open("w") as f:
+            f.write("step,seconds,lr,train_loss,dev_loss\n")
+            f.writelines(",".join(r[k] for k in ("step", "seconds", "lr", "train_loss", "dev_loss")) + "\n"
+                         for r in rows)
+        t0 -= float(rows[-1]["seconds"]) if rows else 0.0
+    groups = epoch_groups(train_pairs, max_tokens, random.Random(seed * 1_000_003 + epoch))
     bar = tqdm(total=steps, initial=step, desc=f"train {arch}", mininterval=10)
-    while step < steps:
-        try:
-            src, tin, tout = next(it)
-        except StopIteration:
-            it = batches(train_pairs, max_tokens, rng)
-            continue
+    stop = step >= steps
+    while not stop:
+        if index == len(groups):
+            epoch, index = epoch + 1, 0
+            groups = epoch_groups(train_pairs, max_tokens, random.Random(seed * 1_000_003 + epoch))
+        src, tin, tout = (t.to(device) for t in collate([train_pairs[i] for i in groups[index]]))
+        index += 1
         logits = model(src, tin)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tout.reshape(-1), ignore_index=PAD,
                                label_smoothing=0.1)
@@ -337,19 +385,38 @@ def train(arch: str, steps: int, out_dir: Path, run_dir: Path, max_tokens: int =
         step += 1
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         bar.update(1)
-        bar.set_postfix(loss=f"{avg:.3f}")
+        bar.set_postfix(loss=f"{avg:.3f}", epoch=epoch, refresh=False)
         if step % 50 == 0 or step == steps:
-            dl = dev_loss(model, dev_batches) if step % eval_every == 0 or step == steps else None
+            dl = dev_loss(model, dev_batches, device) if step % eval_every == 0 or step == steps else None
             with csv_path.open("a") as f:
                 f.write(f"{step},{time.time() - t0:.1f},{sched.get_last_lr()[0]:.6g},{avg:.4f},"
                         f"{'' if dl is None else f'{dl:.4f}'}\n")
             if dl is not None:
-                torch.save({"step": step, "model": model.state_dict(), "opt": opt.state_dict()}, run_dir / "ckpt.pt")
+                evals.append((step, dl))
+                _save({k: v.cpu() for k, v in model.state_dict().items()}, snaps / f"step{step:06d}.pt")
+                for old in sorted(snaps.glob("step*.pt"))[:-average]:
+                    old.unlink()
+                _save({"step": step, "epoch": epoch, "index": index, "avg": avg, "evals": evals,
+                       "rng": torch.get_rng_state(), "model": model.state_dict(), "opt": opt.state_dict()},
+                      ckpt_path)
                 export(model, out_dir)
                 plot_curve(csv_path, reports / f"train_{arch}.png", f"{arch} Transformer, en-de + en-fr")
-                if max_minutes is not None and time.time() - started > 60 * max_minutes:
-                    break
+                stop = step >= steps or plateaued(evals, min_steps)
+                if stop:
+                    print(f"stopped at step {step} (epoch {epoch}): "
+                          f"{'dev loss plateaued' if step < steps else 'step limit'}")
+                elif max_minutes is not None and time.time() - started > 60 * max_minutes:
+                    print(f"wall-clock guard: paused at step {step}; continue with --resume")
+                    bar.close()
+                    return out_dir
     bar.close()
+    last = sorted(snaps.glob("step*.pt"))
+    if len(last) > 1:
+        model.load_state_dict(_average(last))
+        averaged = dev_loss(model, dev_batches, device)
+        print(f"average of the last {len(last)} snapshots: dev loss {averaged:.4f} (last alone {evals[-1][1]:.4f})")
+        if averaged >= evals[-1][1]:
+            model.load_state_dict(torch.load(last[-1], map_location=device, weights_only=True))
     export(model.eval(), out_dir)
     plot_curve(csv_path, reports / f"train_{arch}.png", f"{arch} Transformer, en-de + en-fr")
     reference_logits(out_dir)

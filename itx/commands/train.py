@@ -1,12 +1,18 @@
 """`itx train`: train one architecture with PyTorch (needs the `train` extra) and export it to models/<arch>/."""
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _run(args) -> int:
+    # Idle OpenMP threads sleep instead of spinning: spinning threads slowed training 5-25x beside another process.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from itx import train
     except ImportError as exc:
@@ -16,9 +22,13 @@ def _run(args) -> int:
         train.export_checkpoint(args.model, Path(args.export_checkpoint), out)
         print(f"exported {out}")
         return 0
-    train.train(args.model, args.steps, out, ROOT / "runs" / f"train_{args.model}", max_tokens=args.max_tokens,
-                lr=args.lr, warmup=args.warmup, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
-                resume=Path(args.resume) if args.resume else None)
+    run_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / f"train_{args.model}"
+    train.train(args.model, args.steps, out, run_dir, max_tokens=args.max_tokens, lr=args.lr, warmup=args.warmup,
+                seed=args.seed, eval_every=args.eval_every, threads=args.threads, dropout=args.dropout,
+                max_minutes=args.max_minutes, resume=args.resume, device=args.device, min_steps=args.min_steps,
+                average=args.average)
+    # The command that produced these weights (a resumed run repeats it with --resume).
+    (out / "train.json").write_text(json.dumps({"command": shlex.join(["itx"] + sys.argv[1:])}, indent=2) + "\n")
     print(f"exported {out}")
     return 0
 
@@ -26,14 +36,22 @@ def _run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train the vanilla or Integer Transformer (PyTorch) and export npz + JSON")
     p.add_argument("--model", choices=("vanilla", "integer"), required=True)
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=40000, help="step limit (training stops earlier on a plateau)")
+    p.add_argument("--min-steps", type=int, default=None,
+                   help="no plateau stop before this step (default 4 x --eval-every)")
+    p.add_argument("--eval-every", type=int, default=250, help="steps between dev evaluations and checkpoints")
+    p.add_argument("--average", type=int, default=5,
+                   help="average the last N dev-evaluated snapshots at the end when that lowers the dev loss")
     p.add_argument("--max-tokens", type=int, default=2000, help="padded tokens per batch")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock guard (stops after a dev eval)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a periodic checkpoint up to --steps")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
+    p.add_argument("--run-dir", help="checkpoint directory (default runs/train_<model>)")
     p.add_argument("--export-checkpoint", metavar="CKPT", help="only export this periodic checkpoint")
     p.add_argument("--out", help="export directory (default models/<model>)")
     p.set_defaults(func=_run)
