@@ -220,8 +220,9 @@ def _multiply_by_quantized_multiplier(x, m, shift, single):
 @inline
 def _rescale_tflite(v, s, q, y, single):
     """golden.quant.rescale, mode tflite (single: tflite_single), of one row v at scale s into y; returns the new
-    scale. tflite_rescale_multiplier: QuantizeMultiplier of qmax / max|x| (frexp, half-away round of q 2^31, the 2^31
-    carry), of 1.0 for a row that fits."""
+    scale. tflite_rescale_multiplier: QuantizeMultiplier of qmax / max|x| (frexp, half-away round of q 2^31), of 1.0
+    for a row that fits. Neither its 2^31 carry nor its flush can happen here: with max|x| <= 2^31 the ratio is
+    >= 2^-31 and at least 2^-31 (relatively) below a power of two, the carry needs it within 2^-32."""
     big = 0
     for j in range(v.size):
         big = max(big, abs(v[j]))
@@ -229,10 +230,6 @@ def _rescale_tflite(v, s, q, y, single):
     if big > q:
         f, e = math.frexp(np.float64(q) / np.float64(big))
         m, shift = np.int64(math.floor(f * 2147483648.0 + 0.5)), np.int64(e)
-        if m == 1 << 31:
-            m, shift = m >> 1, shift + 1
-        if shift < -31:
-            m, shift = np.int64(0), np.int64(0)
     for j in range(v.size):
         y[j] = _multiply_by_quantized_multiplier(v[j], m, shift, single)
     return np.float32(math.ldexp(np.float64(s) * m, shift - 31))
