@@ -25,7 +25,9 @@ class IntConfig:
     """bits: activations and weights (6..10). granularity: activation re-scaling groups, "row" = one scale per
     (sentence, position) = B x T, "batch" = one per sentence (B), "block" = block x block tiles of (T, features).
     match: Eq. 8 scale matching ("paper" ceil-div, "dyadic" 31-bit multiplier + shift); rescale: Eq. 10 ("paper" ceil
-    divisor, "pow2" next power of two, "dyadic" 31-bit multiplier + shift). Both default to the dyadic variants: more
+    divisor, "pow2" next power of two, "dyadic" 31-bit multiplier + shift). Both also take "tflite" (gemmlowp's
+    double rounding with TFLite's QuantizeMultiplier) and "tflite_single" (TFLITE_SINGLE_ROUNDING), which round as
+    those libraries define, whatever `rounding` says (SPEC.md). Both default to the dyadic variants: more
     precise than the paper's ceil (SPEC.md) and, for Eq. 10, one cycle per beat in itx_requant instead of a divide. acc_bits/overflow: the GEMM accumulator (default hw/config.toml).
     param_bits: biases, LayerNorm gain/bias, poly b/delta (added in the accumulator, so wider than `bits`).
     attn_division/ln_division and *_frac_bits: the integer division of Eq. 12 and Eq. 13 (golden.attention)."""

@@ -3,7 +3,8 @@
 "Compiled kernels"; tests/test_kernels.py checks the equality on random and real tensors, values and scales).
 
 They implement the default knobs only (dyadic matching and re-scaling, half_away rounding, one scale per row) on
-tensors with one scale per row; IntTransformer uses them when numba is installed (the `fast` extra) and
+tensors with one scale per row, and the TFLite Eq. 10 modes (rescale = tflite, tflite_single) at the sites that
+follow IntConfig.rescale (linear, residual); the TFLite matchings run numpy; IntTransformer uses them when numba is installed (the `fast` extra) and
 ITX_KERNELS is not 0, and the numpy path for everything else. Each kernel returns the first row whose result leaves
 the accumulator or gets no valid scale (or -1); the caller then runs the numpy path, which raises its one-line error.
 Accumulator checks use hw/config.toml's width, as ops._wide does."""
@@ -26,16 +27,23 @@ from .layernorm import C_L1
 from .ops import acc_defaults
 from .qtensor import QTensor, qmax
 from .quant import dyadic_factors
+from .tflite import TFLITE_MODES
 
 _MIN = np.minimum.reduce
 
-KNOBS = {"match": "dyadic", "rescale": "dyadic", "rounding": "half_away", "granularity": "row"}
+KNOBS = {"match": ("dyadic",), "rescale": ("dyadic",) + TFLITE_MODES, "rounding": ("half_away",),
+         "granularity": ("row",)}
 
 
 def enabled(icfg) -> bool:
     """Do the kernels apply to this IntConfig (and are they installed and not switched off by ITX_KERNELS=0)?"""
     return (numba is not None and os.environ.get("ITX_KERNELS", "1") != "0"
-            and all(getattr(icfg, k) == v for k, v in KNOBS.items()))
+            and all(getattr(icfg, k) in v for k, v in KNOBS.items()))
+
+
+def _rescale_code(icfg) -> int:
+    """The kernels' Eq. 10 mode argument: 0 dyadic, 1 tflite, 2 tflite_single."""
+    return KNOBS["rescale"].index(icfg.rescale)
 
 
 def _rows(x: QTensor) -> tuple[np.ndarray, np.ndarray] | None:
@@ -59,7 +67,7 @@ def linear(acc: QTensor, bias: QTensor, icfg) -> QTensor | None:
         return None
     c, s = acc.values.reshape(-1, n), np.broadcast_to(acc.scale, acc.shape).reshape(-1, n)
     y, scale, bad = linear_epilogue(c, s, bias.values.reshape(-1), np.float32(bias.scale.reshape(())),
-                                    qmax(icfg.bits), acc_defaults()[0])
+                                    qmax(icfg.bits), acc_defaults()[0], _rescale_code(icfg))
     return None if bad >= 0 else _result(y, scale, acc.shape, icfg.bits)
 
 
@@ -68,7 +76,7 @@ def residual(x: QTensor, z: QTensor, icfg) -> QTensor | None:
     xr, zr = _rows(x), _rows(z)
     if xr is None or zr is None or x.shape != z.shape:
         return None
-    y, scale, bad = residual_rows(*xr, *zr, qmax(icfg.bits))
+    y, scale, bad = residual_rows(*xr, *zr, qmax(icfg.bits), _rescale_code(icfg))
     return None if bad >= 0 else _result(y, scale, x.shape, icfg.bits)
 
 
@@ -197,6 +205,43 @@ def _rescale_dyadic(v, s, q, y):
 
 
 @inline
+def _multiply_by_quantized_multiplier(x, m, shift, single):
+    """golden.tflite.multiply_by_quantized_multiplier for one int32 x, 0 <= m < 2^31, -31 <= shift <= 1 (SRDHM's
+    saturation needs m = INT32_MIN: never)."""
+    if single:
+        total = 31 - shift
+        return (x * m + (np.int64(1) << (total - 1))) >> total
+    h = ((x << max(shift, 0)) * m + (1 << 30)) >> 31    # SaturatingRoundingDoublingHighMul
+    right = max(-shift, 0)                              # RoundingDivideByPOT: half away from zero
+    mask = (np.int64(1) << right) - 1
+    return (h >> right) + (1 if (h & mask) > (mask >> 1) + (1 if h < 0 else 0) else 0)
+
+
+@inline
+def _rescale_tflite(v, s, q, y, single):
+    """golden.quant.rescale, mode tflite (single: tflite_single), of one row v at scale s into y; returns the new
+    scale. tflite_rescale_multiplier: QuantizeMultiplier of qmax / max|x| (frexp, half-away round of q 2^31), of 1.0
+    for a row that fits. Neither its 2^31 carry nor its flush can happen here: with max|x| <= 2^31 the ratio is
+    >= 2^-31 and at least 2^-31 (relatively) below a power of two, the carry needs it within 2^-32."""
+    big = 0
+    for j in range(v.size):
+        big = max(big, abs(v[j]))
+    m, shift = np.int64(1 << 30), np.int64(1)
+    if big > q:
+        f, e = math.frexp(np.float64(q) / np.float64(big))
+        m, shift = np.int64(math.floor(f * 2147483648.0 + 0.5)), np.int64(e)
+    for j in range(v.size):
+        y[j] = _multiply_by_quantized_multiplier(v[j], m, shift, single)
+    return np.float32(math.ldexp(np.float64(s) * m, shift - 31))
+
+
+@inline
+def _rescale_mode(v, s, q, y, rmode):
+    """Eq. 10 in the mode _rescale_code names: 0 dyadic, 1 tflite, 2 tflite_single."""
+    return _rescale_dyadic(v, s, q, y) if rmode == 0 else _rescale_tflite(v, s, q, y, rmode == 2)
+
+
+@inline
 def _rescale_paper(v, q, y):
     """golden.quant.rescale's values, mode paper (Eq. 10 as written), half_away, of one row v into y (may be v);
     returns the divisor s_hat."""
@@ -210,9 +255,10 @@ def _rescale_paper(v, q, y):
 
 
 @njit
-def linear_epilogue(c, sc, bias, sb, q, acc_bits):
+def linear_epilogue(c, sc, bias, sb, q, acc_bits, rmode=0):
     """IntTransformer.linear after its GEMM: c [M, N] at scales sc matched along the features, plus the bias
-    (scale sb) after Eq. 8 matching, re-scaled per row -> (values, row scales, first bad row or -1)."""
+    (scale sb) after Eq. 8 matching, re-scaled per row (rmode: _rescale_mode) -> (values, row scales, first bad
+    row or -1)."""
     rows, n = c.shape
     y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
     v, ratio, r2 = np.empty(n, np.int64), np.empty(n, np.float64), np.empty(2, np.float64)
@@ -229,15 +275,16 @@ def linear_epilogue(c, sc, bias, sb, q, acc_bits):
             bad |= v[j] < lo or v[j] > hi
         if bad:
             return y, scale, i
-        scale[i] = _rescale_dyadic(v, s, q, y[i])
+        scale[i] = _rescale_mode(v, s, q, y[i], rmode)
         if not 0 < scale[i] < np.inf:
             return y, scale, i
     return y, scale, -1
 
 
 @njit
-def residual_rows(x, sx, z, sz, q):
-    """IntTransformer.residual: x + z after Eq. 8 matching per row, re-scaled per row (both narrow: no overflow)."""
+def residual_rows(x, sx, z, sz, q, rmode=0):
+    """IntTransformer.residual: x + z after Eq. 8 matching per row, re-scaled per row (rmode: _rescale_mode; both
+    narrow: no overflow)."""
     rows, n = x.shape
     y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
     v, r2 = np.empty(n, np.int64), np.empty(2, np.float64)
@@ -246,7 +293,7 @@ def residual_rows(x, sx, z, sz, q):
         s, xm, xsh, zm, zsh = _match_pair(sx[i], sz[i], r2, bits2)
         for j in range(n):
             v[j] = _round_shift_product(x[i, j], xm, xsh) + _round_shift_product(z[i, j], zm, zsh)
-        scale[i] = _rescale_dyadic(v, s, q, y[i])
+        scale[i] = _rescale_mode(v, s, q, y[i], rmode)
         if not 0 < scale[i] < np.inf:
             return y, scale, i
     return y, scale, -1

@@ -7,10 +7,11 @@ import numpy as np
 
 from .qtensor import QTensor, check_bits, checked_scale, first_bad, keepdims_of, qmax
 from .rounding import ceil_div, check_rounding, round_div, round_shift, round_shift_product
+from .tflite import TFLITE_MODES, multiply_by_quantized_multiplier
 
 GRANULARITIES = ("tensor", "row", "batch", "block")
-MATCH_MODES = ("paper", "dyadic")
-RESCALE_MODES = ("paper", "pow2", "dyadic")
+MATCH_MODES = ("paper", "dyadic") + TFLITE_MODES
+RESCALE_MODES = ("paper", "pow2", "dyadic") + TFLITE_MODES
 DYADIC_BITS = 31          # multiplier m in [2^30, 2^31): fits a signed 32-bit register
 _MAX_DIVISOR = 1 << 32    # |x| < 2^32 so x / d rounds to 0 for any d >= 2^32: clamping keeps int64 safe
 _MAX_SHIFT = 62
@@ -108,12 +109,26 @@ def dyadic_factors(s_from: np.ndarray, s_to: np.ndarray) -> tuple[np.ndarray, np
     return m, sh
 
 
+def quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite QuantizeMultiplier (quantization_util.cc) of float64 reals 0 < real < 2^1023: (m, shift) with
+    real = m 2^(shift - 31) to 31 bits: q, shift = frexp(real), m = round(q 2^31) half away from zero (TfLiteRound),
+    m = 2^31 carried to 2^30 with shift + 1, and shift < -31 (real below ~2^-32) flushed to (0, 0). That m and
+    31 - shift are dyadic_factors' (m, sh) for the ratio real / 1, read off the same bits."""
+    m, sh = dyadic_factors(np.float64(1), real)
+    shift = DYADIC_BITS - sh
+    tiny = shift < -31
+    return np.where(tiny, 0, m), np.where(tiny, 0, shift)
+
+
 def divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: str, rounding: str) -> np.ndarray:
     """Re-express values at scale s_from as values at the smaller scale s_to (the Eq. 8 division). |result| <= |values|
     (the factor is <= 1); where s_from == s_to everywhere it is exactly 1 in both modes (paper: ceil(1) = 1; dyadic:
     m 2^-sh = 2^30 2^-30), so the values are returned as they are."""
     if _ALL(np.equal(s_from, s_to), axis=None):
         return values
+    if mode in TFLITE_MODES:   # TFLite's MultiplyByQuantizedMultiplier by QuantizeMultiplier(s_to / s_from)
+        m, shift = quantize_multiplier(np.divide(s_to, s_from, dtype=np.float64))
+        return multiply_by_quantized_multiplier(values, m, shift, mode == "tflite_single")
     if mode == "paper":      # x / ceil(s_i / s_min), ratio in float32 as the paper's scales are float
         d = np.ceil(np.minimum(s_from / s_to, np.float32(_MAX_DIVISOR))).astype(np.int64)
         return round_div(values, d, rounding)
@@ -200,6 +215,15 @@ def rescale_multiplier(values: np.ndarray, bits: int, granularity: str = "row",
     return np.where(fits, 1, m), np.where(fits, 0, sh)
 
 
+def tflite_rescale_multiplier(values: np.ndarray, bits: int, granularity: str = "row",
+                              block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite Eq. 10 factor per group (keepdims): quantize_multiplier of the real ratio M = qmax / max|x| (float64
+    division, correctly rounded) where max|x| > qmax, else of 1.0, i.e. (2^30, 1), which multiplies exactly by 1."""
+    big = group_absmax(values, granularity, block)
+    q = qmax(bits)
+    return quantize_multiplier(np.where(big > q, np.divide(q, np.maximum(big, 1), dtype=np.float64), 1.0))
+
+
 def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "paper",
             block: int | None = None, rounding: str = "half_away") -> QTensor:
     """Eq. 10, R(x, s) = {x / s_hat, s / s_hat}, s_hat = ceil(max|x| / (2^(bits-1) - 1)) per group; groups
@@ -210,6 +234,11 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
     bits = check_bits(bits, "bits", 2, 16)
     _choice(mode, RESCALE_MODES, "mode")
     check_rounding(rounding)
+    if mode in TFLITE_MODES:
+        m, shift = tflite_rescale_multiplier(x.values, bits, granularity, block)
+        values = multiply_by_quantized_multiplier(x.values, m, shift, mode == "tflite_single")
+        scale = np.ldexp(x.scale.astype(np.float64) * m, shift - DYADIC_BITS).astype(np.float32)
+        return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x m 2^(shift-31)| <= qmax, SPEC
     if mode == "dyadic":
         m, sh = rescale_multiplier(x.values, bits, granularity, block)
         values = round_shift_product(x.values, m, sh, rounding)

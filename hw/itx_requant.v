@@ -6,7 +6,10 @@
 //   y = round(t / div)        (in_divide = 1) Eq. 10 re-scaling, "paper" ceil divisor: sequential divider,
 //                                             ACC_BITS cycles per beat
 // mul = 1, sh = 0, bias = 0 makes the first line the identity. Rounding: in_rnd (itx_round codes), one per beat;
-// each line rounds once (itx_dyadic: the full product is shifted).
+// each line rounds once (itx_dyadic: the full product is shifted), unless its mode says otherwise: in_mmode (the
+// first line) and in_rmode (the multiplier-shift of the second), per beat: 0 one rounding by in_rnd, 1 tflite
+// (gemmlowp SRDHM + RoundingDivideByPOT, double rounding), 2 tflite_single (TFLITE_SINGLE_ROUNDING: ties toward
+// +infinity); (mul, sh) is then TFLite's (multiplier, 31 - shift). Same one cycle per beat in every mode.
 // out_ovf flags a lane whose t left the accumulator range or whose y was saturated to OUT_BITS (the golden
 // model raises instead of ever producing such a value).
 module itx_requant #(
@@ -29,6 +32,8 @@ module itx_requant #(
     input  wire [LANES*ACC_BITS-1:0]   in_div,     // unsigned, >= 1 when in_divide
     input  wire                        in_divide,
     input  wire [1:0]                  in_rnd,
+    input  wire [1:0]                  in_mmode,   // 0 in_rnd, 1 tflite, 2 tflite_single (sim.requant.STAGE_MODES)
+    input  wire [1:0]                  in_rmode,
     input  wire                        in_last,
     output reg                         out_valid,
     input  wire                        out_ready,
@@ -49,6 +54,11 @@ module itx_requant #(
     assign in_ready = !busy && (!out_valid || out_ready);
     wire fire     = in_valid && in_ready;
     wire div_fin  = busy && &div_done;         // all lanes start together and take the same cycles
+    // per-stage rounding and double-rounding flag of itx_dyadic
+    wire [1:0] m_rnd = in_mmode == 2'd2 ? 2'd3 : in_mmode == 2'd1 ? 2'd0 : in_rnd;
+    wire [1:0] r_rnd = in_rmode == 2'd2 ? 2'd3 : in_rmode == 2'd1 ? 2'd0 : in_rnd;
+    wire       m_dbl = in_mmode == 2'd1;
+    wire       r_dbl = in_rmode == 2'd1;
 
     // {overflow flag, y saturated to OUT_BITS}
     function [OUT_BITS:0] saturate;
@@ -89,7 +99,8 @@ module itx_requant #(
             wire signed [ACC_BITS-1:0] x = in_data[i*ACC_BITS +: ACC_BITS];
             wire        [PW:0]         a;
             itx_dyadic #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_match (
-                .x(x), .m(in_mul[i*MUL_BITS +: MUL_BITS]), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd), .y(a));
+                .x(x), .m(in_mul[i*MUL_BITS +: MUL_BITS]), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(m_rnd), .dbl(m_dbl),
+                .y(a));
             wire signed [PW+1:0]       t     = $signed(a) + $signed({{(PW+2-ACC_BITS){in_bias[(i+1)*ACC_BITS-1]}},
                                                                        in_bias[i*ACC_BITS +: ACC_BITS]});
             wire                       t_ovf = t > ACC_MAX || t < ACC_MIN;
@@ -97,8 +108,8 @@ module itx_requant #(
 
             wire [PW:0] ys;     // any rmul, rsh: |t rmul| < 2^(PW-1), saturated below
             itx_dyadic #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_rescale (
-                .x(tn), .m(in_rmul[i*MUL_BITS +: MUL_BITS]), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd),
-                .y(ys));
+                .x(tn), .m(in_rmul[i*MUL_BITS +: MUL_BITS]), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(r_rnd),
+                .dbl(r_dbl), .y(ys));
 
             reg                 neg_q, ovf_q;
             reg  [ACC_BITS-1:0] d_q;

@@ -30,7 +30,7 @@ from golden.quant import DYADIC_BITS
 from golden.rounding import ROUNDINGS
 from golden.tokenizer import BOS, Tokenizer
 from golden.vectors import Manifest, read_hex, read_manifest, write_hex, write_manifest
-from sim.requant import SH_BITS, Factors, linear_factors, rounding_code
+from sim.requant import SH_BITS, STAGE_MODES, Factors, linear_factors, rounding_code, stage_code
 from sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_parameters
 from sim.runner import SOURCE_TB, beat_counts, write_beats
 
@@ -41,7 +41,7 @@ REQUANT_FORMAT = "itx-requant-vectors"
 FACTOR_FILES = {"mul": (32, 0, (1 << DYADIC_BITS) - 1), "sh": (8, 0, (1 << SH_BITS) - 1),
                 "bias": (32, -(1 << 31), (1 << 31) - 1), "rmul": (32, 0, (1 << DYADIC_BITS) - 1),
                 "rsh": (8, 0, (1 << SH_BITS) - 1), "div": (32, 1, (1 << 31) - 1)}
-REQUANT_VERSION = 2   # 2: rmul (the Eq. 10 multiplier) added
+REQUANT_VERSION = 3   # 2: rmul (the Eq. 10 multiplier) added; 3: match_mode / rescale_mode (the TFLite modes)
 
 
 # ---- capture: the golden model on one sentence -------------------------------------------------------------
@@ -95,9 +95,11 @@ def capture(src: list[int], tgt_in: list[int], model: str = "integer", layers: t
         a, b, cc = rec["a"], rec["b"], rec["c"]
         rq = None
         if "y" in rec:
-            if c.match != "dyadic":
-                raise ValueError(f"the RTL re-scaling unit matches scales dyadically; IntConfig.match={c.match!r}")
-            f, _ = linear_factors(rec["acc"], rec["bias"], c.bits, c.granularity, c.rescale, c.block, c.rounding)
+            if c.match not in STAGE_MODES:
+                raise ValueError(f"the RTL re-scaling unit matches scales by one of {STAGE_MODES}; "
+                                 f"IntConfig.match={c.match!r}")
+            f, _ = linear_factors(rec["acc"], rec["bias"], c.bits, c.granularity, c.rescale, c.block, c.rounding,
+                                  c.match)
             n = cc.shape[-1]
             rq = (f.flat(n), rec["y"].values.reshape(-1, n))
         if b.ndim == 2:
@@ -130,7 +132,8 @@ def write_vectors(directory: Path, gemms, cfg: HwConfig) -> Path:
             sums[key] = write_hex(directory / files[key], getattr(f, key), bits)
         files["y"] = f"{stem}.y.hex"
         sums["y"] = write_hex(directory / files["y"], y, cfg.in_bits)
-        entries[str(i)] = {"divide": f.divide, "rounding": f.rounding, "files": files, "sha256": sums}
+        entries[str(i)] = {"divide": f.divide, "rounding": f.rounding, "match_mode": f.match_mode,
+                           "rescale_mode": f.rescale_mode, "files": files, "sha256": sums}
     (directory / REQUANT).write_text(json.dumps({"format": REQUANT_FORMAT, "version": REQUANT_VERSION, "gemms": entries},
                                                 indent=1) + "\n")
     return path
@@ -140,6 +143,8 @@ def write_vectors(directory: Path, gemms, cfg: HwConfig) -> Path:
 class RequantEntry:
     divide: bool
     rounding: str
+    match_mode: str
+    rescale_mode: str
     files: dict[str, Path]
     sha256: dict[str, str]
 
@@ -156,7 +161,8 @@ class RequantEntry:
 
     def factors(self, shape: tuple[int, int]) -> Factors:
         f = {k: self.load(k, shape, *FACTOR_FILES[k]) for k in FACTOR_FILES}
-        return Factors(**f, divide=self.divide, rounding=self.rounding)
+        return Factors(**f, divide=self.divide, rounding=self.rounding, match_mode=self.match_mode,
+                       rescale_mode=self.rescale_mode)
 
 
 def read_requant(man: Manifest) -> dict[int, RequantEntry]:
@@ -182,17 +188,21 @@ def read_requant(man: Manifest) -> dict[int, RequantEntry]:
             files, sums = g["files"], g["sha256"]
             names = {k: files[k] for k in [*FACTOR_FILES, "y"]}
             digests = {k: sums[k] for k in names}
-            divide, rounding = g["divide"], g["rounding"]
+            divide, rounding, modes = g["divide"], g["rounding"], (g["match_mode"], g["rescale_mode"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{where}: missing field {exc}") from None
         if not isinstance(divide, bool):
             raise ValueError(f"{where}: field 'divide' must be true or false, got {divide!r}")
         if rounding not in ROUNDINGS:
             raise ValueError(f"{where}: field 'rounding' must be one of {ROUNDINGS}, got {rounding!r}")
+        for fld, mode in zip(("match_mode", "rescale_mode"), modes):
+            if mode not in STAGE_MODES:
+                raise ValueError(f"{where}: field {fld!r} must be one of {STAGE_MODES}, got {mode!r}")
         for k, name in names.items():
             if not isinstance(name, str) or Path(name).name != name:
                 raise ValueError(f"{where}: field 'files.{k}' must be a plain file name, got {name!r}")
-        out[int(key)] = RequantEntry(divide, rounding, {k: path.parent / v for k, v in names.items()}, digests)
+        out[int(key)] = RequantEntry(divide, rounding, *modes, {k: path.parent / v for k, v in names.items()},
+                                     digests)
     return out
 
 
@@ -244,7 +254,8 @@ class LayerBench:
                 f"+n={e.n}"]
         if rq is not None:
             args += [f"+rq=1", f"+y={work / f'{i}.y.hex'}", f"+divide={int(rq.divide)}",
-                     f"+rnd={rounding_code(rq.rounding)}", *(f"+{k}={rq.files[k]}" for k in FACTOR_FILES)]
+                     f"+rnd={rounding_code(rq.rounding)}", f"+mmode={stage_code(rq.match_mode)}",
+                     f"+rmode={stage_code(rq.rescale_mode)}", *(f"+{k}={rq.files[k]}" for k in FACTOR_FILES)]
         cmd = ["vvp", "-n", str(self.exe), *args, "-none"] if self.sim == "icarus" else [str(self.exe), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         stats = re.search(r"ITX_STATS cycles=(\d+) ovf=(\d+) first_ovf=(-?\d+)", proc.stdout)

@@ -1,11 +1,12 @@
 """cocotb testbench of itx_requant (run through sim/test_requant.py; configured by env ITX_TB as JSON).
 
 Beats stream through valid/ready with random stalls on both sides; every output lane and overflow flag is
-compared bit for bit with the golden model: golden.quant.rescale (Eq. 10: paper, pow2 and dyadic), golden.ops.add +
-rescale (dyadic Eq. 8 matching of a linear layer's bias add) and, for arbitrary factors and edge values, the
-unit's arithmetic composed from golden.rounding.round_div (sim.requant.requant_model)."""
+compared bit for bit with the golden model: golden.quant.rescale (Eq. 10: every mode, the TFLite ones included),
+golden.ops.add + rescale (dyadic or TFLite Eq. 8 matching of a linear layer's bias add) and, for arbitrary factors
+and edge values, the unit's arithmetic in every stage mode (sim.requant.requant_model)."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -19,7 +20,8 @@ from golden.ops import add
 from golden.qtensor import QTensor
 from golden.quant import RESCALE_MODES, match_along, rescale
 from golden.rounding import ROUNDINGS
-from sim.requant import Factors, linear_factors, requant_model, rescale_factors, rounding_code
+from golden.tflite import TFLITE_MODES
+from sim.requant import STAGE_MODES, Factors, linear_factors, requant_model, rescale_factors, rounding_code, stage_code
 from sim.stream import pack, unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
@@ -92,6 +94,8 @@ class Bench:
                 dut.in_div.value = lanes(f.div, self.acc, i)
                 dut.in_divide.value = int(f.divide)
                 dut.in_rnd.value = rounding_code(f.rounding)
+                dut.in_mmode.value = stage_code(f.match_mode)
+                dut.in_rmode.value = stage_code(f.rescale_mode)
                 dut.in_last.value = int(i == rows - 1)
                 await RisingEdge(dut.clk)
                 while not dut.in_ready.value:
@@ -119,15 +123,16 @@ class Bench:
                 raise AssertionError(f"{what}: {name}[{i}, {j}] (x = {int(x[i, j])}, mul {int(f.mul[i, j])}, sh "
                                      f"{int(f.sh[i, j])}, bias {int(f.bias[i, j])}, rmul {int(f.rmul[i, j])}, rsh "
                                      f"{int(f.rsh[i, j])}, div "
-                                     f"{int(f.div[i, j])}, {f.rounding}): expected {int(w[i, j])}, got "
+                                     f"{int(f.div[i, j])}, {f.rounding}, modes {f.match_mode}/{f.rescale_mode}): "
+                                     f"expected {int(w[i, j])}, got "
                                      f"{int(g[i, j])} [{len(bad)} of {g.size} differ]")
         return got.size
 
 
 @cocotb.test()
 async def rescale_eq10(dut):
-    """golden.quant.rescale, per row, paper (sequential divider), pow2 (shift) and dyadic (multiplier + shift),
-    every rounding; edge groups included."""
+    """golden.quant.rescale, per row, paper (sequential divider), pow2 (shift), dyadic (multiplier + shift) and the
+    TFLite modes (multiplier + shift, double or single rounding), every rounding; edge groups included."""
     tb = Bench(dut)
     await tb.start()
     n = 0
@@ -144,29 +149,32 @@ async def rescale_eq10(dut):
 async def linear_dyadic(dut):
     """A linear layer as golden/int_model.py runs it: act(add(match_along(x W, -1), b)), the per-column
     accumulator scales matched along the features and the (finer) bias joining by dyadic matching, then
-    Eq. 10 in every mode, every rounding; per-row activation scales times per-column weight scales."""
+    Eq. 10 in every mode, every rounding; per-row activation scales times per-column weight scales. The TFLite
+    matchings with their own Eq. 10 and with dyadic's (the modes are per stage)."""
     tb = Bench(dut)
     await tb.start()
     n = 0
-    for mode in RESCALE_MODES:
-        for rounding in ROUNDINGS:
-            rows = CFG["rows"]
-            x = tb.acc_values((rows, tb.lanes)) >> 2   # headroom: golden add() requires the sum to fit
-            s = (tb.np_rng.uniform(0.5, 2, (rows, 1)) * tb.np_rng.uniform(0.5, 2, (1, tb.lanes))).astype(np.float32)
-            acc = QTensor(x, s * np.float32(2.0 ** tb.np_rng.integers(-4, 12)), tb.acc)
-            bias = QTensor(tb.np_rng.integers(-(1 << 15), 1 << 15, (1, tb.lanes)),
-                           tb.np_rng.uniform(1, 4, (1, tb.lanes)).astype(np.float32) * acc.scale.max(), 16)
-            matched = add(match_along(acc, -1, "dyadic", rounding), bias, "dyadic", rounding)
-            want = rescale(matched, tb.out, "row", mode, rounding=rounding).values
-            f, _ = linear_factors(acc, bias, tb.out, "row", mode, rounding=rounding)
-            n += await tb.check(x, f, want, np.zeros(x.shape, bool), f"linear {mode} {rounding}")
+    runs = [("dyadic", mode, rounding) for mode in RESCALE_MODES for rounding in ROUNDINGS] + \
+           [(match, mode, "half_away") for match in TFLITE_MODES for mode in (match, "dyadic")]
+    for match, mode, rounding in runs:
+        rows = CFG["rows"]
+        x = tb.acc_values((rows, tb.lanes)) >> 2   # headroom: golden add() requires the sum to fit
+        s = (tb.np_rng.uniform(0.5, 2, (rows, 1)) * tb.np_rng.uniform(0.5, 2, (1, tb.lanes))).astype(np.float32)
+        acc = QTensor(x, s * np.float32(2.0 ** tb.np_rng.integers(-4, 12)), tb.acc)
+        bias = QTensor(tb.np_rng.integers(-(1 << 15), 1 << 15, (1, tb.lanes)),
+                       tb.np_rng.uniform(1, 4, (1, tb.lanes)).astype(np.float32) * acc.scale.max(), 16)
+        matched = add(match_along(acc, -1, match, rounding), bias, match, rounding)
+        want = rescale(matched, tb.out, "row", mode, rounding=rounding).values
+        f, _ = linear_factors(acc, bias, tb.out, "row", mode, rounding=rounding, match=match)
+        n += await tb.check(x, f, want, np.zeros(x.shape, bool), f"linear {match}/{mode} {rounding}")
     dut._log.info("linear_dyadic: %d values bit-exact", n)
 
 
 @cocotb.test()
 async def edge_factors(dut):
     """Arbitrary factors at the edges: x = min/max accumulator, 0, +-1; mul and rmul 0, 1, 2^30, 2^31 - 1; shifts
-    0, 1, 31, 62 with ties; bias extremes (accumulator overflow flagged); divisors 1, 2, 3, 2^31 - 1; saturation."""
+    0, 1, 30..33, 62 with ties; bias extremes (accumulator overflow flagged); divisors 1, 2, 3, 2^31 - 1; saturation;
+    every pair of stage modes (one rounding, tflite, tflite_single) for the multiplier-shifts."""
     tb = Bench(dut)
     await tb.start()
     shape = (CFG["rows"], tb.lanes)
@@ -174,18 +182,20 @@ async def edge_factors(dut):
     xs = np.array([tb.lo, tb.hi, 0, 1, -1, 3, -3, 5, -5, 1 << 20, -(1 << 20)])
     muls = np.array([0, 1, 1 << 30, (1 << 31) - 1, 3, (1 << 30) + 1])
     n = 0
-    for divide in (False, True):
-        for rounding in ROUNDINGS:
-            x = rng.choice(xs, size=shape)
-            mul = rng.choice(muls, size=shape)
-            sh = rng.choice(np.array([0, 1, 2, 31, 32, 61, 62]), size=shape)
-            bias = rng.choice(np.array([0, 1, -1, tb.lo, tb.hi, 127, -128]), size=shape)
-            rsh = rng.choice(np.array([0, 1, 2, 24, 31, 62]), size=shape)
-            div = rng.choice(np.array([1, 2, 3, 7, 255, (1 << 31) - 1, tb.hi + 1]), size=shape)
-            rmul = rng.choice(muls, size=shape)
-            f = Factors(mul, sh, bias, np.where(divide, 1, rmul), np.where(divide, 0, rsh), np.where(divide, div, 1),
-                        divide, rounding)
-            want, ovf = requant_model(x, f, tb.acc, tb.out)
-            assert ovf.any() and not ovf.all(), "edge set must exercise both flagged and clean lanes"
-            n += await tb.check(x, f, want, ovf, f"edges divide={divide} {rounding}", 0.5, 0.5)
+    runs = [(False, rounding, mm, rm) for rounding in ROUNDINGS for mm, rm in itertools.product(STAGE_MODES, repeat=2)
+            if rounding == "half_away" or (mm, rm) == ("dyadic", "dyadic")] + \
+           [(True, rounding, "dyadic", "dyadic") for rounding in ROUNDINGS]
+    for divide, rounding, mmode, rmode in runs:
+        x = rng.choice(xs, size=shape)
+        mul = rng.choice(muls, size=shape)
+        sh = rng.choice(np.array([0, 1, 2, 30, 31, 32, 33, 61, 62]), size=shape)
+        bias = rng.choice(np.array([0, 1, -1, tb.lo, tb.hi, 127, -128]), size=shape)
+        rsh = rng.choice(np.array([0, 1, 2, 24, 30, 31, 32, 33, 62]), size=shape)
+        div = rng.choice(np.array([1, 2, 3, 7, 255, (1 << 31) - 1, tb.hi + 1]), size=shape)
+        rmul = rng.choice(muls, size=shape)
+        f = Factors(mul, sh, bias, np.where(divide, 1, rmul), np.where(divide, 0, rsh), np.where(divide, div, 1),
+                    divide, rounding, mmode, rmode)
+        want, ovf = requant_model(x, f, tb.acc, tb.out)
+        assert ovf.any() and not ovf.all(), "edge set must exercise both flagged and clean lanes"
+        n += await tb.check(x, f, want, ovf, f"edges divide={divide} {rounding} {mmode}/{rmode}", 0.5, 0.5)
     dut._log.info("edge_factors: %d values bit-exact", n)

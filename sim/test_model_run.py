@@ -15,6 +15,7 @@ from golden.int_config import IntConfig
 from golden.ops import add
 from golden.qtensor import QTensor
 from golden.quant import RESCALE_MODES, match_along, rescale
+from golden.tflite import TFLITE_MODES
 from golden.vectors import read_manifest
 from itx.cli import main
 from sim.model_run import REQUANT, capture, run_layers, sentence_ids, sentence_vectors, write_vectors
@@ -127,7 +128,8 @@ def test_requant_factors_reproduce_int_model(rescale):
     assert len(linears) > 20
     # the factors are the mode's own: divider only for paper, a non-trivial multiplier only for dyadic
     assert all(f.divide == (rescale == "paper") for _, _, (f, _) in linears)
-    assert any((f.rmul != 1).any() for _, _, (f, _) in linears) == (rescale == "dyadic")
+    assert any((f.rmul != 1).any() for _, _, (f, _) in linears) == (rescale in ("dyadic",) + TFLITE_MODES)
+    assert all(f.rescale_mode == (rescale if rescale in TFLITE_MODES else "dyadic") for _, _, (f, _) in linears)
     for name, c, (f, y) in linears:
         got, overflow = requant_model(c, f, CFG.acc_bits, CFG.in_bits)
         bad = np.argwhere(got != y)

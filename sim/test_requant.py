@@ -6,10 +6,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from golden.config import load_hw_config
-from sim.requant import requant_parameters
+from golden.tflite import TFLITE_MODES, multiply_by_quantized_multiplier
+from sim.requant import multiply_shift, requant_parameters
 from sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_module
 from sim.runner import simulator_available
 
@@ -39,10 +41,22 @@ def run_requant_tb(params: dict[str, int], tb_config: dict, sim: str = "icarus")
         raise AssertionError(f"{sim} {TOP} {params}: {failed} of {total} cocotb tests failed (log above)")
 
 
+@pytest.mark.parametrize("mode", TFLITE_MODES)
+def test_stage_model_is_tflites_multiply(mode):
+    """No simulator: the RTL stage model (sim.requant.multiply_shift, sh = 31 - shift) is golden.tflite's
+    MultiplyByQuantizedMultiplier on TFLite factors: random and extreme int32 x, every shift -31..1."""
+    rng = np.random.default_rng(7)
+    x = np.r_[rng.integers(-(2 ** 31), 2 ** 31, 20_000) >> rng.integers(0, 32, 20_000), -(2 ** 31), 2 ** 31 - 1, 0]
+    m = rng.integers(2 ** 30, 2 ** 31, x.size)
+    shift = rng.integers(-31, 2, x.size)
+    got = multiply_shift(x, m, 31 - shift, mode, "floor")   # the TFLite modes ignore `rounding`
+    np.testing.assert_array_equal(got, multiply_by_quantized_multiplier(x, m, shift, mode == "tflite_single"))
+
+
 @pytest.mark.parametrize("lanes", [CFG.cols, 3])
 def test_requant_icarus(lanes):
-    """Eq. 10 paper/pow2/dyadic with edge groups, dyadic linear bias-add (every Eq. 10 mode), edge factors;
-    3 roundings each; zero mismatches."""
+    """Eq. 10 every mode (TFLite ones included) with edge groups, linear bias-add (every Eq. 10 mode; TFLite
+    matching), edge factors in every stage-mode pair; 3 roundings; zero mismatches."""
     reason = simulator_available("icarus")
     if reason:
         pytest.skip(reason)

@@ -12,6 +12,7 @@ from golden.int_model import IntTransformer, split_heads
 from golden.model import MODELS, greedy_search, load
 from golden.ops import transpose
 from golden.qtensor import QTensor
+from golden.tflite import TFLITE_MODES
 
 pytest.importorskip("numba", reason="golden/kernels.py needs numba (the fast extra)")
 
@@ -68,8 +69,10 @@ def activation(rng, shape, spread: float = 6.0, zero_rows: int = 1, bits: int = 
 
 def test_enabled_only_for_the_knobs_the_kernels_implement(monkeypatch):
     assert kernels.enabled(IntConfig()) and kernels.enabled(IntConfig(bits=6, acc_bits=16, overflow="saturate"))
-    for knob in ({"match": "paper"}, {"rescale": "pow2"}, {"rounding": "floor"}, {"granularity": "batch"}):
+    for knob in ({"match": "paper"}, {"rescale": "pow2"}, {"rounding": "floor"}, {"granularity": "batch"},
+                 {"match": "tflite"}, {"match": "tflite_single", "rescale": "tflite_single"}):
         assert not kernels.enabled(IntConfig(**knob))
+    assert all(kernels.enabled(IntConfig(rescale=mode)) for mode in TFLITE_MODES)
     with monkeypatch.context() as mp:
         mp.setattr(kernels, "numba", None)   # not installed: the numpy reference runs
         assert not kernels.enabled(IntConfig())
@@ -109,6 +112,36 @@ def test_poly_attention_equals_numpy(model, acc_bits, taken):
     for mk in (mask, causal, None):
         same(*pair(m, "poly_attention", "dec.0.self_attn", q, transpose(k), v, mk))
     assert taken == ["poly_probs", "context"] * 3
+
+
+@pytest.mark.parametrize("rescale", TFLITE_MODES)
+def test_tflite_rescale_equals_numpy(model, rescale, taken):
+    """The TFLite Eq. 10 modes in the linear and residual kernels: random rows (both matching directions, zero rows,
+    equal scales, 6 and 8 bits), then teacher-forced logits and every emitted tensor of the committed model."""
+    rng = np.random.default_rng(14)
+    for bits in (6, 8):
+        m = IntTransformer(*model, IntConfig(bits=bits, rescale=rescale))
+        for shape in ((3, 5, 256), (7, 1, 256)):
+            x = activation(rng, shape, bits=bits)
+            for name in ("enc.0.self_attn.q", "dec.1.ffn.w1"):
+                same(*pair(m, "linear", name, x))
+            same(*pair(m, "residual", "enc.0.res1", x, activation(rng, shape, bits=bits)))
+            same(*pair(m, "residual", "enc.0.res1", x, x))
+        same(*pair(m, "linear", "enc.2.ffn.w2", activation(rng, (2, 3, 512), bits=bits)))
+    assert taken == (["linear", "linear", "residual", "residual"] * 2 + ["linear"]) * 2
+    src, tgt = np.array([[5, 17, 33, 9, 3]]), np.array([[2, 40, 7, 81]])
+    runs = []
+    for on in (False, True):
+        seen = []
+        m = IntTransformer(*model, IntConfig(rescale=rescale),
+                           hook=lambda n, x: seen.append((n, x.values.copy(), x.scale.copy()))
+                           if isinstance(x, QTensor) else None)
+        m.kernels = on
+        runs.append((m.logits(src, tgt), seen))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert [e[0] for e in runs[0][1]] == [e[0] for e in runs[1][1]] and len(runs[0][1]) > 50
+    for a, c in zip(runs[0][1], runs[1][1]):
+        assert all(np.array_equal(u, w) for u, w in zip(a[1:], c[1:])), a[0]
 
 
 def test_committed_model_end_to_end(model, taken):

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
 from golden.qtensor import QTensor
-from golden.quant import (RESCALE_MODES, dyadic_factors, group_absmax, match_along, match_scales, propagate, quantize,
+from golden.quant import (MATCH_MODES, RESCALE_MODES, dyadic_factors, group_absmax, match_along, match_scales, propagate, quantize,
                           rescale)
 from golden.rounding import round_div, round_div_or_zero, round_shift
 
@@ -178,7 +178,7 @@ def test_quantize_roundtrip_bound():
 
 
 @settings(max_examples=N)
-@given(st.data(), small_shapes, st.sampled_from(["paper", "dyadic"]))
+@given(st.data(), small_shapes, st.sampled_from(MATCH_MODES))
 def test_match_scales(data, shape, mode):
     a = QTensor(mat(data.draw, shape, ints32), np.float32(data.draw(scales)), 32)
     sb = np.array(data.draw(st.lists(scales, min_size=shape[0], max_size=shape[0])), np.float32).reshape(-1, 1)
@@ -193,7 +193,7 @@ def test_match_scales(data, shape, mode):
 
 
 @settings(max_examples=N)
-@given(st.data(), small_shapes, st.sampled_from(["paper", "dyadic"]))
+@given(st.data(), small_shapes, st.sampled_from(MATCH_MODES))
 def test_match_along(data, shape, mode):
     s = np.array(data.draw(st.lists(scales, min_size=shape[1], max_size=shape[1])), np.float32).reshape(1, -1)
     x = QTensor(mat(data.draw, shape, ints32), s, 32)

@@ -39,10 +39,11 @@ def add_int_args(p) -> None:
     p.add_argument("--granularity", choices=GRANULARITIES, default="row",
                    help="activation scale groups: row = B x T, batch = B, block = block x block tiles")
     p.add_argument("--block", type=int, default=8, help="tile size for --granularity block")
-    p.add_argument("--match", choices=MATCH_MODES, default=IntConfig.match, help="Eq. 8 scale matching")
+    p.add_argument("--match", choices=MATCH_MODES, default=IntConfig.match, help="Eq. 8 scale matching (the tflite modes as for --rescale)")
     p.add_argument("--rescale", choices=RESCALE_MODES, default=IntConfig.rescale,
-                   help="Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift (all three in "
-                   "itx_requant)")
+                   help="Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift, tflite / "
+                   "tflite_single: TFLite's QuantizeMultiplier with gemmlowp double rounding / TFLITE_SINGLE_ROUNDING "
+                   "(all in itx_requant)")
     p.add_argument("--acc-bits", type=int, default=None, help="GEMM accumulator bits (default hw/config.toml)")
     p.add_argument("--overflow", choices=("wrap", "saturate"), default=None,
                    help="accumulator overflow (default hw/config.toml)")

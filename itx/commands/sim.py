@@ -84,7 +84,7 @@ def register(sub) -> None:
     m.add_argument("--pair", default="en-de", choices=("en-de", "en-fr"))
     m.add_argument("--rescale", choices=RESCALE_MODES, help="Eq. 10 re-scaling of the captured integer model "
                    "(IntConfig.rescale) and so of itx_requant: paper ceil divisor (sequential divider), pow2 shift, "
-                   "dyadic multiplier + shift (default)")
+                   "dyadic multiplier + shift (default), tflite / tflite_single (TFLite's multiplier, double / single rounding)")
     m.add_argument("--layer", action="append", default=[], help="only GEMMs whose name starts with this "
                    "(repeatable), e.g. enc.0.")
     m.add_argument("--vectors", help="vector directory: read if it holds a manifest, else captured into it")

@@ -2,7 +2,8 @@
 // rows straight into itx_requant, so the array's INT32 results and the INT8 tensor the next layer consumes
 // both come out. Everything is $readmemh-preloaded; no per-cycle host interaction (Icarus or Verilator --binary).
 // Plusargs: +a +b=FILE (beat files, see itx_tb_source) +c=FILE (C out) +m +k +n; with +rq: +mul +sh +bias +rmul +rsh
-// +div=FILE (per-element factors, M x N row-major) +y=FILE (Y out) +divide=0|1 +rnd=CODE.
+// +div=FILE (per-element factors, M x N row-major) +y=FILE (Y out) +divide=0|1 +rnd=CODE +mmode +rmode=CODE
+// (itx_requant stage modes).
 // Prints "ITX_STATS cycles=... ovf=... first_ovf=..." when done, "ITX_ERROR ..." on failure.
 `timescale 1ns / 1ps
 module itx_tb_layer #(
@@ -32,7 +33,7 @@ module itx_tb_layer #(
     reg [ACC_BITS-1:0] divm [0:CMAX-1];
     reg [IN_BITS-1:0]  ymem [0:CMAX-1];
     reg [8*4096-1:0]   fname;
-    integer m, k, n, rq, divide, rnd, fd, i, cycles, ovf, first_ovf;
+    integer m, k, n, rq, divide, rnd, mmode, rmode, fd, i, cycles, ovf, first_ovf;
 
     // ---- DUT chain: controller -> requant --------------------------------------------------------------
     wire                     in_valid, in_ready, c_valid, c_last, rq_ready, y_valid, y_last;
@@ -58,7 +59,7 @@ module itx_tb_layer #(
                   .SH_BITS(SH_BITS)) u_rq (
         .clk(clk), .rst(rst), .in_valid(c_valid && rq != 0), .in_ready(rq_ready), .in_data(c_data),
         .in_mul(f_mul), .in_sh(f_sh), .in_bias(f_bias), .in_rmul(f_rmul), .in_rsh(f_rsh), .in_div(f_div),
-        .in_divide(divide[0]), .in_rnd(rnd[1:0]), .in_last(c_last),
+        .in_divide(divide[0]), .in_rnd(rnd[1:0]), .in_mmode(mmode[1:0]), .in_rmode(rmode[1:0]), .in_last(c_last),
         .out_valid(y_valid), .out_ready(1'b1), .out_data(y_data), .out_ovf(y_ovf), .out_last(y_last));
 
     task need(input [8*8-1:0] name, input integer ok);
@@ -86,9 +87,13 @@ module itx_tb_layer #(
             need("div", $value$plusargs("div=%s", fname)); $readmemh(fname, divm, 0, m * n - 1);
             need("divide", $value$plusargs("divide=%d", divide));
             need("rnd", $value$plusargs("rnd=%d", rnd));
+            need("mmode", $value$plusargs("mmode=%d", mmode));
+            need("rmode", $value$plusargs("rmode=%d", rmode));
         end else begin
             divide = 0;
             rnd = 0;
+            mmode = 0;
+            rmode = 0;
         end
         cycles = 0;
         ovf = 0;
