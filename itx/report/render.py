@@ -111,7 +111,7 @@ def points_with_ci(ax, xs, rows: list[dict], color, label: str, fmt: str = "o", 
                 lw=0.8, elinewidth=0.6, capsize=1.5, mfc="white", label=label)
     sig = [(x, r["delta_bleu"]) for x, r in zip(xs, rows) if r["significant"]]
     if sig:
-        ax.plot(*zip(*sig), fmt, ls="none", color=color, ms=4)
+        ax.plot(*zip(*sig), fmt, ls="none", color=color, ms=4, zorder=3)  # above errorbar's hollow markers
 
 
 def fig_per_layer(rows, meta, path: Path) -> None:
@@ -158,14 +158,17 @@ def fig_modules(rows, meta, path: Path) -> None:
         for bar, r in zip(bars, sel):
             if not r["significant"]:
                 bar.set(facecolor="white", hatch="///")
-        ax.bar_label(bars, labels=[f"{r['delta_bleu']:+.2f}" + ("" if r["significant"] else "\nn.s.") for r in sel],
-                     fontsize=6, label_type="center")
+        ax.bar_label(bars, labels=[f"{r['delta_bleu']:+.2f}" + ("" if r["significant"] else " n.s.") for r in sel],
+                     fontsize=5.5, padding=2, rotation=90)
     ax.set_xticks([i + width * (len(pairs) - 1) / 2 for i in range(len(kinds))],
                   [MODULE_NAMES.get(k, k) if k != "none" else "none\n(boundaries only)" for k in kinds])
     ax.axhline(0, color="0.6", lw=0.6)
     ax.set(ylabel="ΔBLEU vs FP32 (BLEU points, 95% CI)",
            title="Only this module type in INT8 (Lin et al. Fig. 6), model integer")
-    ax.legend()
+    ax.margins(y=0.2)
+    from matplotlib.patches import Patch  # a pair's colour, whatever its first bar's significance
+
+    ax.legend(handles=[Patch(color=f"C{j}", label=pair) for j, pair in enumerate(pairs)])
     _save(fig, path, meta, "IntConfig(modules={type}), INT8, row scales; others FP32 between quantize/dequantize")
 
 
