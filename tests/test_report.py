@@ -1,10 +1,13 @@
 """`itx report` light version (CI): files, sections, REPORT.md numbers == report.json, byte-identical re-run from
-the cache, deterministic measurements, one-line errors."""
+the cache and on 1 or 2 Dask workers, deterministic measurements, the paired bootstrap and teacher-forced metrics,
+significance marking, one-line errors."""
 from __future__ import annotations
 
 import json
+import math
 import re
 
+import numpy as np
 import pytest
 
 from itx.cli import main
@@ -19,9 +22,9 @@ SECTIONS = ("## 1. Precision loss vs BLEU per layer", "## 2. Per-module contribu
 
 @pytest.fixture(scope="module")
 def light(tmp_path_factory):
-    """One light report: (output dir, cache dir)."""
+    """One light report, measured in this process (--workers 0: no Dask start-up): (output dir, cache dir)."""
     out, cache = tmp_path_factory.mktemp("report"), tmp_path_factory.mktemp("cache")
-    assert main(ARGS + ["--out", str(out), "--cache", str(cache)]) == 0
+    assert main(ARGS + ["--workers", "0", "--out", str(out), "--cache", str(cache)]) == 0
     return out, cache
 
 
@@ -48,7 +51,8 @@ def test_files_and_sections(light):
         assert f"]({png})" in text, f"REPORT.md does not show {png}"
         assert b"Software" not in data, f"{png} carries software metadata (not reproducible)"
     assert "itx report --sentences 2 --profile ci --pair en-de" in text
-    assert "**2** sentence pairs per language pair, evenly spaced" in text
+    assert "**2 en-de test sentence pairs** (evenly spaced)" in text
+    assert "bs:1000|seed:12345" in text, "REPORT.md does not give the paired bootstrap's signature"
 
 
 def test_markdown_numbers_equal_json(light):
@@ -63,9 +67,19 @@ def test_markdown_numbers_equal_json(light):
         assert len(table) == len(rows), f"{name}: {len(table)} table rows vs {len(rows)} in report.json"
         for i, (cells, row) in enumerate(zip(table, rows)):
             for cell, (key, _, fmt) in zip(cells, render.COLUMNS[name]):
-                want = row[key]
-                same = cell == want if fmt == "s" else float(cell.replace("+", "")) == want
-                assert same, f"{name} row {i} {key}: REPORT.md {cell!r} vs report.json {want!r}"
+                assert parse(cell, fmt) == row[key], f"{name} row {i} {key}: REPORT.md {cell!r} vs {row[key]!r}"
+
+
+def parse(cell: str, fmt: str):
+    """A REPORT.md cell back into its report.json value."""
+    if fmt in ("ci", "pct"):
+        return [float(x) for x in cell.strip("[]").split(", ")]
+    if fmt == "sig":
+        assert cell in ("p < 0.05", "not significant"), cell
+        return cell == "p < 0.05"
+    if fmt.endswith("%"):
+        return round(float(cell.rstrip("%")) / 100, 4)
+    return cell if fmt == "s" else float(cell)
 
 
 def test_report_content_is_consistent(light):
@@ -74,33 +88,149 @@ def test_report_content_is_consistent(light):
     fp32 = {r["pair"]: r["fp32_bleu"] for r in s["table2"] if r["model"] == "integer"}
     full = next(r["bleu"] for r in s["modules"] if r["module"] == "all")
     sp8 = next(r["bleu"] for r in s["bits"] if r["method"] == "sp" and r["bits"] == 8)
-    assert full == sp8 == next(r["int8_bleu"] for r in s["table2"] if r["model"] == "integer")
-    for r in s["per_layer"] + s["modules"] + s["bits"] + s["design"]:
-        assert r["delta_bleu"] == pytest.approx(r["bleu"] - fp32[r["pair"]], abs=0.011)
+    assert full == sp8 == next(r["bleu"] for r in s["table2"] if r["model"] == "integer")
+    for r in s["table2"] + s["per_layer"] + s["modules"] + s["bits"] + s["design"]:
+        assert r["delta_bleu"] == pytest.approx(r["bleu"] - r.get("fp32_bleu", fp32[r["pair"]]), abs=0.011)
+        assert r["ci"][0] <= r["ci"][1] and 0 < r["p"] <= 1 and r["significant"] == (r["p"] < 0.05)
+        assert 0 <= r["identical"] <= 1 and r["kl"] >= 0 and math.isfinite(r["delta_nll"])
+        if r["identical"] == 1:  # no output differs from FP32: nothing to find
+            assert r["ci"] == [0, 0] and r["p"] == 1 and not r["significant"] and r["delta_chrf"] == 0
+    # the teacher-forced metrics resolve what identical greedy outputs hide: every integer point moves the NLL
+    assert all(r["kl"] > 0 and r["delta_nll"] != 0 for r in s["per_layer"])
     assert all(r["mse"] >= 0 for r in s["per_layer"])
     assert {r["layer"] for r in s["per_layer"]} >= {"enc.embed", "enc.0", "dec.0", "out_proj"}
-    assert all(r["delta_std"] >= 0 for r in s["table2"])
+    assert [r["acc_bits"] for r in s["design"]] == [16, 32]
     for r in s["storage"]:
         assert r["int8_per_tensor_bytes"] < r["int8_per_channel_bytes"] < r["fp32_bytes"]
+
+
+def same_files(a, b) -> None:
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for f in names:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f"{f} differs between two runs"
 
 
 def test_rerun_from_cache_is_byte_identical(light, tmp_path, monkeypatch):
     out, cache = light
     import golden.model
 
-    def no_decode(*a, **k):
-        raise AssertionError("re-run decoded instead of reading the cache")
-    monkeypatch.setattr(golden.model, "translate", no_decode)
-    assert main(ARGS + ["--out", str(tmp_path), "--cache", str(cache)]) == 0
-    for f in sorted(p.name for p in out.iterdir()):
-        assert (tmp_path / f).read_bytes() == (out / f).read_bytes(), f"{f} differs between two runs"
+    def no_work(*a, **k):
+        raise AssertionError("re-run measured instead of reading the cache")
+    monkeypatch.setattr(golden.model, "translate", no_work)
+    monkeypatch.setattr(measure, "compare", no_work)
+    assert main(ARGS + ["--workers", "0", "--out", str(tmp_path), "--cache", str(cache)]) == 0
+    same_files(out, tmp_path)
 
 
-def test_measurements_deterministic_without_cache(tmp_path):
+def test_two_dask_workers_byte_identical(light, tmp_path):
+    """The same report measured from scratch on a Dask LocalCluster of 2 worker processes (points finish in
+    another order) is byte-identical to the one measured point after point in this process."""
+    out, _ = light
+    assert main(ARGS + ["--workers", "2", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c")]) == 0
+    same_files(out, tmp_path / "out")
+
+
+def test_in_process_executor_resumes(tmp_path):
+    from itx.report.execute import Executor, Job
+
+    calls = []
+    jobs = [Job({"n": i}, lambda i: calls.append(i) or i * i, (i,)) for i in range(3)]
+    Cache(tmp_path).put({"n": 1}, 100)  # computed by an interrupted run
+    with Executor(Cache(tmp_path), workers=0, progress=False) as ex:
+        assert ex.map(jobs, "t") == [0, 100, 4] and calls == [0, 2]
+        assert ex.map(jobs, "t") == [0, 100, 4] and calls == [0, 2]
+
+
+def test_worker_with_other_weights_is_an_error():
+    from itx.report.execute import Job
+
+    job = Job({"weights": "a", "code": "c"}, print, (), stamped=True)
+    assert job.value(("a", "c", 7)) == 7
+    with pytest.raises(RuntimeError, match="weights b"):
+        job.value(("b", "c", 7))
+
+
+@pytest.mark.usefixtures("one_blas_thread")
+def test_measurements_deterministic_without_cache():
     run = Run.of("sp", "integer", "en-de", int_layers=["enc.0.ffn"])
-    a, b = Lab(tmp_path / "a", 2, progress=False), Lab(tmp_path / "b", 2, progress=False)
-    assert a.bleu(run) == b.bleu(run)
-    assert a.mse(run, "enc.0.ffn.w2") == b.mse(run, "enc.0.ffn.w2")
+    a, b = Lab(2).point(run, ("enc.0.ffn.w2",)), Lab(2).point(run, ("enc.0.ffn.w2",))
+    assert a == b and a["mse"]["enc.0.ffn.w2"] > 0 and a["kl"] > 0
+
+
+def test_whole_split_by_default():
+    lab = Lab()
+    assert {p: len(r) for p, r in lab.rows.items()} == {"en-de": 1017, "en-fr": 944}
+
+
+# --- statistics ------------------------------------------------------------------------------------------------
+def test_token_metrics_against_hand_values():
+    """P = (0.5, 0.5) (reference), Q = (0.9, 0.1), target 1: KL(P||Q) = 0.5 ln(0.5/0.9) + 0.5 ln(0.5/0.1)."""
+    p, q = np.log([[[0.5, 0.5]]]), np.log([[[0.9, 0.1]]]) + 1e4  # a shift changes no probability
+    got = measure.token_metrics(p, q, np.array([[1]]), np.array([[True]]))
+    assert got["kl"] == pytest.approx(0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(5), rel=1e-12)
+    assert got["nll"] == pytest.approx(-math.log(0.1), rel=1e-12) and got["nll_ref"] == pytest.approx(math.log(2))
+    assert got["tokens"] == 1
+    none = measure.token_metrics(p, q, np.array([[1]]), np.array([[False]]))
+    assert none == {"nll_ref": 0.0, "nll": 0.0, "kl": 0.0, "tokens": 0}
+
+
+def test_log_softmax64_stable_for_huge_logits():
+    lp = measure.log_softmax64(np.array([[800.0, 799.0]], np.float32))  # exp(800) overflows float64
+    assert lp.dtype == np.float64
+    assert lp[0] == pytest.approx([-math.log1p(math.exp(-1)), -1 - math.log1p(math.exp(-1))], rel=1e-12)
+
+
+REFS = ["the cat sat on the mat", "a dog runs in the park today", "we write tests that fail", "one two three four"]
+BASE = ["the cat sat on a mat", "a dog runs in the park", "we write tests that fail", "one two three four"]
+WORSE = ["cat mat", "dog", "tests fail", "one"]
+
+
+def test_compare_identical_outputs_not_significant():
+    c = measure.compare(BASE, BASE, REFS)
+    assert c["p"] == 1.0 and c["ci"] == [0.0, 0.0] and c["identical"] == 1.0
+
+
+def test_compare_is_sacrebleus_paired_bootstrap(monkeypatch):
+    """p is sacrebleu's; the interval comes from the very resamples sacrebleu draws (its p recomputed from our
+    deltas with its own formula agrees), seeded by BOOTSTRAP whatever SACREBLEU_SEED says."""
+    from sacrebleu.metrics import BLEU
+    from sacrebleu.significance import _compute_p_value
+
+    refs, base, worse = REFS * 30, BASE * 30, WORSE * 30
+    c = measure.compare(worse, base, refs, resamples=200)
+    monkeypatch.setenv("SACREBLEU_SEED", "none")
+    assert measure.compare(worse, base, refs, resamples=200) == c
+    assert c["p"] < 0.05 and c["ci"][1] < 0 and c["identical"] == 0
+    m = BLEU()
+    idx = np.random.default_rng(measure.BOOTSTRAP["seed"]).choice(len(refs), size=(200, len(refs)))
+    score = [np.array([m._compute_score_from_stats(s).score for s in np.array(
+        m._extract_corpus_statistics(h, [refs]), np.float32)[idx].sum(1)]) for h in (worse, base)]
+    diff = np.abs(score[0] - score[1])
+    real = abs(m.corpus_score(worse, [refs]).score - m.corpus_score(base, [refs]).score)
+    assert _compute_p_value(diff - diff.mean(), real) == c["p"]
+    d = np.sort(score[0] - score[1])
+    assert c["ci"] == pytest.approx([d[5], d[194]], abs=1e-4)  # sacrebleu sums float32, compare() exact integers
+    other = measure.compare(worse, base, refs, resamples=200, seed=7)
+    assert other["ci"] != c["ci"], "the seed does not reach the resampling"
+
+
+def test_not_significant_rows_say_so(light):
+    out, _ = light
+    text = (out / "REPORT.md").read_text()
+    rows = json.loads((out / "report.json").read_text())["sections"]["modules"]
+    assert any(not r["significant"] for r in rows)
+    for r in rows:
+        line = next(x for x in text.splitlines() if x.startswith(f"| {r['pair']} | {r['module']} |"))
+        assert ("not significant" in line) == (not r["significant"]), line
+    assert render.cell(False, "sig") == "not significant" and render.cell(True, "sig") == "p < 0.05"
+
+
+def test_acc_cliff_is_the_narrowest_width_not_significantly_different():
+    design = [{"rescale": "dyadic", "bits": 8, "acc_bits": a, "significant_widest": s}
+              for a, s in ((16, True), (18, False), (20, True), (24, False), (32, False))]
+    s = {"per_layer": [], "modules": [], "design": design}
+    assert build.headlines(s)["acc_cliff"] == {"dyadic INT8": 24}
 
 
 def test_cache_miss_on_corrupt_or_foreign_entry(tmp_path):
@@ -121,6 +251,7 @@ def test_code_version_tracks_golden_sources():
 @pytest.mark.parametrize("argv, needle", [
     (["--sentences", "0"], "--sentences must be an integer >= 1"),
     (["--sentences", "100000"], "has only"),
+    (["--sentences", "2", "--workers", "-1"], "--workers must be >= 0"),
 ])
 def test_bad_arguments_one_line_error(argv, needle, tmp_path, capsys):
     assert main(["report", "--quiet", "--out", str(tmp_path), "--cache", str(tmp_path)] + argv) == 2
@@ -151,4 +282,4 @@ def test_rtl_check_against_committed_run():
 
 def test_sample_evenly_spaced():
     assert measure.sample(10, 2) == [0, 5] and measure.sample(7, 7) == list(range(7))
-    assert measure.sample(1017, 32)[-1] < 1017
+    assert measure.sample(1017, 32)[-1] < 1017 and measure.sample(5, None) == [0, 1, 2, 3, 4]

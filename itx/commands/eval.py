@@ -116,14 +116,37 @@ def _eval(args, tok) -> int:
             f"{int_config(args).describe()}" if args.precision == "int8" else f"QCD{args.bits} bucket={args.bucket}"
         base = None if args.precision == "fp32" else PRECISIONS["fp32"](model_dir(name))
         for pair in args.pair or PAIRS:
-            score, sig, _ = evaluate(model, tok, pair, args.split, args.beam, args.limit)
+            score, sig, hyps = evaluate(model, tok, pair, args.split, args.beam, args.limit)
             line = f"{name:8s} {pair} {args.split} beam={args.beam}: {label} {score.score:.2f} BLEU"
             if base is not None:
-                ref, _, _ = evaluate(base, tok, pair, args.split, args.beam, args.limit)
+                ref, _, ref_hyps = evaluate(base, tok, pair, args.split, args.beam, args.limit)
                 ratio = f"{100 * score.score / ref.score:.1f}%" if ref.score else "n/a"
                 line += f" | FP32 {ref.score:.2f} BLEU | ratio {ratio}"
             print(f"{line}  ({score})  signature: {sig}", flush=True)
+            if base is not None:
+                print(versus_fp32(model, base, tok, pair, args, hyps, ref_hyps, score.score - ref.score), flush=True)
     return 0
+
+
+def versus_fp32(model, base, tok, pair: str, args, hyps: list[str], ref_hyps: list[str], bleu: float) -> str:
+    """The line under a non-FP32 result: ΔBLEU with sacrebleu's paired bootstrap 95% interval and p-value,
+    chrF, outputs identical to FP32's, and the teacher-forced ΔNLL and KL(FP32 || model) per token.
+    bleu: the ΔBLEU already scored."""
+    from sacrebleu.metrics import CHRF
+
+    from itx import data
+    from itx.report.measure import BOOTSTRAP, SIGNIFICANCE, compare, teacher_forced
+
+    rows = data.read_tsv(data.split_path(args.split, pair))[:args.limit]
+    refs = [r[3] for r in rows]
+    c, t = compare(hyps, ref_hyps, refs), teacher_forced(base, model, tok, rows, pair)
+    chrf, chrf_base = (CHRF().corpus_score(h, [refs]).score for h in (hyps, ref_hyps))
+    verdict = "p < 0.05" if c["p"] < SIGNIFICANCE else "not significant"
+    return (f"{'':8s} {pair} vs FP32: ΔBLEU {bleu:+.2f}, 95% CI [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}], "
+            f"p = {c['p']:.4f} ({verdict}; paired bootstrap, {BOOTSTRAP['resamples']} resamples, seed "
+            f"{BOOTSTRAP['seed']}) | chrF {chrf:.2f} (FP32 {chrf_base:.2f}) | identical to FP32 "
+            f"{c['identical']:.1%} | teacher-forced ΔNLL {t['nll'] - t['nll_fp32']:+.4g} nats/token, "
+            f"KL(FP32||{args.precision}) {t['kl']:.4g} nats/token over {t['tokens']} reference tokens")
 
 
 def register(sub) -> None:

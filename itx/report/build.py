@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from pathlib import Path
 
-from itx.report.measure import Lab, storage
+from itx.report.measure import BOOTSTRAP, SIGNIFICANCE, Lab, storage
 from itx.report.plan import MODULE_NAMES, Profile, Run, int_modules, layer_groups
 
 TABLE2_MODELS = ("vanilla", "integer")
 ABLATION_MODEL = "integer"  # the model whose every module has an integer form (poly attention, L1 LayerNorm)
 RTL_RUN = Path(__file__).resolve().parents[2] / "reports" / "sim" / "sentence0.json"  # `itx sim` layer run
+
+
+# What a dry Builder answers while it only records the measurements (see Builder).
+DRY_POINT = {"bleu": 0.0, "chrf": 0.0, "nll": 0.0, "nll_fp32": 0.0, "kl": 0.0, "mse": defaultdict(float)}
+DRY_COMPARISON = {"ci": [0.0, 0.0], "p": 1.0, "identical": 0.0}
 
 
 def bleu2(x: float) -> float:
@@ -30,33 +36,45 @@ def gemm_cycles(m: int, k: int, n: int, rows: int, cols: int) -> int:
 
 
 class Builder:
-    """sections() runs every measurement; with dry=True it only collects the distinct BLEU runs (`runs`)."""
+    """sections() assembles the report from measured values. A dry Builder (no values) only records what must
+    be measured: `points` (run -> activations whose MSE is compared) and `comparisons` ((run, base) pairs)."""
 
-    def __init__(self, lab: Lab, profile: Profile, pairs: tuple[str, ...], bar=None, dry: bool = False) -> None:
-        self.lab, self.p, self.pairs, self.bar, self.dry = lab, profile, pairs, bar, dry
-        self.runs: set[Run] = set()
+    def __init__(self, lab: Lab, profile: Profile, pairs: tuple[str, ...], points: dict | None = None,
+                 comparisons: dict | None = None) -> None:
+        self.lab, self.p, self.pairs = lab, profile, pairs
+        self.values, self.compared, self.dry = points, comparisons, points is None
+        self.points: dict[Run, set[str]] = {}
+        self.comparisons: dict[tuple[Run, Run], None] = {}
+        self.shapes: list[list[int]] | None = None
 
-    def bleu(self, run: Run) -> float:
-        if self.dry or run in self.runs:
-            self.runs.add(run)
-            return 0.0 if self.dry else self.lab.bleu(run)["bleu"]
-        self.runs.add(run)
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{run.method} {run.model} {run.pair} {run.knobs}"[:70], refresh=True)
-        score = self.lab.bleu(run)["bleu"]
-        if self.bar is not None:
-            self.bar.update()
-        return score
+    def point(self, run: Run, act: str | None = None) -> dict:
+        self.points.setdefault(run, set()).update([act] if act else [])
+        return DRY_POINT if self.dry else self.values[run]
 
-    def mse(self, run: Run, act: str) -> float:
-        return 0.0 if self.dry else self.lab.mse(run, act)
+    def compare(self, run: Run, base: Run) -> dict:
+        self.comparisons[run, base] = None
+        return DRY_COMPARISON if self.dry else self.compared[run, base]
 
     def fp32(self, model: str, pair: str) -> float:
-        return self.bleu(Run.of("fp32", model, pair))
+        return self.point(Run.of("fp32", model, pair))["bleu"]
 
     def delta(self, run: Run) -> dict:
-        b = self.bleu(run)
-        return {"bleu": bleu2(b), "delta_bleu": bleu2(b - self.fp32(run.model, run.pair))}
+        """BLEU and its difference to FP32 (same model, same sentences) with sacrebleu's paired bootstrap 95%
+        interval and p-value, chrF, the share of outputs identical to FP32's, and the teacher-forced ΔNLL and
+        KL(FP32 || run) per target token."""
+        base = Run.of("fp32", run.model, run.pair)
+        p, b, c = self.point(run), self.point(base), self.compare(run, base)
+        return {"bleu": bleu2(p["bleu"]), "delta_bleu": bleu2(p["bleu"] - b["bleu"]),
+                "ci": [bleu2(x) for x in c["ci"]], "p": round(c["p"], 4), "significant": c["p"] < SIGNIFICANCE,
+                "chrf": bleu2(p["chrf"]), "delta_chrf": bleu2(p["chrf"] - b["chrf"]),
+                "identical": round(c["identical"], 4), "delta_nll": sig4(p["nll"] - p["nll_fp32"]),
+                "kl": sig4(p["kl"])}
+
+    def percent(self, run: Run) -> dict:
+        """BLEU as % of FP32's, with the paired bootstrap interval of ΔBLEU carried over."""
+        fp32, row = self.fp32(run.model, run.pair), self.delta(run)
+        pct = (lambda x: round(100 * x / fp32, 1)) if fp32 else (lambda x: 0.0)
+        return {"pct_fp32": pct(self.point(run)["bleu"]), "pct_ci": [pct(fp32 + x) for x in row["ci"]]}
 
     # --- sections ----------------------------------------------------------------------------------------------
     def table2(self) -> list[dict]:
@@ -65,11 +83,8 @@ class Builder:
             mods = int_modules(self.lab.model(model)[0])
             for pair in self.pairs:
                 run = Run.of("sp", model, pair, **({} if len(mods) == len(MODULE_NAMES) else {"modules": mods}))
-                base = Run.of("fp32", model, pair)
-                rows.append({"model": model, "pair": pair, "fp32_bleu": bleu2(self.bleu(base)),
-                             "int8_bleu": bleu2(self.bleu(run)), "int8_modules": ",".join(mods),
-                             "delta_std": 0.0 if self.dry else bleu2(self.lab.bootstrap_std(run, base))})
-                rows[-1]["delta_bleu"] = bleu2(rows[-1]["int8_bleu"] - rows[-1]["fp32_bleu"])
+                rows.append({"model": model, "pair": pair, "fp32_bleu": bleu2(self.fp32(model, pair)),
+                             **self.delta(run), **self.percent(run), "int8_modules": ",".join(mods)})
         return rows
 
     def storage(self) -> list[dict]:
@@ -88,7 +103,7 @@ class Builder:
             for layer, kind, act in layer_groups(cfg, self.p.layers):
                 run = Run.of("sp", ABLATION_MODEL, pair, int_layers=[layer])
                 rows.append({"pair": pair, "layer": layer, "kind": kind, "activation": act,
-                             "mse": sig4(self.mse(run, act)), **self.delta(run)})
+                             "mse": sig4(self.point(run, act)["mse"][act]), **self.delta(run)})
         return rows
 
     def modules(self) -> list[dict]:
@@ -106,27 +121,40 @@ class Builder:
             for method in ("sp", "qcd"):
                 for b in self.p.bits:
                     run = Run.of(method, ABLATION_MODEL, pair, **({} if method == "sp" and b == 8 else {"bits": b}))
-                    rows.append({"pair": pair, "method": method, "bits": b, **self.delta(run)})
+                    rows.append({"pair": pair, "method": method, "bits": b, **self.delta(run), **self.percent(run)})
         return rows
 
     def design(self) -> list[dict]:
+        """Every (re-scaling, bits, accumulator width) point against FP32, and against the widest accumulator
+        of the same re-scaling and bits: is a narrower accumulator significantly different?"""
         from golden.int_config import IntConfig
 
         rows, pair, default = [], self.pairs[0], IntConfig()
+        widest = max(self.p.acc_bits)
+
+        def run_of(rescale, b, acc):
+            return Run.of("sp", ABLATION_MODEL, pair, **{k: v for k, v in (("bits", b), ("rescale", rescale),
+                                                                            ("acc_bits", acc))
+                                                         if v != getattr(default, k)})
         for rescale in self.p.rescale:
             for b in self.p.design_bits:
                 for acc in self.p.acc_bits:
-                    knobs = {k: v for k, v in (("bits", b), ("rescale", rescale), ("acc_bits", acc))
-                             if v != getattr(default, k)}
-                    rows.append({"pair": pair, "rescale": rescale, "bits": b, "acc_bits": acc,
-                                 **self.delta(Run.of("sp", ABLATION_MODEL, pair, **knobs))})
+                    run, wide = run_of(rescale, b, acc), run_of(rescale, b, widest)
+                    c = self.compare(run, wide) if acc != widest else {"p": 1.0}
+                    rows.append({"pair": pair, "rescale": rescale, "bits": b, "acc_bits": acc, **self.delta(run),
+                                 "delta_widest": bleu2(self.point(run)["bleu"] - self.point(wide)["bleu"]),
+                                 "p_widest": round(c["p"], 4), "significant_widest": c["p"] < SIGNIFICANCE})
         return rows
 
+    def cycles_run(self) -> tuple[Run, int]:
+        """The run whose GEMMs are traced for the cycle count, and how many sentences."""
+        return Run.of("sp", ABLATION_MODEL, self.pairs[0]), min(self.p.cycle_sentences, len(
+            self.lab.rows[self.pairs[0]]))
+
     def cycles(self) -> list[dict]:
-        n = min(self.p.cycle_sentences, self.lab.n)
         if self.dry:
             return []
-        shapes = self.lab.gemm_shapes(Run.of("sp", ABLATION_MODEL, self.pairs[0]), n)
+        n, shapes = self.cycles_run()[1], self.shapes
         macs = sum(b * m * k * nn * count for b, m, k, nn, count in shapes)
         rows = []
         for r, c in self.p.arrays:
@@ -161,17 +189,49 @@ class Builder:
 
 
 def headlines(s: dict) -> dict:
-    """The numbers a reader looks for first: worst layers, module costs, bits and accumulator cliffs."""
-    out = {"worst_layers": {}, "acc_cliff": {}}
+    """The numbers a reader looks for first: layers by teacher-forced ΔNLL (deterministic, resolves effects
+    too small for BLEU), the layers and modules whose ΔBLEU is significant, and per (re-scaling, bits) the
+    narrowest accumulator from which no wider one is significantly different from the widest swept."""
+    out = {"worst_layers": {}, "hurt_layers": {}, "hurt_modules": {}, "acc_cliff": {}}
     for pair in sorted({r["pair"] for r in s["per_layer"]}):
-        rows = sorted((r for r in s["per_layer"] if r["pair"] == pair), key=lambda r: (r["delta_bleu"], r["layer"]))
-        out["worst_layers"][pair] = [{"layer": r["layer"], "delta_bleu": r["delta_bleu"], "mse": r["mse"]}
-                                     for r in rows[:3]]
-    for r in s["design"]:
-        tag = f"{r['rescale']} INT{r['bits']}"
-        full = max((d for d in s["design"] if (d["rescale"], d["bits"]) == (r["rescale"], r["bits"])),
-                   key=lambda d: d["acc_bits"])
-        # narrowest accumulator within 1 BLEU of the widest one swept
-        if r["bleu"] >= full["bleu"] - 1 and r["acc_bits"] < out["acc_cliff"].get(tag, 99):
-            out["acc_cliff"][tag] = r["acc_bits"]
+        rows = [r for r in s["per_layer"] if r["pair"] == pair]
+        out["worst_layers"][pair] = [{k: r[k] for k in ("layer", "delta_nll", "delta_bleu", "significant")}
+                                     for r in sorted(rows, key=lambda r: (-r["delta_nll"], r["layer"]))[:3]]
+        out["hurt_layers"][pair] = [r["layer"] for r in rows if r["significant"] and r["delta_bleu"] < 0]
+        out["hurt_modules"][pair] = [r["module"] for r in s["modules"]
+                                     if r["pair"] == pair and r["significant"] and r["delta_bleu"] < 0]
+    for tag in dict.fromkeys((r["rescale"], r["bits"]) for r in s["design"]):
+        sweep = sorted((r for r in s["design"] if (r["rescale"], r["bits"]) == tag), key=lambda r: -r["acc_bits"])
+        cliff = sweep[0]["acc_bits"]
+        for r in sweep[1:]:
+            if r["significant_widest"]:
+                break
+            cliff = r["acc_bits"]
+        out["acc_cliff"][f"{tag[0]} INT{tag[1]}"] = cliff
     return out
+
+
+def measure_report(lab: Lab, profile: Profile, pairs: tuple[str, ...], executor) -> tuple[dict, dict]:
+    """(every section, the sacrebleu signatures), measured through `executor` (itx/report/execute.py) in two
+    rounds of independent tasks: the points (and the GEMM trace for cycles), then the paired comparisons."""
+    from itx.report.execute import Job
+    from itx.report.measure import compare, measure
+
+    dry = Builder(lab, profile, pairs)
+    dry.sections()
+    traced, n = dry.cycles_run()
+    jobs = [Job(lab.key("point", run, acts=sorted(acts)), measure, (lab.n, lab.split, "point", run,
+                                                                     tuple(sorted(acts))), stamped=True)
+            for run, acts in dry.points.items()]
+    jobs.append(Job(lab.key("gemm_shapes", traced, traced=n), measure, (lab.n, lab.split, "gemm_shapes", traced, n),
+                    stamped=True))
+    *values, shapes = executor.map(jobs, "report points")
+    points = dict(zip(dry.points, values))
+    refs = {pair: [r[3] for r in lab.rows[pair]] for pair in pairs}
+    pairs_cmp = list(dry.comparisons)
+    done = executor.map([Job({**lab.key("compare", run, base=lab.key("point", base)), **BOOTSTRAP}, compare,
+                             (points[run]["hyps"], points[base]["hyps"], refs[run.pair]))
+                         for run, base in pairs_cmp], "paired bootstrap")
+    builder = Builder(lab, profile, pairs, points, dict(zip(pairs_cmp, done)))
+    builder.shapes = shapes
+    return builder.sections(), {"sacrebleu": values[0]["signature"], "paired_bootstrap": done[0]["signature"]}

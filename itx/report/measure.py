@@ -1,6 +1,7 @@
 """Measurements behind the report, each cached as one JSON file under the cache directory, keyed by a hash of
 (what, method, model weights, pair, sentences, knobs, code version): re-runs are instant, partial runs resume, and
-any change to golden/ or the data invalidates exactly what it could change."""
+any change to golden/ or the data invalidates exactly what it could change. `measure` is the unit of work a
+worker process runs (itx/report/execute.py); `compare` the paired significance test between two points."""
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from golden.config import ROOT
-from itx.report.plan import Run, layer_groups
+from itx.report.plan import Run
 
-CACHE_FORMAT = 2  # 2: sentences evenly spaced over the split (1: the first N)
-# Everything a BLEU/MSE/shape number depends on besides the weights: the golden model, search and scoring code.
-CODE_FILES = ("golden/*.py", "itx/commands/eval.py", "data/spm.model")
+CACHE_FORMAT = 3  # 3: one entry per report point (greedy outputs + teacher-forced metrics); 2: BLEU, MSE apart
+# Everything a measured number depends on besides the weights: the golden model, search, scoring and this file.
+CODE_FILES = ("golden/*.py", "itx/report/measure.py", "data/spm.model")
+# sacrebleu's paired bootstrap (Koehn 2004): resamples and seed (non-zero: sacrebleu treats seed 0 as "unseeded").
+BOOTSTRAP = {"resamples": 1000, "seed": 12345}
+SIGNIFICANCE = 0.05  # a difference with p >= this is "not significant"
 
 
 def sha256_of(paths) -> str:
@@ -30,10 +34,10 @@ def code_version() -> str:
     return sha256_of(sorted(p for pattern in CODE_FILES for p in ROOT.glob(pattern)))[:16]
 
 
-def sample(total: int, n: int) -> list[int]:
+def sample(total: int, n: int | None) -> list[int]:
     """n row indices evenly spaced over a split of `total` rows (the split is ordered by help page, so the
-    first n rows would come from a handful of pages)."""
-    return [i * total // n for i in range(n)]
+    first n rows would come from a handful of pages); every row when n is None."""
+    return list(range(total)) if n is None else [i * total // n for i in range(n)]
 
 
 class Cache:
@@ -61,24 +65,134 @@ class Cache:
         return value
 
 
-class Lab:
-    """Loads each model once and answers cached questions about (method, model, pair) on the first `sentences`
-    pairs of `split`: BLEU, per-layer MSE, GEMM shapes of a sentence."""
+def log_softmax64(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis in float64, shifted by the row max (no overflow for any finite logits)."""
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
-    def __init__(self, cache_dir: Path, sentences: int, split: str = "test", progress: bool = True) -> None:
+
+def token_metrics(ref_logits: np.ndarray, logits: np.ndarray, targets: np.ndarray, keep: np.ndarray) -> dict:
+    """Sums over the kept target positions: cross-entropy -log q(target) of both models (nats) and
+    KL(P || Q) = sum_v p_v (log p_v - log q_v), P the reference (FP32) distribution, Q the measured one."""
+    lp, lq = log_softmax64(ref_logits)[keep], log_softmax64(logits)[keep]
+    t = targets[keep]
+    rows = np.arange(t.size)
+    return {"nll_ref": float(-lp[rows, t].sum()), "nll": float(-lq[rows, t].sum()),
+            "kl": float((np.exp(lp) * (lp - lq)).sum()), "tokens": int(t.size)}
+
+
+def real_logits(model, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
+    """Teacher-forced logits in real units: an IntTransformer's integer logits dequantized (DequantizedScores)."""
+    from golden.int_model import search_view
+
+    view = search_view(model, beam=2)  # the dequantizing view (beam search scores real log-probabilities)
+    mem, mask = view.encode(src)
+    return np.asarray(view.decode(tgt_in, mem, mask), np.float64)
+
+
+def compare(hyps: list[str], base: list[str], refs: list[str], resamples: int = BOOTSTRAP["resamples"],
+            seed: int = BOOTSTRAP["seed"]) -> dict:
+    """hyps against base (FP32) on the same references: sacrebleu's paired bootstrap resampling test
+    (significance.PairedTest, test_type "bs": p-value of |ΔBLEU|), the 95% interval of ΔBLEU over the very
+    same resamples (sacrebleu's percentile convention, sorted[n // 40] .. sorted[n - 1 - n // 40]) and the
+    share of sentences whose output is identical."""
+    from sacrebleu.metrics import BLEU
+    from sacrebleu.significance import PairedTest
+
+    if not seed:
+        raise ValueError("the bootstrap seed must be non-zero (sacrebleu leaves seed 0 unseeded)")
+    saved = os.environ.get("SACREBLEU_SEED")
+    os.environ["SACREBLEU_SEED"] = str(seed)  # PairedTest reads its seed from here
+    try:
+        test = PairedTest([("base", base), ("run", hyps)], {"BLEU": BLEU()}, [refs], "bs", resamples)
+        signature, scores = test()
+    finally:
+        if saved is None:
+            del os.environ["SACREBLEU_SEED"]
+        else:
+            os.environ["SACREBLEU_SEED"] = saved
+    metric = BLEU()
+    # The resamples of sacrebleu's _paired_bs_test: the same generator, seed and call.
+    idx = np.random.default_rng(seed).choice(len(hyps), size=(resamples, len(hyps)), replace=True)
+    bleu_at = [[metric._compute_score_from_stats(s).score for s in np.asarray(
+        metric._extract_corpus_statistics(h, [refs]), np.int64)[idx].sum(1).tolist()] for h in (hyps, base)]
+    deltas = np.sort(np.subtract(*bleu_at))
+    lo = resamples // 40
+    # sacrebleu's statistic |Δ*| - mean |Δ*| > |Δ| is never true when no resample differs (identical outputs), so
+    # its p would be the minimum 1 / (resamples + 1): no difference at all is p = 1, not significant.
+    p = 1.0 if not deltas.any() else scores["BLEU"][1].p_value
+    return {"p": p, "ci": [float(deltas[lo]), float(deltas[resamples - 1 - lo])],
+            "identical": sum(a == b for a, b in zip(hyps, base)) / len(hyps),
+            "signature": str(signature["BLEU"])}
+
+
+def teacher_batches(tok, rows: list, pair: str, size: int = 16):
+    """(src ids, target input ids, target ids) of the reference translations of split rows (teacher forcing), in
+    batches of similar source length (less padding)."""
+    from golden.model import pad_batch as padded
+    from golden.tokenizer import BOS
+
+    src = [tok.encode_source(r[2], pair[3:]) for r in rows]
+    tgt = [tok.encode_target(r[3]) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: (len(src[i]), len(tgt[i]), i))
+    for b in range(0, len(order), size):
+        idx = order[b: b + size]
+        yield padded([src[i] for i in idx]), padded([[BOS] + tgt[i][:-1] for i in idx]), padded([tgt[i] for i in idx])
+
+
+def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...] = ()) -> dict:
+    """Teacher-forced on the reference translations of rows, padding excluded, `model` against `ref` (FP32;
+    model None: ref itself): cross-entropy per target token of the model ("nll") and of ref ("nll_fp32"),
+    KL(ref || model) per token ("kl"), nats, and per activation in `acts` the mean squared error ref vs
+    dequantized model ("mse")."""
+    from golden.tokenizer import PAD
+
+    sums, sq, count = {"nll_ref": 0.0, "nll": 0.0, "kl": 0.0, "tokens": 0}, dict.fromkeys(acts, 0.0), {}
+    for src, tgt_in, tgt in teacher_batches(tok, rows, pair):
+        got: list[dict] = [{}, {}]
+        for m, store in zip((ref, model), got):
+            if m is not None:
+                m.hook = lambda name, x, store=store: store.__setitem__(name, x) if name in acts else None
+        ref_logits = real_logits(ref, src, tgt_in)
+        logits = ref_logits if model is None else real_logits(model, src, tgt_in)
+        for k, v in token_metrics(ref_logits, logits, tgt, tgt != PAD).items():
+            sums[k] += v
+        for act in acts:
+            if act not in got[0] or act not in got[1]:
+                raise ValueError(f"activation {act!r} was not emitted by the models (layer names changed?)")
+            a, b = (x.dequantize() if hasattr(x, "dequantize") else np.asarray(x, np.float64) for x in
+                    (got[0][act], got[1][act]))
+            diff = (a - b)[(src if act.startswith("enc.") else tgt_in) != PAD]
+            sq[act] += float(np.sum(diff * diff))
+            count[act] = count.get(act, 0) + diff.size
+    for m in (ref, model):
+        if m is not None:
+            m.hook = None
+    n = sums["tokens"]
+    return {"nll": sums["nll"] / n, "nll_fp32": sums["nll_ref"] / n, "kl": sums["kl"] / n, "tokens": n,
+            "mse": {a: sq[a] / count[a] for a in acts}}
+
+
+class Lab:
+    """Loads each model once and measures (method, model, pair, knobs) points on `sentences` pairs of `split`
+    evenly spaced (all when None): greedy outputs with BLEU/chrF, teacher-forced cross-entropy, KL and
+    activation MSE against the FP32 model, GEMM shapes of a sentence."""
+
+    def __init__(self, sentences: int | None = None, split: str = "test") -> None:
         from golden.tokenizer import Tokenizer
         from itx import data
 
-        if isinstance(sentences, bool) or not isinstance(sentences, int) or sentences < 1:
+        if sentences is not None and (isinstance(sentences, bool) or not isinstance(sentences, int)
+                                      or sentences < 1):
             raise ValueError(f"--sentences must be an integer >= 1, got {sentences!r}")
-        self.cache, self.n, self.split, self.progress = Cache(cache_dir), sentences, split, progress
+        self.n, self.split = sentences, split
         self.tok, self.code = Tokenizer(), code_version()
         self._models: dict[str, tuple] = {}
-        self._fp32_acts: dict[tuple[str, str], list[dict]] = {}
         self.rows = {}
         for pair in data.PAIRS:
             rows = data.read_tsv(data.split_path(split, pair))
-            if len(rows) < sentences:
+            if sentences is not None and len(rows) < sentences:
                 raise ValueError(f"--sentences {sentences}: {split}.{pair} has only {len(rows)} sentence pairs")
             self.rows[pair] = [rows[i] for i in sample(len(rows), sentences)]
 
@@ -109,101 +223,38 @@ class Lab:
 
         return IntTransformer(cfg, w, IntConfig(**run.options))
 
-    def _key(self, what: str, run: Run, **extra) -> dict:
+    def key(self, what: str, run: Run, **extra) -> dict:
+        """The cache key of a measurement: everything its value depends on."""
         return {"format": CACHE_FORMAT, "what": what, "method": run.method, "model": run.model,
-                "weights": self.model(run.model)[2], "pair": run.pair, "split": self.split, "sentences": self.n,
-                "knobs": run.options, "code": self.code, **extra}
+                "weights": self.model(run.model)[2], "pair": run.pair, "split": self.split,
+                "sentences": self.n, "knobs": run.options, "code": self.code, **extra}
 
     # --- measurements ------------------------------------------------------------------------------------------
-    def bleu(self, run: Run) -> dict:
-        """{"bleu": sacrebleu corpus BLEU, "signature", "hyps"} of greedy decoding (cached)."""
-        key = self._key("bleu", run)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
+    def point(self, run: Run, acts: tuple[str, ...] = ()) -> dict:
+        """Greedy outputs ("hyps") with corpus BLEU and chrF, and teacher-forced metrics (see teacher)."""
         import sacrebleu
-        from tqdm import tqdm
 
         from golden.model import translate
 
-        rows = self.rows[run.pair]
-        with tqdm(total=len(rows), desc=run.pair, disable=not self.progress, leave=False) as bar:
-            hyps = translate(self.build(run), self.tok, [r[2] for r in rows], run.pair[3:], progress=bar.update)
+        rows, model = self.rows[run.pair], self.build(run)
+        hyps = translate(model, self.tok, [r[2] for r in rows], run.pair[3:])
+        refs = [[r[3] for r in rows]]
         bleu = sacrebleu.metrics.BLEU()
-        score = bleu.corpus_score(hyps, [[r[3] for r in rows]])
-        return self.cache.put(key, {"bleu": score.score, "signature": str(bleu.get_signature()), "hyps": hyps})
+        return {"hyps": hyps, "bleu": bleu.corpus_score(hyps, refs).score, "signature": str(bleu.get_signature()),
+                "chrf": sacrebleu.metrics.CHRF().corpus_score(hyps, refs).score, **self.teacher(run, acts, model)}
 
-    def bootstrap_std(self, run: Run, base: Run, resamples: int = 200, seed: int = 0) -> float:
-        """Standard deviation of BLEU(run) - BLEU(base) over paired bootstrap resamples of the sentences
-        (Koehn 2004): how much of a ΔBLEU is sampling noise of the N sentences."""
-        import sacrebleu
+    def teacher(self, run: Run, acts: tuple[str, ...] = (), model=None) -> dict:
+        """teacher_forced(FP32 model of the same weights, the run's model (`model` when already built))."""
+        from golden.model import FP32Transformer
 
-        refs = [r[3] for r in self.rows[run.pair]]
-        a, b = self.bleu(run)["hyps"], self.bleu(base)["hyps"]
-
-        def bleu_at(hyps: list[str], idx: np.ndarray) -> float:
-            return sacrebleu.corpus_bleu([hyps[i] for i in idx], [[refs[i] for i in idx]]).score
-
-        rng, deltas = np.random.default_rng(seed), []
-        for _ in range(resamples):
-            idx = rng.integers(0, len(refs), len(refs))
-            deltas.append(bleu_at(a, idx) - bleu_at(b, idx))
-        return float(np.std(deltas))
-
-    def _teacher_batches(self, pair: str, size: int = 16):
-        """(src ids, target input ids) of the reference translations, in batches (teacher forcing)."""
-        from golden.model import pad_batch as padded
-        from golden.tokenizer import BOS
-
-        rows = self.rows[pair]
-        for b in range(0, len(rows), size):
-            chunk = rows[b: b + size]
-            yield (padded([self.tok.encode_source(r[2], pair[3:]) for r in chunk]),
-                   padded([[BOS] + self.tok.encode_target(r[3])[:-1] for r in chunk]))
-
-    def _activations(self, model, pair: str, names: set[str]) -> list[dict]:
-        """Per teacher-forced batch, {name: float64 activation} for the captured names (QTensors dequantized)."""
-        out = []
-        for src, tgt in self._teacher_batches(pair):
-            acts = {}
-            model.hook = lambda name, x: acts.__setitem__(name, x) if name in names else None
-            model.logits(src, tgt)
-            out.append({k: v.dequantize() if hasattr(v, "dequantize") else np.asarray(v, np.float64)
-                        for k, v in acts.items()})
-        model.hook = None
-        return out
-
-    def mse(self, run: Run, act: str) -> float:
-        """Mean squared error between the FP32 model's activation `act` and the run's dequantized one over the
-        reference translations (teacher forcing; padding positions excluded)."""
-        key = self._key("mse", run, act=act)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        ref_key = (run.model, run.pair)
-        if ref_key not in self._fp32_acts:
-            from golden.model import FP32Transformer
-
-            cfg, w, _ = self.model(run.model)
-            names = {g[2] for gran in ("module", "block") for g in layer_groups(cfg, gran)}
-            self._fp32_acts[ref_key] = self._activations(FP32Transformer(cfg, w), run.pair, names)
-        got = self._activations(self.build(run), run.pair, {act})
-        sq, count = 0.0, 0
-        for (src, tgt), ref, new in zip(self._teacher_batches(run.pair), self._fp32_acts[ref_key], got):
-            keep = (src if act.startswith("enc.") else tgt) != 0
-            if act not in ref or act not in new:
-                raise ValueError(f"activation {act!r} was not emitted by the models (layer names changed?)")
-            diff = (ref[act] - new[act])[keep]
-            sq, count = sq + float(np.sum(diff * diff)), count + diff.size
-        return self.cache.put(key, sq / count)
+        cfg, w, _ = self.model(run.model)
+        return teacher_forced(FP32Transformer(cfg, w), None if run.method == "fp32" else
+                              model if model is not None else self.build(run),
+                              self.tok, self.rows[run.pair], run.pair, acts)
 
     def gemm_shapes(self, run: Run, sentences: int) -> list[list[int]]:
-        """[batch, M, K, N] of every integer GEMM while greedily translating each of the first `sentences`
-        sentences on its own (batch 1: what one sentence costs the array), summed over identical shapes."""
-        key = self._key("gemm_shapes", run, traced=sentences)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
+        """[batch, M, K, N, count] of every integer GEMM while greedily translating each of the first
+        `sentences` sentences on its own (batch 1: what one sentence costs the array), summed over shapes."""
         from golden.model import greedy_search
 
         counts: dict[tuple[int, ...], int] = {}
@@ -216,7 +267,23 @@ class Lab:
         model.gemm_hook = record
         for r in self.rows[run.pair][:sentences]:
             greedy_search(model, [self.tok.encode_source(r[2], run.pair[3:])])
-        return self.cache.put(key, [[*s, n] for s, n in sorted(counts.items())])
+        return [[*s, n] for s, n in sorted(counts.items())]
+
+
+_LABS: dict[tuple, Lab] = {}
+
+
+def measure(sentences: int | None, split: str, what: str, run: Run, *args):
+    """A worker's task: Lab(sentences, split).<what>(run, *args), the Lab kept per process (models load once).
+    Returns (weights sha, code version, value) so the caller can check the worker ran the same weights and code."""
+    from threadpoolctl import threadpool_limits
+
+    if (sentences, split) not in _LABS:
+        _LABS[sentences, split] = Lab(sentences, split)
+    lab = _LABS[sentences, split]
+    with threadpool_limits(1, user_api="blas"):  # one BLAS thread per worker (spinning threads stall a busy host)
+        value = getattr(lab, what)(run, *args)
+    return lab.model(run.model)[2], lab.code, value
 
 
 def storage(weights: dict[str, np.ndarray], bits: int = 8, param_bits: int = 16) -> dict[str, int]:

@@ -47,8 +47,8 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile("full", "module", (6, 7, 8, 9, 10), (16, 20, 24, 32), ("paper", "pow2", "dyadic"), (8, 10),
-                    ((8, 8), (16, 16), (32, 32)), 8),
+    "full": Profile("full", "module", (6, 7, 8, 9, 10), tuple(range(16, 33)), ("paper", "pow2", "dyadic"),
+                    (6, 8, 10), ((8, 8), (16, 16), (32, 32)), 8),
     "ci": Profile("ci", "block", (6, 8), (16, 32), ("dyadic",), (8,), ((8, 8), (16, 16)), 1),
 }
 

@@ -10,25 +10,29 @@ from itx.report.plan import MODULE_NAMES
 
 FIGURES = {"per_layer": "fig7_precision_vs_bleu.png", "modules": "fig6_modules.png", "bits": "fig5_bits.png",
            "design": "fig_design_space.png"}
+# Next to every BLEU against FP32: paired bootstrap interval and p-value, chrF, identical outputs, teacher-forced
+# ΔNLL and KL (build.Builder.delta).
+DELTA = [("bleu", "BLEU", ".2f"), ("delta_bleu", "ΔBLEU", "+.2f"), ("ci", "95% CI of ΔBLEU", "ci"),
+         ("p", "p", ".4f"), ("significant", "vs FP32", "sig"), ("chrf", "chrF", ".2f"),
+         ("delta_chrf", "ΔchrF", "+.2f"), ("identical", "identical to FP32", ".1%"),
+         ("delta_nll", "ΔNLL (nats/token)", "+.4g"), ("kl", "KL(FP32‖·) (nats/token)", ".4g")]
+PERCENT = [("pct_fp32", "% of FP32 BLEU", ".1f"), ("pct_ci", "95% CI, % of FP32", "pct")]
 # (json field, column title, format) per table; the same format writes the number into REPORT.md.
 COLUMNS = {
     "table2": [("model", "model", "s"), ("pair", "pair", "s"), ("fp32_bleu", "FP32 BLEU", ".2f"),
-               ("int8_bleu", "INT8 BLEU", ".2f"), ("delta_bleu", "ΔBLEU", "+.2f"),
-               ("delta_std", "σ(ΔBLEU), paired bootstrap", ".2f"),
+               *[(k, "INT8 BLEU" if k == "bleu" else t, f) for k, t, f in DELTA], *PERCENT,
                ("int8_modules", "integer modules", "s")],
     "storage": [("model", "model", "s"), ("fp32_bytes", "FP32 bytes", "d"),
                 ("int8_per_channel_bytes", "INT8 + per-channel scales, bytes", "d"),
                 ("int8_per_tensor_bytes", "INT8 + per-tensor scales, bytes", "d"),
                 ("compression", "FP32 / INT8 per-channel", ".2f")],
     "per_layer": [("pair", "pair", "s"), ("layer", "layer in INT8", "s"), ("kind", "module", "s"),
-                  ("activation", "activation compared", "s"), ("mse", "MSE", ".4g"), ("bleu", "BLEU", ".2f"),
-                  ("delta_bleu", "ΔBLEU", "+.2f")],
-    "modules": [("pair", "pair", "s"), ("module", "module in INT8", "s"), ("bleu", "BLEU", ".2f"),
-                ("delta_bleu", "ΔBLEU", "+.2f")],
-    "bits": [("pair", "pair", "s"), ("method", "method", "s"), ("bits", "bits", "d"), ("bleu", "BLEU", ".2f"),
-             ("delta_bleu", "ΔBLEU", "+.2f")],
+                  ("activation", "activation compared", "s"), ("mse", "MSE", ".4g"), *DELTA],
+    "modules": [("pair", "pair", "s"), ("module", "module in INT8", "s"), *DELTA],
+    "bits": [("pair", "pair", "s"), ("method", "method", "s"), ("bits", "bits", "d"), *DELTA, *PERCENT],
     "design": [("pair", "pair", "s"), ("rescale", "re-scaling", "s"), ("bits", "bits", "d"),
-               ("acc_bits", "accumulator bits", "d"), ("bleu", "BLEU", ".2f"), ("delta_bleu", "ΔBLEU", "+.2f")],
+               ("acc_bits", "accumulator bits", "d"), *DELTA, ("delta_widest", "ΔBLEU vs widest acc.", "+.2f"),
+               ("p_widest", "p vs widest", ".4f"), ("significant_widest", "vs widest acc.", "sig")],
     "rtl_check": [("run", "RTL run", "s"), ("array", "array", "s"), ("gemms", "GEMMs", "d"),
                   ("exact", "GEMMs at formula + 1 exactly", "d"), ("formula_cycles", "formula cycles", "d"),
                   ("rtl_cycles", "RTL cycles", "d"), ("formula_cycles_other_gemms", "formula, re-scaled GEMMs", "d"),
@@ -37,13 +41,26 @@ COLUMNS = {
                ("gemms_per_sentence", "GEMMs / sentence", ".1f"), ("macs_per_sentence", "MACs / sentence", "d"),
                ("cycles_per_sentence", "cycles / sentence", "d"), ("pe_utilisation", "PE utilisation", ".4f")],
 }
+NOT_SIGNIFICANT = "not significant"
+
+
+def cell(value, fmt: str) -> str:
+    """One table cell: "ci" an interval of BLEU differences, "pct" an interval of percentages, "sig" whether
+    p < 0.05 (else "not significant": the difference is not told apart from sampling noise)."""
+    if fmt == "ci":
+        return f"[{value[0]:+.2f}, {value[1]:+.2f}]"
+    if fmt == "pct":
+        return f"[{value[0]:.1f}, {value[1]:.1f}]"
+    if fmt == "sig":
+        return "p < 0.05" if value else NOT_SIGNIFICANT
+    return format(value, fmt)
 
 
 def markdown_table(rows: list[dict], section: str) -> str:
     cols = COLUMNS[section]
     lines = ["| " + " | ".join(t for _, t, _ in cols) + " |",
-             "|" + "|".join("---" if f == "s" else "---:" for *_, f in cols) + "|"]
-    lines += ["| " + " | ".join(format(r[k], f) for k, _, f in cols) + " |" for r in rows]
+             "|" + "|".join("---" if f in ("s", "sig") else "---:" for *_, f in cols) + "|"]
+    lines += ["| " + " | ".join(cell(r[k], f) for k, _, f in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -62,10 +79,16 @@ def _plt():
     return plt
 
 
+def sentences_text(meta: dict) -> str:
+    return ", ".join(f"{n} {p}" for p, n in meta["sentences"].items()) + f" {meta['split']} sentence pairs"
+
+
 def _save(fig, path: Path, meta: dict, what: str) -> None:
     """Footer with the command and config (wrapped to the figure width), then a metadata-free PNG."""
-    note = textwrap.wrap(f"{meta['command']}  |  {what}  |  {meta['sentences']} {meta['split']} sentences/pair, "
-                         f"greedy, sacreBLEU  |  code {meta['code_version']}", int(fig.get_figwidth() * 22))
+    note = textwrap.wrap(f"{meta['command']}  |  {what}  |  {sentences_text(meta)} ({meta['sample']}), greedy, "
+                         f"sacreBLEU, 95% paired bootstrap intervals ({meta['bootstrap']['resamples']} resamples, "
+                         f"hollow / hatched: not significant, p >= 0.05)  |  code {meta['code_version']}",
+                         int(fig.get_figwidth() * 22))
     fig.tight_layout(rect=(0, (8 * len(note) + 6) / (72 * fig.get_figheight()), 1, 1))
     fig.text(0.005, 0.005, "\n".join(note), fontsize=6, color="0.35", ha="left", va="bottom")
     fig.savefig(path, dpi=110, metadata={"Software": None})
@@ -76,26 +99,47 @@ def _short(layer: str) -> str:
     return layer.replace("self_attn", "sa").replace("cross_attn", "ca").replace("enc.", "e").replace("dec.", "d")
 
 
+def ci_errors(rows: list[dict]) -> list[list[float]]:
+    """Matplotlib yerr (below, above) of each row's ΔBLEU from its paired bootstrap 95% interval."""
+    return [[max(0.0, r["delta_bleu"] - r["ci"][0]) for r in rows], [max(0.0, r["ci"][1] - r["delta_bleu"])
+                                                                      for r in rows]]
+
+
+def points_with_ci(ax, xs, rows: list[dict], color, label: str, fmt: str = "o", line: str = "none") -> None:
+    """ΔBLEU with its interval: filled markers where p < 0.05, hollow where not significant."""
+    ax.errorbar(xs, [r["delta_bleu"] for r in rows], yerr=ci_errors(rows), fmt=fmt, ls=line, color=color, ms=4,
+                lw=0.8, elinewidth=0.6, capsize=1.5, mfc="white", label=label)
+    sig = [(x, r["delta_bleu"]) for x, r in zip(xs, rows) if r["significant"]]
+    if sig:
+        ax.plot(*zip(*sig), fmt, ls="none", color=color, ms=4, zorder=3)  # above errorbar's hollow markers
+
+
 def fig_per_layer(rows, meta, path: Path) -> None:
+    """Lin et al. Fig. 7 per pair: MSE against ΔBLEU (with intervals) and against teacher-forced ΔNLL."""
     plt = _plt()
     pairs = sorted({r["pair"] for r in rows})
-    fig, axes = plt.subplots(len(pairs), 1, figsize=(11, 4.5 * len(pairs)), squeeze=False)
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(14, 4.5 * len(pairs)), squeeze=False)
     kinds = sorted({r["kind"] for r in rows})
-    for ax, pair in zip(axes[:, 0], pairs):
+    for (ax, nx), pair in zip(axes, pairs):
         pts = [r for r in rows if r["pair"] == pair]
         for i, kind in enumerate(kinds):
             sel = [r for r in pts if r["kind"] == kind]
-            ax.scatter([r["mse"] for r in sel], [r["delta_bleu"] for r in sel], s=18, color=f"C{i}",
+            points_with_ci(ax, [r["mse"] for r in sel], sel, f"C{i}", MODULE_NAMES.get(kind, kind))
+            nx.scatter([r["mse"] for r in sel], [r["delta_nll"] for r in sel], s=18, color=f"C{i}",
                        label=MODULE_NAMES.get(kind, kind))
         for r in pts:
-            ax.annotate(_short(r["layer"]), (r["mse"], r["delta_bleu"]), fontsize=5.5, xytext=(2, 2),
-                        textcoords="offset points")
+            for a, y in ((ax, r["delta_bleu"]), (nx, r["delta_nll"])):
+                a.annotate(_short(r["layer"]), (r["mse"], y), fontsize=5.5, xytext=(2, 2), textcoords="offset points")
         positive = [r["mse"] for r in pts if r["mse"] > 0]
-        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1e-12)
-        ax.axhline(0, color="0.6", lw=0.6)
-        ax.set(xlabel="MSE, FP32 vs dequantized INT8 layer output (activation units², log)",
-               ylabel="ΔBLEU vs FP32 (BLEU points)", title=f"{pair}: only this layer in INT8 (Lin et al. Fig. 7)")
-        ax.legend(fontsize=6, loc="best")
+        for a in (ax, nx):
+            a.set_xscale("symlog", linthresh=min(positive) if positive else 1e-12)
+            a.axhline(0, color="0.6", lw=0.6)
+            a.set_xlabel("MSE, FP32 vs dequantized INT8 layer output (activation units², log)")
+            a.legend(fontsize=6, loc="best")
+        ax.set(ylabel="ΔBLEU vs FP32 (BLEU points, 95% CI)", title=f"{pair}: only this layer in INT8 (Lin et al. "
+               "Fig. 7)")
+        nx.set(ylabel="ΔNLL vs FP32 (nats per reference token)",
+               title=f"{pair}: teacher-forced cross-entropy cost of this layer in INT8")
     _save(fig, path, meta, "model integer, IntConfig default (INT8, row scales, dyadic match and rescale) "
           "on the named layer only; other modules FP32 between quantize/dequantize")
 
@@ -107,45 +151,54 @@ def fig_modules(rows, meta, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(pairs)
     for j, pair in enumerate(pairs):
-        vals = [next(r["delta_bleu"] for r in rows if r["pair"] == pair and r["module"] == k) for k in kinds]
-        bars = ax.bar([i + j * width for i in range(len(kinds))], vals, width, label=pair)
-        ax.bar_label(bars, fmt="%+.2f", fontsize=6)
+        sel = [next(r for r in rows if r["pair"] == pair and r["module"] == k) for k in kinds]
+        bars = ax.bar([i + j * width for i in range(len(kinds))], [r["delta_bleu"] for r in sel], width,
+                      yerr=ci_errors(sel), error_kw={"elinewidth": 0.6, "capsize": 1.5}, label=pair,
+                      color=f"C{j}", edgecolor=f"C{j}")
+        for bar, r in zip(bars, sel):
+            if not r["significant"]:
+                bar.set(facecolor="white", hatch="///")
+        ax.bar_label(bars, labels=[f"{r['delta_bleu']:+.2f}" + ("" if r["significant"] else " n.s.") for r in sel],
+                     fontsize=5.5, padding=2, rotation=90)
     ax.set_xticks([i + width * (len(pairs) - 1) / 2 for i in range(len(kinds))],
                   [MODULE_NAMES.get(k, k) if k != "none" else "none\n(boundaries only)" for k in kinds])
     ax.axhline(0, color="0.6", lw=0.6)
-    ax.set(ylabel="ΔBLEU vs FP32 (BLEU points)",
+    ax.set(ylabel="ΔBLEU vs FP32 (BLEU points, 95% CI)",
            title="Only this module type in INT8 (Lin et al. Fig. 6), model integer")
-    ax.legend()
+    ax.margins(y=0.2)
+    from matplotlib.patches import Patch  # a pair's colour, whatever its first bar's significance
+
+    ax.legend(handles=[Patch(color=f"C{j}", label=pair) for j, pair in enumerate(pairs)])
     _save(fig, path, meta, "IntConfig(modules={type}), INT8, row scales; others FP32 between quantize/dequantize")
 
 
-def fig_bits(rows, fp32: dict, meta, path: Path) -> None:
+def fig_bits(rows, meta, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     names = {"sp": "Scale Propagation (integer)", "qcd": "quantize-compute-dequantize"}
     for i, pair in enumerate(sorted({r["pair"] for r in rows})):
-        for method, style in (("sp", "-o"), ("qcd", "--s")):
+        for method, style in (("sp", ("o", "-")), ("qcd", ("s", "--"))):
             sel = [r for r in rows if r["pair"] == pair and r["method"] == method]
-            ax.plot([r["bits"] for r in sel], [r["bleu"] for r in sel], style, color=f"C{i}", ms=4,
-                    label=f"{pair} {names[method]}")
-        ax.axhline(fp32[pair], color=f"C{i}", lw=0.7, ls=":", label=f"{pair} FP32")
-    ax.set(xlabel="bits (activations and weights)", ylabel="BLEU", title="BLEU vs bits (Lin et al. Fig. 5 right), "
-           "model integer")
+            points_with_ci(ax, [r["bits"] for r in sel], sel, f"C{i}", f"{pair} {names[method]}", *style)
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.set(xlabel="bits (activations and weights)", ylabel="ΔBLEU vs FP32 (BLEU points, 95% CI)",
+           title="BLEU cost vs bits (Lin et al. Fig. 5 right), model integer")
     ax.set_xticks(sorted({r["bits"] for r in rows}))
     ax.legend(fontsize=6)
     _save(fig, path, meta, "IntConfig(bits=b) all modules; QCDTransformer(bits=b, bucket=256)")
 
 
-def fig_design(rows, cycles, fp32: dict, meta, path: Path) -> None:
+def fig_design(rows, cycles, meta, path: Path) -> None:
     plt = _plt()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": (1.6, 1)})
     for i, (rescale, bits) in enumerate(dict.fromkeys((r["rescale"], r["bits"]) for r in rows)):
         sel = [r for r in rows if (r["rescale"], r["bits"]) == (rescale, bits)]
-        ax.plot([r["acc_bits"] for r in sel], [r["bleu"] for r in sel], "-o", ms=4, color=f"C{i}",
-                label=f"INT{bits}, {rescale} re-scaling")
+        points_with_ci(ax, [r["acc_bits"] + 0.08 * (i - 4) for r in sel], sel, f"C{i}",
+                       f"INT{bits}, {rescale} re-scaling", "o", "-")
     pair = rows[0]["pair"]
-    ax.axhline(fp32[pair], color="0.5", lw=0.7, ls=":", label=f"FP32 ({pair})")
-    ax.set(xlabel="accumulator width (bits)", ylabel="BLEU", title=f"Accumulator width x re-scaling x bits, {pair}")
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.set(xlabel="accumulator width (bits)", ylabel=f"ΔBLEU vs FP32 ({pair}, 95% CI)",
+           title=f"Accumulator width x re-scaling x bits, {pair}")
     ax.set_xticks(sorted({r["acc_bits"] for r in rows}))
     ax.legend(fontsize=6)
     bars = bx.bar([r["array"] for r in cycles], [r["cycles_per_sentence"] for r in cycles], color="C2")
@@ -160,38 +213,49 @@ def fig_design(rows, cycles, fp32: dict, meta, path: Path) -> None:
 
 def write_figures(report: dict, out: Path) -> None:
     meta, s = report["meta"], report["sections"]
-    fp32 = {r["pair"]: r["fp32_bleu"] for r in s["table2"] if r["model"] == "integer"}
     fig_per_layer(s["per_layer"], meta, out / FIGURES["per_layer"])
     fig_modules(s["modules"], meta, out / FIGURES["modules"])
-    fig_bits(s["bits"], fp32, meta, out / FIGURES["bits"])
-    fig_design(s["design"], s["cycles"], fp32, meta, out / FIGURES["design"])
+    fig_bits(s["bits"], meta, out / FIGURES["bits"])
+    fig_design(s["design"], s["cycles"], meta, out / FIGURES["design"])
 
 
 # --- REPORT.md -----------------------------------------------------------------------------------------------
+def listing(items: list[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
 def write_markdown(report: dict, path: Path) -> None:
     meta, s, h = report["meta"], report["sections"], report["headlines"]
-    worst = "; ".join(f"{pair}: " + ", ".join(f"{w['layer']} ({w['delta_bleu']:+.2f})" for w in ws)
-                      for pair, ws in h["worst_layers"].items())
-    noise = ", ".join(f"{r['pair']} {r['delta_std']:.2f}" for r in s["table2"] if r["model"] == "integer")
+    worst = "; ".join(f"{pair}: " + ", ".join(
+        f"{w['layer']} ({w['delta_nll']:+.4g} nats, ΔBLEU {w['delta_bleu']:+.2f}"
+        f"{'' if w['significant'] else ' ' + NOT_SIGNIFICANT})" for w in ws) for pair, ws in h["worst_layers"].items())
+    hurt = "; ".join(f"{pair}: {listing(layers)}" for pair, layers in h["hurt_layers"].items())
+    hurt_modules = "; ".join(f"{pair}: {listing(mods)}" for pair, mods in h["hurt_modules"].items())
+    full = "; ".join(f"{r['pair']} {r['pct_fp32']:.1f}% {cell(r['pct_ci'], 'pct')}"
+                     for r in s["table2"] if r["model"] == "integer")
     cliff = ", ".join(f"{k}: {v} bits" for k, v in h["acc_cliff"].items())
     parts = [
         "# INT8 Transformer: what integer arithmetic costs in BLEU",
         "",
         f"Generated by `{meta['command']}` (profile `{meta['profile']}`). Every BLEU is sacreBLEU corpus BLEU "
-        f"(`{meta['sacrebleu']}`) of greedy decoding of **{meta['sentences']}** sentence pairs per language pair, evenly spaced over "
-        f"the `{meta['split']}` split; ΔBLEU is against the same model in FP32 (numpy). "
-        f"Code version `{meta['code_version']}`; weights sha256 "
-        + ", ".join(f"{m} `{v}`" for m, v in meta["weights"].items())
+        f"(`{meta['sacrebleu']}`) of greedy decoding of **{sentences_text(meta)}** ({meta['sample']}); ΔBLEU is "
+        f"against the same model in FP32 (numpy) on the same sentences. Code version `{meta['code_version']}`; "
+        "weights sha256 " + ", ".join(f"{m} `{v}`" for m, v in meta["weights"].items())
         + f"; array config (hw/config.toml): {meta['hw']}. Numbers are also in `report.json`.",
         "",
-        "The models are small and under-trained (their FP32 BLEU over the whole test split is in "
-        "reports/fp32_bleu.md), so absolute BLEU is low; what matters here is the change integer arithmetic makes.",
+        "Statistics. Next to every ΔBLEU: the 95% interval of ΔBLEU and the p-value of sacrebleu's paired "
+        f"bootstrap resampling test (Koehn 2004; `{meta['paired_bootstrap']}`; the interval from the same "
+        "resamples), chrF and ΔchrF, the share of sentences whose greedy output is identical to FP32's, and two "
+        "deterministic teacher-forced measures on the reference translations: ΔNLL, the change of cross-entropy "
+        "per target token (nats), and KL(FP32 ‖ integer) of the output distributions per token (float64 log-softmax "
+        "of both models' logits). A row with p >= 0.05 is marked **not significant**: its ΔBLEU is not told apart "
+        "from sampling noise of these sentences, and no finding is drawn from it; ΔNLL and KL have no sampling "
+        "noise of decoding and rank effects too small for BLEU.",
         "",
-        f"Noise level: the standard deviation of ΔBLEU (fully integer model vs FP32) over 200 paired bootstrap "
-        f"resamples of the sentences is {noise}; single-run ΔBLEU smaller than about twice that is not "
-        "distinguishable from sampling noise at this N.",
-        "",
-        f"Headlines: worst single layers {worst}. Narrowest accumulator within 1 BLEU of the widest swept: {cliff}.",
+        f"Headlines (computed from the tables): fully integer INT8 BLEU as % of FP32 (95% CI): {full}. Layers "
+        f"whose ΔBLEU is significantly negative: {hurt}. Module types significantly hurt: {hurt_modules}. Largest "
+        f"ΔNLL per layer: {worst}. Narrowest accumulator from which no wider width is significantly different from "
+        f"the widest swept: {cliff}.",
         "",
         "## 1. Precision loss vs BLEU per layer (Lin et al. Fig. 7)",
         "",
@@ -200,7 +264,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "One point per layer of the `integer` model: only that layer runs in INT8 "
         "(`IntConfig(int_layers=(layer,))`), every other module runs FP32 between a dequantize and a quantize. "
         "MSE: FP32 vs dequantized INT8 output activation of that layer, teacher-forced on the reference "
-        "translations, padding excluded.",
+        "translations, padding excluded. Left: MSE against ΔBLEU with its 95% interval (hollow: not "
+        "significant); right: MSE against ΔNLL.",
         "",
         markdown_table(s["per_layer"], "per_layer"),
         "",
@@ -229,6 +294,9 @@ def write_markdown(report: dict, path: Path) -> None:
         f"Overflow mode: {meta['hw'].split('overflow=')[1]} (hw/config.toml). `paper`: Eq. 10 ceil divisor "
         "(sequential divider in itx_requant); `pow2`: next power of two (a shift); `dyadic`: a 31-bit multiplier and "
         "shift per group that maps max|x| to qmax (one cycle per beat in itx_requant, like pow2).",
+        "",
+        "Every width from the narrowest to the widest swept; \"vs widest acc.\": the paired bootstrap test of "
+        "this width against the widest accumulator of the same re-scaling and bits.",
         "",
         markdown_table(s["design"], "design"),
         "",
