@@ -19,6 +19,7 @@ def command_line(args) -> str:
 def _run(args) -> int:
     from tqdm import tqdm
 
+    from golden.atomic import check_target, staged_files
     from golden.config import load_hw_config
     from itx.commands.eval import one_blas_thread
     from itx.report import render
@@ -27,7 +28,8 @@ def _run(args) -> int:
     from itx.report.plan import PROFILES, Run
 
     start = time.perf_counter()
-    out, pairs = Path(args.out), tuple(args.pair or PAIRS)
+    out, pairs = check_target(args.out, None, "--out"), tuple(args.pair or PAIRS)   # before the long work
+    check_target(args.cache, None, "--cache")
     lab = Lab(Path(args.cache), args.sentences, progress=not args.quiet)
     profile = PROFILES[args.profile]
     with one_blas_thread():
@@ -44,16 +46,17 @@ def _run(args) -> int:
                              f"overflow={hw.overflow}"},
               "sections": sections}
     report["headlines"] = headlines(sections)
-    out.mkdir(parents=True, exist_ok=True)
-    render.write_json(report, out / "report.json")
-    render.write_figures(report, out)
-    render.write_markdown(report, out / "REPORT.md")
+    with staged_files(out, "--out") as stage:     # json, figures and markdown appear together or not at all
+        render.write_json(report, stage / "report.json")
+        render.write_figures(report, stage)
+        render.write_markdown(report, stage / "REPORT.md")
     print(f"{out / 'REPORT.md'}: {len(dry.runs)} BLEU points x {args.sentences} sentences/pair, "
           f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
 def register(sub) -> None:
+    from itx.errors import nonempty
     from itx.report.plan import PROFILES
 
     p = sub.add_parser("report", help="BLEU cost of integer arithmetic: REPORT.md, figures, report.json")
@@ -62,7 +65,8 @@ def register(sub) -> None:
     p.add_argument("--profile", choices=sorted(PROFILES), default="full",
                    help="full: every sweep; ci: a light version (whole-layer points, fewer bits/widths)")
     p.add_argument("--pair", action="append", choices=PAIRS, help="language pair (repeatable; default both)")
-    p.add_argument("--out", default=str(ROOT / "reports"), help="output directory (default reports/)")
-    p.add_argument("--cache", default=str(ROOT / "reports" / "cache"), help="measurement cache directory")
+    p.add_argument("--out", type=nonempty, default=str(ROOT / "reports"), help="output directory (default reports/)")
+    p.add_argument("--cache", type=nonempty, default=str(ROOT / "reports" / "cache"),
+                   help="measurement cache directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
