@@ -99,7 +99,7 @@ def fx(tmp_path_factory):
                        "overflow_int": HW_OK.replace('overflow = "wrap"', "overflow = 3"),
                        "toml": "[array\nrows = 8"}.items():
         f[f"hw_{name}"] = _hw(r, name, text)
-    for name, manifest in {"man_json": "{", "man_dotdot": {"sha256": {"../etc.tsv": "0" * 64}},
+    for name, manifest in {"man_json": "{", "man_dotdot": {"sha256": {"../a-file": "0" * 64}},
                            "man_digest": {"sha256": {"test.en-de.tsv": 5}}, "man_list": {"sha256": ["a"]},
                            "empty_split": None}.items():
         d = r / name
@@ -205,7 +205,7 @@ CASES = [
     (["report", "--out", OUT, "--cache", "{out}/c", "--sentences", "100000", "--quiet"], "--sentences"),
     # data/MANIFEST.json
     (["data", "--verify", "data=man_json"], "MANIFEST.json"),
-    (["data", "--verify", "data=man_dotdot"], "../etc.tsv"),
+    (["data", "--verify", "data=man_dotdot"], "'../a-file' is not a plain file name"),
     (["data", "--verify", "data=man_digest"], "sha256.test.en-de.tsv"),
     (["data", "--verify", "data=man_list"], "'sha256'"),
     # an empty test split
