@@ -10,9 +10,9 @@ ratio grows with the batch (--sentences). With numba installed the integer model
 (golden/kernels.py, same bits); the numpy-only integer model is then timed beside it on the same work."""
 from __future__ import annotations
 
-import argparse
 
 from bench.gemm import blas_info, median_times
+from itx.errors import ArgumentParser
 
 
 def forced_decode(model, srcs: list[list[int]], tgts: list[list[int]]) -> None:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from itx import data
     from itx.commands.eval import add_int_args, int_config, one_blas_thread
 
-    p = argparse.ArgumentParser(prog="itx bench decoder", description=__doc__.split(":", 1)[1].strip(),
+    p = ArgumentParser(prog="itx bench decoder", description=__doc__.split(":", 1)[1].strip(),
                                 epilog="Times are medians of interleaved repetitions; one BLAS thread.")
     p.add_argument("--model", default="integer", help="committed model name or exported model dir")
     p.add_argument("--pair", choices=data.PAIRS, default="en-de")
@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.sentences < 1 or args.repeat < 1:
         raise ValueError(f"--sentences and --repeat must be >= 1, got {args.sentences}, {args.repeat}")
     tok, (cfg, weights) = Tokenizer(), load(model_dir(args.model))
-    rows = data.read_tsv(data.split_path("test", args.pair))[: args.sentences]
+    rows = data.read_split("test", args.pair)
+    if args.sentences > len(rows):
+        raise ValueError(f"--sentences {args.sentences}: test.{args.pair} has only {len(rows)} sentence pairs")
+    rows = rows[: args.sentences]
     srcs = [tok.encode_source(r[2], args.pair[3:]) for r in rows]
     fp, im = FP32Transformer(cfg, weights), IntTransformer(cfg, weights, int_config(args))
     numpy_only = None

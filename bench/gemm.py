@@ -4,7 +4,6 @@
 (golden.gemm.prepare: B range-checked and converted once), the float32 GEMM being given float32 operands."""
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -12,6 +11,7 @@ import time
 import numpy as np
 
 from golden.gemm import gemm, prepare
+from itx.errors import ArgumentParser
 
 DEFAULT_SHAPES = "64x512x512,256x512x2048,512x2048x512"
 
@@ -49,7 +49,7 @@ def median_times(fns: list, repeat: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="itx bench gemm", description=__doc__.split(":", 1)[1].strip(),
+    p = ArgumentParser(prog="itx bench gemm", description=__doc__.split(":", 1)[1].strip(),
                                 epilog="1 GOP = 2*M*K*N/1e9 operations; times are medians of interleaved runs.")
     p.add_argument("--shapes", default=DEFAULT_SHAPES, help=f"comma-separated MxKxN (default {DEFAULT_SHAPES})")
     p.add_argument("--repeat", type=int, default=15, help="timed repetitions per kernel (default 15)")

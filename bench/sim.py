@@ -2,7 +2,6 @@
 MACs / (PEs x cycles) over K, measured on the $readmemh fast path (sim/hdl/itx_tb_mem.v, no stalls)."""
 from __future__ import annotations
 
-import argparse
 import resource
 import tempfile
 import time
@@ -12,6 +11,7 @@ import numpy as np
 
 from golden.config import load_hw_config
 from golden.vectors import read_manifest, write_manifest
+from itx.errors import ArgumentParser
 from sim.runner import MemBench
 
 
@@ -38,7 +38,7 @@ def _measure(cfg, rows: int, cols: int, m: int, k: int, n: int, tmp: Path, seed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="itx bench sim", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="itx bench sim", description=__doc__.splitlines()[0])
     p.add_argument("--shapes", default="4x4,8x8,16x16", help="array shapes RxC, comma separated")
     p.add_argument("--ks", default="64,128,256,512", help="K values of the utilisation sweep")
     p.add_argument("--tiles", type=int, default=8, help="output tiles per GEMM (back to back) in the sweep")

@@ -58,16 +58,18 @@ def capture(cfg: ModelConfig, weights: dict[str, np.ndarray], icfg: IntConfig, s
     return cap
 
 
-def write(cap: Capture, out: str | Path, icfg: IntConfig) -> Path:
+def write(cap: Capture, out: str | Path, icfg: IntConfig, source: dict | None = None) -> Path:
     """out/manifest.json + hex files of every captured GEMM, out/activations.npz (fp32/<name>, int/<name>) and
-    out/mse.json. The operands must fit the array's in_bits (hw/config.toml)."""
-    hw, out = load_hw_config(), Path(out)
+    out/mse.json, written as one set (golden/atomic.py). The operands must fit the array's in_bits
+    (hw/config.toml). `source`: what was captured (recorded in the manifest)."""
+    hw = load_hw_config()
     if icfg.bits > hw.in_bits:
         raise ValueError(f"bits {icfg.bits} exceed the array's in_bits {hw.in_bits} (hw/config.toml)")
-    path = write_manifest(out, [(n, a, b) for n, a, b, _ in cap.gemms], in_bits=hw.in_bits,
-                          acc_bits=icfg.acc_bits, overflow=icfg.overflow)
-    np.savez(out / "activations.npz", **{f"fp32/{k}": v for k, v in cap.fp32.items()},
-             **{f"int/{k}": v for k, v in cap.integer.items()})
-    (out / "mse.json").write_text(json.dumps({k: {"mse": m, "relative": r} for k, (m, r) in cap.mse().items()},
-                                             indent=1) + "\n")
-    return path
+
+    def extra(manifest: Path) -> None:
+        np.savez(manifest.parent / "activations.npz", **{f"fp32/{k}": v for k, v in cap.fp32.items()},
+                 **{f"int/{k}": v for k, v in cap.integer.items()})
+        (manifest.parent / "mse.json").write_text(json.dumps({k: {"mse": m, "relative": r}
+                                                              for k, (m, r) in cap.mse().items()}, indent=1) + "\n")
+    return write_manifest(out, [(n, a, b) for n, a, b, _ in cap.gemms], in_bits=hw.in_bits, acc_bits=icfg.acc_bits,
+                          overflow=icfg.overflow, source=source, extra=extra)

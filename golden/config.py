@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HW_CONFIG = ROOT / "hw" / "config.toml"
 OVERFLOW_MODES = ("wrap", "saturate")
+MAX_ARRAY_DIM = 64      # rows/cols of a simulated array: 4096 PEs already take minutes to build and run
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,14 @@ class HwConfig:
     overflow: str = "wrap"
 
     def __post_init__(self) -> None:
-        if self.rows < 1 or self.cols < 1:
-            raise ValueError(f"array: rows and cols must be >= 1, got {self.rows}x{self.cols}")
+        for name in ("rows", "cols", "in_bits", "acc_bits"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int):
+                raise ValueError(f"{_FIELDS[name]} must be an integer, got {val!r}")
+        if not isinstance(self.overflow, str):
+            raise ValueError(f"datapath.overflow must be a string, got {self.overflow!r}")
+        if not (1 <= self.rows <= MAX_ARRAY_DIM and 1 <= self.cols <= MAX_ARRAY_DIM):
+            raise ValueError(f"array.rows and array.cols must be in 1..{MAX_ARRAY_DIM}, got {self.rows}x{self.cols}")
         if not 2 <= self.in_bits <= 16:
             raise ValueError(f"datapath.in_bits must be in 2..16, got {self.in_bits}")
         if not 16 <= self.acc_bits <= 32:
@@ -29,18 +36,27 @@ class HwConfig:
             raise ValueError(f"datapath.overflow must be one of {OVERFLOW_MODES}, got {self.overflow!r}")
 
 
-def load_hw_config(path: str | Path = HW_CONFIG) -> HwConfig:
-    """Parse the TOML config; a missing file or field is a one-line error naming it."""
-    path = Path(path)
+_FIELDS = {"rows": "array.rows", "cols": "array.cols", "in_bits": "datapath.in_bits",
+           "acc_bits": "datapath.acc_bits", "overflow": "datapath.overflow"}
+
+
+def load_hw_config(path: str | Path | None = None) -> HwConfig:
+    """Parse the TOML config (default hw/config.toml); a missing file, a missing field or a value of the wrong
+    type or range is a one-line error naming the file and field (no coercion: acc_bits 24.9 is an error)."""
+    path = Path(HW_CONFIG if path is None else path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    values = {}
+    for name, dotted in _FIELDS.items():
+        table, key = dotted.split(".")
+        if not isinstance(raw.get(table), dict) or key not in raw[table]:
+            raise ValueError(f"{path}: missing field {dotted!r}")
+        values[name] = raw[table][key]
     try:
-        arr, dp = raw["array"], raw["datapath"]
-        return HwConfig(rows=int(arr["rows"]), cols=int(arr["cols"]), in_bits=int(dp["in_bits"]),
-                        acc_bits=int(dp["acc_bits"]), overflow=str(dp["overflow"]))
-    except KeyError as exc:
-        raise ValueError(f"{path}: missing field {exc.args[0]!r}") from None
+        return HwConfig(**values)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -103,7 +103,10 @@ def parse_modules(text: str) -> frozenset:
         return frozenset(MODULES)
     if text.strip() == "none":
         return frozenset()
-    mods = frozenset(m.strip() for m in text.split(",") if m.strip())
+    names = [m.strip() for m in text.split(",")]
+    if "" in names:
+        raise ValueError(f"--int8-modules: empty module name in {text!r} (known: {', '.join(MODULES)}, all, none)")
+    mods = frozenset(names)
     unknown = sorted(mods - set(MODULES))
     if unknown:
         raise ValueError(f"--int8-modules: unknown module {unknown[0]!r} (known: {', '.join(MODULES)}, all, none)")

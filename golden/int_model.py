@@ -20,7 +20,7 @@ from .gemm import gemm, prepare
 from . import kernels
 from .int_config import IntConfig
 from .layernorm import l1_layernorm
-from .model import FP32Transformer, ModelConfig, emit, load
+from .model import check_layer_prefixes, FP32Transformer, ModelConfig, emit, load
 from .ops import add, relu, transpose
 from .qtensor import QTensor, checked_scale
 from .quant import check_qtensor, divide_to, match_along, quantize, rescale
@@ -166,6 +166,8 @@ class IntTransformer:
         self.cfg, self.icfg = cfg, icfg or IntConfig()
         self.hook, self.gemm_hook = hook, gemm_hook
         self.fp = FP32Transformer(cfg, weights)
+        check_layer_prefixes(cfg, self.icfg.int_layers, "--int8-layers (IntConfig.int_layers)")
+        check_layer_prefixes(cfg, self.icfg.fp32_layers, "--fp32-layers (IntConfig.fp32_layers)")
         for kind, need, have in (("attn", "poly", cfg.attention), ("ln", "l1", cfg.norm)):
             if have != need and kind in self.icfg.modules:
                 raise ValueError(f"integer {kind} needs a model with {need} (this one has {have}); "

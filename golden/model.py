@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.errors import UserError
 from golden.tokenizer import BOS, EOS, PAD
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 CONFIG, WEIGHTS, REFERENCE = "config.json", "weights.npz", "reference_logits.npz"
+ARCHS = ("vanilla", "integer")
 L1_C = math.sqrt(math.pi / 2)  # Lin et al. Eq. 13: C * mean|x - mu| estimates the standard deviation
 
 
@@ -40,11 +42,26 @@ class ModelConfig:
     max_len: int = 256
 
     def __post_init__(self) -> None:
-        if self.attention not in ("softmax", "poly") or self.norm not in ("l2", "l1"):
-            raise ValueError(f"config: attention must be softmax|poly and norm l2|l1, got "
-                             f"{self.attention!r}, {self.norm!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"config: d_model {self.d_model} not divisible by n_heads {self.n_heads}")
+        """Every field's type and range: a bad config is one line naming the field, never a ZeroDivisionError,
+        an IndexError or a silently empty translation later."""
+        for name, lo in (("vocab_size", EOS + 1), ("d_model", 2), ("n_heads", 1), ("d_ff", 1), ("enc_layers", 0),
+                         ("dec_layers", 0), ("poly_n", 1), ("max_len", 2)):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int) or val < lo:
+                raise ValueError(f"config: field {name!r} must be an integer >= {lo}, got {val!r}")
+        for name in ("ln_eps", "poly_b_init", "poly_delta_init"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
+                raise ValueError(f"config: field {name!r} must be a finite number, got {val!r}")
+        if not self.ln_eps > 0:
+            raise ValueError(f"config: field 'ln_eps' must be > 0, got {self.ln_eps!r}")
+        for name, allowed in (("arch", ARCHS), ("attention", ("softmax", "poly")), ("norm", ("l2", "l1"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config: field {name!r} must be one of {'|'.join(allowed)}, got "
+                                 f"{getattr(self, name)!r}")
+        if self.d_model % 2 or self.d_model % self.n_heads:
+            raise ValueError(f"config: field 'd_model' {self.d_model} must be even (sinusoidal positions) and "
+                             f"divisible by field 'n_heads' {self.n_heads}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,12 +102,31 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def module_names(cfg: ModelConfig) -> list[str]:
+    """Every module instance's layer name, as IntConfig.is_int sees it (the names --int8-layers/--fp32-layers
+    prefixes select from)."""
+    names = ["enc.embed", "dec.embed"]
+    names += [f"enc.{i}.{m}" for i in range(cfg.enc_layers) for m in ("ln1", "self_attn", "res1", "ln2", "ffn", "res2")]
+    names += [f"dec.{i}.{m}" for i in range(cfg.dec_layers)
+              for m in ("ln1", "self_attn", "res1", "ln2", "cross_attn", "res2", "ln3", "ffn", "res3")]
+    return names + ["enc.ln_f", "dec.ln_f", "out_proj"]
+
+
+def check_layer_prefixes(cfg: ModelConfig, prefixes, option: str) -> None:
+    """UserError for an empty prefix or one that selects no layer of this model (it would silently select none)."""
+    names = module_names(cfg)
+    for p in prefixes:
+        if not isinstance(p, str) or not p or not any(n.startswith(p) for n in names):
+            raise UserError(f"{option}: {p!r} names no layer of this model ({cfg.enc_layers} encoder, "
+                            f"{cfg.dec_layers} decoder layers; names like enc.0.self_attn, dec.1.ffn, out_proj)")
+
+
 def load_config(path: Path) -> ModelConfig:
     """ModelConfig from config.json; one-line error naming the file and field."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model config missing")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     names = {f.name for f in fields(ModelConfig)}
@@ -189,6 +225,9 @@ class FP32Transformer:
         """E[ids] * sqrt(d) + PE[start : start + T] (shared embedding matrix)."""
         if start + ids.shape[1] > self.cfg.max_len:
             raise ValueError(f"sequence length {start + ids.shape[1]} exceeds max_len {self.cfg.max_len}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.cfg.vocab_size):
+            raise ValueError(f"{name}: token id {int(ids.max())} outside the model's vocabulary (config field "
+                             f"'vocab_size' {self.cfg.vocab_size}): tokenizer and model disagree")
         x = self.w["embed"][ids] * np.float32(math.sqrt(self.cfg.d_model)) + self.pos[start: start + ids.shape[1]]
         return emit(self.hook, name, x)
 
@@ -370,8 +409,11 @@ def translate(model, tok, texts: list[str], to: str, beam: int = 1, alpha: float
               progress=None) -> list[str]:
     """Detokenized translations of texts into language `to`; sources batched by length (output order kept).
     beam 1 is greedy search. progress(n) is called after each batch with its size."""
-    if beam < 1:
-        raise ValueError(f"beam must be >= 1, got {beam}")
+    if isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= model.cfg.vocab_size:
+        raise UserError(f"--beam: beam must be >= 1 and at most the vocabulary ({model.cfg.vocab_size}), got {beam!r}")
+    if tok.vocab_size != model.cfg.vocab_size:
+        raise UserError(f"the tokenizer has {tok.vocab_size} pieces, the model's config field 'vocab_size' says "
+                        f"{model.cfg.vocab_size}: they belong to different models")
     srcs = [tok.encode_source(t, to) for t in texts]
     too_long = [i for i, s in enumerate(srcs) if len(s) > model.cfg.max_len]
     if too_long:

@@ -11,6 +11,20 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 LANGS = ("de", "fr")
 
 
+def checked_text(text: str) -> str:
+    """A sentence to encode: a non-blank string of valid UTF-8 (command-line bytes that are not UTF-8 arrive as
+    surrogate escapes; sentencepiece would fail on them, and an empty sentence would 'translate' to a word)."""
+    if not isinstance(text, str):
+        raise ValueError(f"sentence must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"sentence {text!r}: not valid UTF-8 (byte at character {exc.start})") from None
+    if not text.strip():
+        raise ValueError(f"sentence {text!r}: empty")
+    return text
+
+
 class Tokenizer:
     """Joint en/de/fr subwords; the source starts with <2de>/<2fr> to pick the output language."""
 
@@ -34,10 +48,10 @@ class Tokenizer:
     def encode_source(self, text: str, to: str) -> list[int]:
         if to not in self.tags:
             raise ValueError(f"target language must be one of {LANGS}, got {to!r}")
-        return [self.tags[to]] + self.sp.encode(text) + [EOS]
+        return [self.tags[to]] + self.sp.encode(checked_text(text)) + [EOS]
 
     def encode_target(self, text: str) -> list[int]:
-        return self.sp.encode(text) + [EOS]
+        return self.sp.encode(checked_text(text)) + [EOS]
 
     def decode(self, ids) -> str:
         ids = [int(i) for i in ids]

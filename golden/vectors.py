@@ -3,7 +3,9 @@
 A manifest lists many GEMMs (each with a `layer` name), so all matmuls of a model run fit in one directory.
 Hex files hold one value per line, row-major, two's complement, fixed width ceil(bits / 4) digits:
 A (M x K) and B (K x N) at in_bits, C = gemm(A, B) at acc_bits. Reading validates everything (structure,
-range, sha256) and raises one-line ValueErrors naming the file and field or line.
+range, sha256) and raises one-line ValueErrors naming the file and field or line. A set is written into a
+staging directory and renamed into place whole (golden/atomic.py); `source` records what the vectors are of
+(sentence, pair, model, knobs) so a reader can check it asked for these.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.atomic import check_target, staged_dir
 from golden.config import OVERFLOW_MODES
+from golden.errors import Mismatch, UserError
 from golden.gemm import gemm
 
 FORMAT = "itx-gemm-vectors"
@@ -43,6 +47,7 @@ class Manifest:
     overflow: str
     seed: int | None
     gemms: tuple[GemmEntry, ...]
+    source: dict | None = None
 
     def file(self, entry: GemmEntry, which: str) -> Path:
         return self.path.parent / entry.files[which]
@@ -61,6 +66,33 @@ class Manifest:
         if digest != entry.sha256[which]:
             raise ValueError(f"{path}: sha256 mismatch with {self.path.name} (file corrupt or changed)")
         return arr
+
+    def nonempty(self) -> "Manifest":
+        """self, or UserError for a manifest without GEMMs: verification that compares nothing has not passed."""
+        if not self.gemms:
+            raise UserError(f"{self.path}: field 'gemms' is empty; verification that compares nothing has not passed")
+        return self
+
+    def check_source(self, option: str, **asked) -> None:
+        """UserError unless the recorded `source` says these vectors are of what the caller asks (sentence, pair,
+        model, ...): vectors of another sentence must not be reported under this one's title."""
+        if self.source is None:
+            raise UserError(f"{option} {self.path.parent}: the manifest records no source (field 'source'), so "
+                            f"it cannot be checked to be {asked}; capture it again")
+        for key, want in asked.items():
+            if self.source.get(key) != want:
+                raise UserError(f"{option} {self.path.parent}: holds vectors of {key} {self.source.get(key)!r}, "
+                                f"asked for {want!r} (field 'source.{key}' of {self.path.name})")
+
+    def verify(self, entry: GemmEntry) -> None:
+        """Recompute C = gemm(A, B) at the manifest's widths; Mismatch at the first element the file gets wrong."""
+        a, b, c = (self.load(entry, w) for w in "abc")
+        want = gemm(a, b, acc_bits=self.acc_bits, overflow=self.overflow)
+        bad = np.argwhere(want != c)
+        if bad.size:
+            i, j = (int(v) for v in bad[0])
+            raise Mismatch(f"{self.file(entry, 'c')}: gemm {entry.layer!r} C[{i}, {j}]: expected {int(want[i, j])} "
+                           f"(golden gemm of A, B), file has {int(c[i, j])} [{len(bad)} of {c.size} differ]")
 
 
 def _digits(bits: int) -> int:
@@ -129,31 +161,45 @@ def _check_operand(name: str, x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def write_manifest(directory: str | Path, gemms: list[tuple[str, np.ndarray, np.ndarray]], *, in_bits: int,
-                   acc_bits: int, overflow: str, seed: int | None = None) -> Path:
-    """Write A, B and the golden C = gemm(A, B) of every (layer, A, B) plus manifest.json; returns its path."""
+                   acc_bits: int, overflow: str, seed: int | None = None, source: dict | None = None,
+                   extra=None) -> Path:
+    """Write A, B and the golden C = gemm(A, B) of every (layer, A, B) plus manifest.json as one set: staged and
+    renamed into place, replacing an earlier set whole. extra(staged manifest path) may add files to the set.
+    Returns the manifest's final path."""
     if overflow not in OVERFLOW_MODES:
-        raise ValueError(f"overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for i, (layer, a, b) in enumerate(gemms):
+        raise UserError(f"overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
+    if not gemms:
+        raise UserError(f"{directory}: no GEMMs to write (an empty vector set verifies nothing)")
+    checked = []
+    for layer, a, b in gemms:     # everything validated before anything is written
         a = _check_operand(f"{layer}.a", a, in_bits)
         b = _check_operand(f"{layer}.b", b, in_bits)
         if a.shape[1] != b.shape[0] or 0 in a.shape + b.shape:
-            raise ValueError(f"{layer}: shapes {a.shape} @ {b.shape} do not form a non-empty GEMM")
-        c = gemm(a, b, acc_bits=acc_bits, overflow=overflow)
-        stem = f"{i:04d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}"
-        files, sums = {}, {}
-        for which, mat, bits in (("a", a, in_bits), ("b", b, in_bits), ("c", c, acc_bits)):
-            files[which] = f"{stem}.{which}.hex"
-            sums[which] = write_hex(directory / files[which], mat, bits)
-        entries.append({"layer": layer, "m": a.shape[0], "k": a.shape[1], "n": b.shape[1],
-                        "files": files, "sha256": sums})
-    doc = {"format": FORMAT, "version": VERSION, "in_bits": in_bits, "acc_bits": acc_bits,
-           "overflow": overflow, "seed": seed, "gemms": entries}
-    path = directory / MANIFEST
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    return path
+            raise UserError(f"{layer}: shapes {a.shape} @ {b.shape} do not form a non-empty GEMM")
+        checked.append((layer, a, b))
+    with staged_dir(directory, MANIFEST, "vector directory") as stage:
+        entries = []
+        for i, (layer, a, b) in enumerate(checked):
+            c = gemm(a, b, acc_bits=acc_bits, overflow=overflow)
+            stem = f"{i:04d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}"
+            files, sums = {}, {}
+            for which, mat, bits in (("a", a, in_bits), ("b", b, in_bits), ("c", c, acc_bits)):
+                files[which] = f"{stem}.{which}.hex"
+                sums[which] = write_hex(stage / files[which], mat, bits)
+            entries.append({"layer": layer, "m": a.shape[0], "k": a.shape[1], "n": b.shape[1],
+                            "files": files, "sha256": sums})
+        doc = {"format": FORMAT, "version": VERSION, "in_bits": in_bits, "acc_bits": acc_bits,
+               "overflow": overflow, "seed": seed, **({"source": source} if source is not None else {}),
+               "gemms": entries}
+        (stage / MANIFEST).write_text(json.dumps(doc, indent=1) + "\n")
+        if extra is not None:
+            extra(stage / MANIFEST)
+    return Path(directory) / MANIFEST
+
+
+def check_vector_dir(directory: str | Path) -> Path:
+    """Refuse an output directory before long work (see golden.atomic.check_target)."""
+    return check_target(directory, MANIFEST, "vector directory")
 
 
 def _field(obj: dict, key: str, kind: type, where: str):
@@ -204,6 +250,9 @@ def read_manifest(path: str | Path) -> Manifest:
     seed = doc.get("seed")
     if seed is not None and not isinstance(seed, int):
         raise ValueError(f"{path}: field 'seed' must be an int or null, got {seed!r}")
+    source = doc.get("source")
+    if source is not None and not isinstance(source, dict):
+        raise ValueError(f"{path}: field 'source' must be an object or absent, got {source!r}")
     gemms = _field(doc, "gemms", list, where)
     entries = tuple(_entry(g, f"{path}: gemms[{i}]") for i, g in enumerate(gemms))
-    return Manifest(path, in_bits, acc_bits, overflow, seed, entries)
+    return Manifest(path, in_bits, acc_bits, overflow, seed, entries, source)

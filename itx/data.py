@@ -158,8 +158,12 @@ def read_tsv(path: Path) -> list[tuple[str, str, str, str]]:
     """Rows of a split file written by write_tsv; one-line error naming the file and line when malformed."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: corpus file missing (run `itx data`)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         cols = line.split("\t")
         if len(cols) != 4:
             raise ValueError(f"{path}:{n}: expected 4 tab-separated fields, got {len(cols)}")
@@ -167,8 +171,17 @@ def read_tsv(path: Path) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def split_path(split: str, pair: str, data: Path = DATA) -> Path:
-    return data / f"{split}.{pair}.tsv"
+def split_path(split: str, pair: str, data: Path | None = None) -> Path:
+    return (DATA if data is None else data) / f"{split}.{pair}.tsv"
+
+
+def read_split(split: str, pair: str, data: Path | None = None) -> list[tuple[str, str, str, str]]:
+    """Rows of a split that is to be evaluated or indexed: an empty split is an error (BLEU of nothing)."""
+    path = split_path(split, pair, data)
+    rows = read_tsv(path)
+    if not rows:
+        raise ValueError(f"{path}: the {split} split of {pair} is empty")
+    return rows
 
 
 def train_spm(data: Path = DATA, vocab_size: int = VOCAB_SIZE) -> Path:
@@ -219,18 +232,42 @@ def build(data: Path = DATA, cache: Path = CACHE, log=print) -> dict:
     return manifest
 
 
-def verify(data: Path = DATA, names: list[str] | None = None) -> dict:
-    """Check the committed files against data/MANIFEST.json; one-line error naming the first bad file."""
+def _ignored(path: Path) -> bool:
+    """Is path git-ignored in this checkout (the train splits are not shipped)? False without git."""
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(path)],
+                              capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def verify(data: Path | None = None, names: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Check the committed files against data/MANIFEST.json; one-line error naming the first bad file or field.
+    Returns (manifest, names skipped: absent and git-ignored, i.e. not shipped)."""
+    data = DATA if data is None else data
     mpath = data / "MANIFEST.json"
     try:
-        manifest = json.loads(mpath.read_text())
-        expected = manifest["sha256"]
-    except (OSError, ValueError, KeyError) as exc:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise ValueError(f"{mpath}: unreadable manifest ({exc})") from None
+    expected = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(expected, dict) or not expected:
+        raise ValueError(f"{mpath}: field 'sha256' must be a non-empty object of file name -> digest")
+    for name, digest in expected.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"{mpath}: field 'sha256': {name!r} is not a plain file name inside {data}")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(f"{mpath}: field 'sha256.{name}' must be a sha256 hex digest, got {digest!r}")
+    skipped = []
     for name in names or sorted(expected):
+        if name not in expected:
+            raise ValueError(f"{mpath}: lists no file {name!r}")
         path = data / name
         if not path.is_file():
+            if _ignored(path):
+                skipped.append(name)
+                continue
             raise FileNotFoundError(f"{path}: missing (run `itx data`)")
         if sha256(path) != expected[name]:
             raise ValueError(f"{path}: sha256 does not match {mpath.name}")
-    return manifest
+    return manifest, skipped

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from golden.attention import lift
+from golden.atomic import check_target, staged_files
 from golden.config import ROOT, HwConfig
+from golden.errors import Mismatch, UserError
 from golden.int_config import IntConfig
 from golden.int_model import IntTransformer
 from golden.model import model_dir
@@ -70,9 +72,9 @@ class _Capture(IntTransformer):
 
 def sentence_ids(index: int, pair: str = "en-de", split: str = "test") -> tuple[list[int], list[int]]:
     """Source ids and teacher-forced decoder input ([BOS] + reference[:-1]) of corpus line `index`."""
-    from itx.data import read_tsv, split_path
+    from itx.data import read_split
 
-    rows = read_tsv(split_path(split, pair))
+    rows = read_split(split, pair)
     if not 0 <= index < len(rows):
         raise ValueError(f"--sentence {index} out of range: {split}.{pair} has {len(rows)} sentences")
     tok = Tokenizer()
@@ -109,34 +111,36 @@ def capture(src: list[int], tgt_in: list[int], model: str = "integer", layers: t
         a, b = np.broadcast_to(a, batch + a.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
         for idx in np.ndindex(*batch):
             out.append((f"{rec['name']}[{','.join(map(str, idx))}]", a[idx], b[idx], cc[idx], None))
+    if not out:
+        names = sorted({r["name"] for r in m.records})
+        raise UserError(f"--layer {' '.join(layers)}: selects none of the {len(m.records)} GEMMs of the sentence "
+                        f"(names look like {', '.join(names[:3])}, ...); a run that compares nothing has not passed")
     return out
 
 
-def write_vectors(directory: Path, gemms, cfg: HwConfig) -> Path:
-    """golden.vectors manifest of the GEMMs plus requant.json with factor and expected-Y hex files."""
-    directory = Path(directory)
-    path = write_manifest(directory, [(n, a, b) for n, a, b, _, _ in gemms], in_bits=cfg.in_bits,
-                          acc_bits=cfg.acc_bits, overflow=cfg.overflow)
-    man = read_manifest(path)
-    entries = {}
-    for i, ((name, _, _, c, rq), e) in enumerate(zip(gemms, man.gemms)):
-        if not np.array_equal(man.load(e, "c"), c):
-            raise ValueError(f"{name}: the model's accumulator differs from golden.gemm of its own operands")
-        if rq is None:
-            continue
-        f, y = rq
-        stem = Path(e.files["c"]).name.removesuffix(".c.hex")
-        files, sums = {}, {}
-        for key, (bits, _, _) in FACTOR_FILES.items():
-            files[key] = f"{stem}.{key}.hex"
-            sums[key] = write_hex(directory / files[key], getattr(f, key), bits)
-        files["y"] = f"{stem}.y.hex"
-        sums["y"] = write_hex(directory / files["y"], y, cfg.in_bits)
-        entries[str(i)] = {"divide": f.divide, "rounding": f.rounding, "match_mode": f.match_mode,
-                           "rescale_mode": f.rescale_mode, "files": files, "sha256": sums}
-    (directory / REQUANT).write_text(json.dumps({"format": REQUANT_FORMAT, "version": REQUANT_VERSION, "gemms": entries},
-                                                indent=1) + "\n")
-    return path
+def write_vectors(directory: Path, gemms, cfg: HwConfig, source: dict | None = None) -> Path:
+    """golden.vectors manifest of the GEMMs plus requant.json with factor and expected-Y hex files, one staged set."""
+    def requant(path: Path) -> None:
+        man, entries = read_manifest(path), {}
+        for i, ((name, _, _, c, rq), e) in enumerate(zip(gemms, man.gemms)):
+            if not np.array_equal(man.load(e, "c"), c):
+                raise ValueError(f"{name}: the model's accumulator differs from golden.gemm of its own operands")
+            if rq is None:
+                continue
+            f, y = rq
+            stem = Path(e.files["c"]).name.removesuffix(".c.hex")
+            files, sums = {}, {}
+            for key, (bits, _, _) in FACTOR_FILES.items():
+                files[key] = f"{stem}.{key}.hex"
+                sums[key] = write_hex(path.parent / files[key], getattr(f, key), bits)
+            files["y"] = f"{stem}.y.hex"
+            sums["y"] = write_hex(path.parent / files["y"], y, cfg.in_bits)
+            entries[str(i)] = {"divide": f.divide, "rounding": f.rounding, "match_mode": f.match_mode,
+                                "rescale_mode": f.rescale_mode, "files": files, "sha256": sums}
+        (path.parent / REQUANT).write_text(json.dumps({"format": REQUANT_FORMAT, "version": REQUANT_VERSION,
+                                                       "gemms": entries}, indent=1) + "\n")
+    return write_manifest(directory, [(n, a, b) for n, a, b, _, _ in gemms], in_bits=cfg.in_bits,
+                          acc_bits=cfg.acc_bits, overflow=cfg.overflow, source=source, extra=requant)
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,8 @@ class LayerBench:
         if not shutil.which(exe):
             raise ValueError(f"--sim {sim}: {exe} not on PATH")
         self.sim, self.params = sim, rtl_parameters(cfg, rows, cols)
+        self._procs: set[subprocess.Popen] = set()   # running simulations, killed by stop()
+        self.stopped = False
         self.rows, self.cols, self.cfg = self.params["ROWS"], self.params["COLS"], cfg
         pow2 = [1 << max(10, (c - 1).bit_length()) for c in caps]
         params = {**self.params, "MUL_BITS": DYADIC_BITS, "SH_BITS": SH_BITS, "AMAX": pow2[0], "BMAX": pow2[1],
@@ -257,13 +263,28 @@ class LayerBench:
                      f"+rnd={rounding_code(rq.rounding)}", f"+mmode={stage_code(rq.match_mode)}",
                      f"+rmode={stage_code(rq.rescale_mode)}", *(f"+{k}={rq.files[k]}" for k in FACTOR_FILES)]
         cmd = ["vvp", "-n", str(self.exe), *args, "-none"] if self.sim == "icarus" else [str(self.exe), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        stats = re.search(r"ITX_STATS cycles=(\d+) ovf=(\d+) first_ovf=(-?\d+)", proc.stdout)
+        if self.stopped:
+            raise KeyboardInterrupt
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._procs.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            self._procs.discard(proc)
+        if self.stopped:
+            raise KeyboardInterrupt
+        stats = re.search(r"ITX_STATS cycles=(\d+) ovf=(\d+) first_ovf=(-?\d+)", stdout)
         if proc.returncode or not stats:
-            err = re.search(r"ITX_ERROR .*", proc.stdout)
-            raise AssertionError(f"gemm {i} ({e.layer}): {self.sim} run failed: "
-                                 f"{err[0] if err else (proc.stdout + proc.stderr)[-300:]}")
+            err = re.search(r"ITX_ERROR .*", stdout)
+            raise Mismatch(f"gemm {i} ({e.layer}): {self.sim} run failed: "
+                           f"{err[0] if err else (stdout + stderr)[-300:]}")
         return int(stats[1]), int(stats[2]), int(stats[3])
+
+    def stop(self) -> None:
+        """Kill every running simulation (Ctrl-C: the pool must not wait for them)."""
+        self.stopped = True
+        for proc in list(self._procs):
+            proc.kill()
 
 
 @dataclass
@@ -294,7 +315,7 @@ def run_layers(man: Manifest, cfg: HwConfig, sim: str = "icarus", rows: int | No
         if getattr(man, fld) != want:
             raise ValueError(f"{man.path}: field {fld!r} = {getattr(man, fld)!r} does not match the RTL's "
                              f"{want!r} (hw/config.toml)")
-    rqs = read_requant(man)
+    rqs = read_requant(man.nonempty())
     r, c = rows or cfg.rows, cols or cfg.cols
     sizes = [(*beat_counts(e.m, e.k, e.n, r, c), e.m * e.n) for e in man.gemms] or [(1, 1, 1)]
     caps = tuple(max(col) for col in zip(*sizes))
@@ -307,7 +328,8 @@ def run_layers(man: Manifest, cfg: HwConfig, sim: str = "icarus", rows: int | No
         rq = rqs.get(i)
         loaded.append((man.load(e, "c"), rq and (rq.factors((e.m, e.n)), rq.load("y", (e.m, e.n), cfg.in_bits))))
     results = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         runs = [pool.submit(bench.run, man, i, rqs.get(i), work) for i in range(len(man.gemms))]
         for i, (e, fut, (c_exp, rq)) in enumerate(zip(man.gemms, runs, loaded)):
             cycles, ovf, first_ovf = fut.result()
@@ -326,9 +348,12 @@ def run_layers(man: Manifest, cfg: HwConfig, sim: str = "icarus", rows: int | No
             if progress:
                 progress(res)
             if res.mismatches:
-                for f in runs[i + 1:]:
-                    f.cancel()
                 break
+    except BaseException:
+        bench.stop()            # Ctrl-C or a failure: kill running simulations, drop queued ones
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return results
 
 
@@ -340,13 +365,12 @@ def _first_text(r: LayerResult) -> str:
 
 
 def write_report(results: list[LayerResult], meta: dict, out: Path) -> tuple[Path, Path]:
-    """reports/sim/<name>.json and .md: one row per GEMM plus totals."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """reports/sim/<name>.json and .md: one row per GEMM plus totals, staged and moved in together."""
     rows = [{"index": r.index, "layer": r.layer, "shape": list(r.shape), "cycles": r.cycles,
              "pe_utilisation": round(r.utilisation, 4), "compared": r.tensor, "mismatches": r.mismatches,
              "first_mismatch": r.first} for r in results]
     jpath, mpath = out.with_suffix(".json"), out.with_suffix(".md")
-    jpath.write_text(json.dumps({**meta, "gemms": rows}, indent=1) + "\n")
+    doc = json.dumps({**meta, "gemms": rows}, indent=1) + "\n"
     lines = [f"# RTL vs golden, layer by layer: {meta['title']}", "",
              *(f"- {k}: {v}" for k, v in meta.items() if k != "title"), "",
              "| # | layer | M x K x N | cycles | PE util. | compared | mismatches | first mismatch |",
@@ -354,8 +378,22 @@ def write_report(results: list[LayerResult], meta: dict, out: Path) -> tuple[Pat
     lines += [f"| {r.index} | {r.layer} | {'x'.join(map(str, r.shape))} | {r.cycles} | {r.utilisation:.1%} | "
               f"{'INT32 C' if r.tensor == 'C' else 'INT32 C + INT8 Y'} | {r.mismatches} | {_first_text(r)} |"
               for r in results]
-    mpath.write_text("\n".join(lines) + "\n")
+    with staged_files(out.parent, "--report directory") as stage:
+        (stage / jpath.name).write_text(doc)
+        (stage / mpath.name).write_text("\n".join(lines) + "\n")
     return jpath, mpath
+
+
+def check_report_path(out: Path) -> Path:
+    """Refuse a report path before the RTL run: empty, or its .json/.md taken by a directory."""
+    if not str(out).strip() or not Path(out).name:
+        raise UserError(f"--report: expected a path without suffix, got {str(out)!r}")
+    out = Path(out)
+    check_target(out.parent, None, "--report directory")
+    for p in (out.with_suffix(".json"), out.with_suffix(".md")):
+        if p.is_dir():
+            raise UserError(f"--report {out}: {p} is a directory")
+    return out
 
 
 def default_vectors_dir(sentence: int, rescale: str) -> Path:
@@ -372,5 +410,8 @@ def sentence_vectors(sentence: int, cfg: HwConfig, out: Path, model: str = "inte
     seconds taken."""
     t0 = time.perf_counter()
     src, tgt_in = sentence_ids(sentence, pair)
-    path = write_vectors(out, capture(src, tgt_in, model, layers, icfg), cfg)
+    icfg = icfg or IntConfig()
+    source = {"sentence": sentence, "pair": pair, "split": "test", "model": str(model), "layers": list(layers),
+              "int_config": icfg.describe(), "rescale": icfg.rescale}
+    path = write_vectors(out, capture(src, tgt_in, model, layers, icfg), cfg, source)
     return read_manifest(path), time.perf_counter() - t0

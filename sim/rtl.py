@@ -77,8 +77,12 @@ def rtl_parameters(cfg: HwConfig, rows: int | None = None, cols: int | None = No
                    module: str = TOP) -> dict[str, int]:
     """Parameter overrides for `module` from the shared config (rows/cols may be overridden for sweeps);
     fails if the RTL lacks a parameter the config needs."""
+    from dataclasses import replace
+
     mod = rtl_module(module)
-    values = {"rows": rows or cfg.rows, "cols": cols or cfg.cols, "in_bits": cfg.in_bits,
+    # None means "as configured"; 0 or a negative size is an error, never silently the config's size
+    cfg = replace(cfg, rows=cfg.rows if rows is None else rows, cols=cfg.cols if cols is None else cols)
+    values = {"rows": cfg.rows, "cols": cfg.cols, "in_bits": cfg.in_bits,
               "acc_bits": cfg.acc_bits, "overflow": int(cfg.overflow == "saturate")}
     missing = [p for p in CONFIG_PARAMS.values() if p not in mod.params]
     if missing:

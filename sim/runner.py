@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from golden.config import HwConfig
+from golden.errors import Mismatch
 from golden.vectors import Manifest, read_hex
 from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
 from sim.scoreboard import check_gemm
@@ -187,8 +188,11 @@ class MemBench:
             self.dir.mkdir(parents=True, exist_ok=True)
             defs = [f"-Pitx_tb_mem.{k}={v}" for k, v in self.params.items()]
             defs += [f"-Pitx_tb_mem.{m}={self.capacity}" for m in ("AMAX", "BMAX", "CMAX")]
-            subprocess.run(["iverilog", "-g2005", "-o", str(self.vvp), "-s", "itx_tb_mem", *defs,
-                            *map(str, sources)], check=True, capture_output=True, text=True)
+            proc = subprocess.run(["iverilog", "-g2005", "-o", str(self.vvp), "-s", "itx_tb_mem", *defs,
+                                   *map(str, sources)], capture_output=True, text=True)
+            if proc.returncode:
+                raise ValueError(f"iverilog build of {MEM_TB.name} ({_key(self.params)}) failed: "
+                                 f"{(proc.stderr or proc.stdout)[-400:]}")
 
     def run(self, a_file: Path, b_file: Path, m: int, k: int, n: int, *, seed: int = 1, stall_in: int = 0,
             stall_out: int = 0, tag: str = "gemm") -> MemRun:
@@ -208,7 +212,7 @@ class MemBench:
         stats = re.search(r"ITX_STATS cycles=(\d+) beats=(\d+)", proc.stdout)
         if proc.returncode or not stats:
             err = re.search(r"ITX_ERROR .*", proc.stdout)
-            raise AssertionError(f"{tag}: fast testbench failed: {err[0] if err else proc.stdout[-300:]}")
+            raise Mismatch(f"{tag}: fast testbench failed: {err[0] if err else proc.stdout[-300:]}")
         return MemRun(read_hex(out, (m, n), self.acc_bits), int(stats[1]), int(stats[2]))
 
 
@@ -219,7 +223,7 @@ def run_manifest(manifest: Manifest, cfg: HwConfig, *, rows: int | None = None, 
         raise ValueError(f"{manifest.path}: widths/overflow ({manifest.in_bits}, {manifest.acc_bits}, "
                          f"{manifest.overflow}) differ from hw/config.toml ({cfg.in_bits}, {cfg.acc_bits}, "
                          f"{cfg.overflow})")
-    cap = max((max(e.m * e.k, e.k * e.n, e.m * e.n) for e in manifest.gemms), default=1)
+    cap = max(max(e.m * e.k, e.k * e.n, e.m * e.n) for e in manifest.nonempty().gemms)
     bench = MemBench(cfg, cap, rows, cols)
     report = []
     for i, e in enumerate(manifest.gemms):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from golden.errors import Mismatch
+
 
 def tile_rows(m: int, n: int, rows: int, cols: int) -> list[tuple[int, int, int]]:
     """(tm, tn, row) of every output beat of an M x N result, in the controller's output order."""
@@ -11,13 +13,13 @@ def tile_rows(m: int, n: int, rows: int, cols: int) -> list[tuple[int, int, int]
 
 
 def check_gemm(expected: np.ndarray, got: np.ndarray, rows: int, cols: int, where: str) -> None:
-    """Raise AssertionError at the first differing element (zero tolerance)."""
+    """Raise Mismatch (an AssertionError) at the first differing element (zero tolerance)."""
     if got.shape != expected.shape:
-        raise AssertionError(f"{where}: result shape {got.shape}, expected {expected.shape}")
+        raise Mismatch(f"{where}: result shape {got.shape}, expected {expected.shape}")
     bad = np.argwhere(got != expected)
     if bad.size:
         i, j = (int(v) for v in bad[0])
-        raise AssertionError(
+        raise Mismatch(
             f"{where}: tile ({i // rows}, {j // cols}) row {i} col {j} (in tile {i % rows}, {j % cols}): "
             f"expected {int(expected[i, j])}, got {int(got[i, j])} [{len(bad)} of {expected.size} elements differ]")
 

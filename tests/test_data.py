@@ -10,7 +10,7 @@ COMMITTED = [f"{s}.{p}.tsv" for s in ("dev", "test") for p in data.PAIRS] + ["sp
 
 
 def test_committed_files_match_manifest():
-    manifest = data.verify(names=COMMITTED)
+    manifest, _ = data.verify(names=COMMITTED)
     for name in COMMITTED[:-1]:
         assert len(data.read_tsv(data.DATA / name)) == manifest["pairs"][name[:-4]]
 

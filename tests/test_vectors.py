@@ -113,5 +113,5 @@ def test_cli_writes_checks_and_reports_errors(tmp_path, capsys):
     capsys.readouterr()
     assert main(["vectors", "check", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("itx vectors: error: ") and "truncated" in err and "\n" not in err
+    assert err.startswith("itx vectors check: error: ") and "truncated" in err and "\n" not in err
     assert main(["vectors", "gemm", "--out", str(out), "--shape", "3x0x2"]) == 2

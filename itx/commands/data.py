@@ -6,8 +6,9 @@ def _run(args) -> int:
     from itx import data
 
     if args.verify:
-        manifest = data.verify()
-        print(f"{len(manifest['sha256'])} files match data/MANIFEST.json")
+        manifest, skipped = data.verify()
+        note = f"; {len(skipped)} git-ignored files not shipped, skipped: {', '.join(skipped)}" if skipped else ""
+        print(f"{len(manifest['sha256']) - len(skipped)} files match data/MANIFEST.json{note}")
         return 0
     data.build()
     print("wrote data/MANIFEST.json")

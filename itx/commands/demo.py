@@ -18,13 +18,14 @@ def _run(args) -> int:
     from itx import data
     from itx.commands.eval import PAIRS, evaluate, one_blas_thread
 
-    if args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    from golden.vectors import check_vector_dir
+
+    check_vector_dir(args.out)      # before the BLEU runs
     tok, (cfg, weights) = Tokenizer(), load(model_dir(args.model))
     models = {"FP32": FP32Transformer(cfg, weights), "INT8": IntTransformer(cfg, weights, IntConfig(bits=8)),
               "INT6": IntTransformer(cfg, weights, IntConfig(bits=6)),
               "QCD8 (Prato)": QCDTransformer(cfg, weights, bits=8)}
-    sizes = {p: len(data.read_tsv(data.split_path("test", p))) for p in PAIRS}
+    sizes = {p: len(data.read_split("test", p)) for p in PAIRS}
     print(f"itx demo: model {args.model} ({cfg.arch}: {cfg.attention} attention, {cfg.norm} LayerNorm), greedy, "
           f"BLEU (sacrebleu) on the first {args.limit} test sentences of each pair "
           f"(of {', '.join(f'{n} {p}' for p, n in sizes.items())}: a slice, not the full test set)", flush=True)
@@ -48,18 +49,22 @@ def _run(args) -> int:
             for name in ("FP32", "INT8"):
                 for src, out in zip(EXAMPLES, translate(models[name], tok, list(EXAMPLES), lang)):
                     print(f"en->{lang} {name:5s} {src!r} -> {out!r}")
-        row = data.read_tsv(data.split_path("test", "en-de"))[0]
+        row = data.read_split("test", "en-de")[0]
         cap = capture.capture(cfg, weights, IntConfig(), tok.encode_source(row[2], "de"), tok.encode_target(row[3]))
-        path = capture.write(cap, args.out, IntConfig())
+        source = {"sentence": 0, "pair": "en-de", "split": "test", "model": args.model,
+                  "int_config": IntConfig().describe()}
+        path = capture.write(cap, args.out, IntConfig(), source=source)
     print(f"\ngolden vectors of test en-de sentence 0 ({len(cap.gemms)} GEMMs, INT8): {Path(path).resolve()}"
           f"\n  check / run on the RTL: itx vectors check {path} ; itx vectors run {path}")
     return 0
 
 
 def register(sub) -> None:
+    from itx.errors import int_in, nonempty
+
     p = sub.add_parser("demo", help="the main job: FP32 / INT8 / INT6 / QCD BLEU on a test slice, examples, vectors")
     p.add_argument("--model", default="integer", help="committed model name or exported model dir")
-    p.add_argument("--limit", type=int, default=100, help="test sentences per pair (default 100)")
-    p.add_argument("--out", default="build/demo-vectors", help="directory for the golden vectors "
+    p.add_argument("--limit", type=int_in(1), default=100, help="test sentences per pair (default 100)")
+    p.add_argument("--out", type=nonempty, default="build/demo-vectors", help="directory for the golden vectors "
                    "(default build/demo-vectors, git-ignored)")
     p.set_defaults(func=_run)

@@ -49,9 +49,9 @@ def add_int_args(p) -> None:
                    help="accumulator overflow (default hw/config.toml)")
     p.add_argument("--int8-modules", default="all",
                    help=f"modules run in integers: comma list of {','.join(MODULES)}, or all / none")
-    p.add_argument("--int8-layers", default="", help="comma list of layer-name prefixes that run in integers "
+    p.add_argument("--int8-layers", help="comma list of layer-name prefixes that run in integers "
                    "(default all), e.g. enc.0 or dec.1.ffn")
-    p.add_argument("--fp32-layers", default="", help="comma list of layer-name prefixes forced to FP32")
+    p.add_argument("--fp32-layers", help="comma list of layer-name prefixes forced to FP32")
     p.add_argument("--bucket", type=int, default=256, help="QCD baseline: values per affine bucket")
 
 
@@ -65,17 +65,21 @@ def one_blas_thread():
 
 def int_config(args=None):
     """IntConfig from parsed add_int_args options (defaults when args is None)."""
+    from golden.errors import UserError
     from golden.int_config import IntConfig, parse_modules
 
     if args is None:
         return IntConfig()
 
-    def prefixes(text: str) -> tuple:
-        return tuple(p.strip() for p in text.split(",") if p.strip())
+    def prefixes(text: str | None, option: str) -> tuple:
+        names = () if text is None else tuple(p.strip() for p in text.split(","))
+        if "" in names:     # an empty name would select nothing (or everything) silently
+            raise UserError(f"{option}: empty layer name in {text!r}")
+        return names
     return IntConfig(bits=args.bits, granularity=args.granularity, block=args.block, match=args.match,
                      rescale=args.rescale, acc_bits=args.acc_bits, overflow=args.overflow,
-                     modules=parse_modules(args.int8_modules), int_layers=prefixes(args.int8_layers),
-                     fp32_layers=prefixes(args.fp32_layers))
+                     modules=parse_modules(args.int8_modules), int_layers=prefixes(args.int8_layers, "--int8-layers"),
+                     fp32_layers=prefixes(args.fp32_layers, "--fp32-layers"))
 PAIRS = ("en-de", "en-fr")
 MODELS = ("vanilla", "integer")
 
@@ -90,7 +94,7 @@ def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: i
     from golden.model import translate
     from itx import data
 
-    rows = data.read_tsv(data.split_path(split, pair))[:limit]
+    rows = data.read_split(split, pair)[:limit]
     with tqdm(total=len(rows), desc=f"{pair} beam {beam}", disable=not progress, leave=False) as bar:
         hyps = translate(search_view(model, beam), tok, [r[2] for r in rows], pair[3:], beam=beam, progress=bar.update)
     bleu = sacrebleu.metrics.BLEU()
@@ -150,13 +154,15 @@ def versus_fp32(model, base, tok, pair: str, args, hyps: list[str], ref_hyps: li
 
 
 def register(sub) -> None:
+    from itx.errors import int_in
+
     p = sub.add_parser("eval", help="corpus BLEU (sacrebleu) of the models on the test split")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
     p.add_argument("--model", action="append", help="vanilla | integer | model dir (repeatable; default both "
                    "for fp32, integer otherwise)")
     p.add_argument("--pair", action="append", choices=PAIRS, help="language pair (repeatable; default both)")
     p.add_argument("--split", choices=("test", "dev"), default="test")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--beam", type=int_in(1), default=1, help="beam size (1 = greedy, at most the vocabulary)")
     p.add_argument("--limit", type=int, default=None, help="only the first N sentence pairs")
     add_int_args(p)
     p.set_defaults(func=_run)

@@ -20,15 +20,17 @@ def command_line(args) -> str:
 
 def write_report(report: dict, out: Path) -> None:
     """Every output file of the report (report.json, the figures, REPORT.md) into out."""
+    from golden.atomic import staged_files
     from itx.report import render
 
-    out.mkdir(parents=True, exist_ok=True)
-    render.write_json(report, out / "report.json")
-    render.write_figures(report, out)
-    render.write_markdown(report, out / "REPORT.md")
+    with staged_files(out, "--out") as stage:     # json, figures and markdown appear together or not at all
+        render.write_json(report, stage / "report.json")
+        render.write_figures(report, stage)
+        render.write_markdown(report, stage / "REPORT.md")
 
 
 def _run(args) -> int:
+    from golden.atomic import check_target
     from golden.config import load_hw_config
     from itx.report.build import headlines, measure_report
     from itx.report.execute import Executor
@@ -36,7 +38,8 @@ def _run(args) -> int:
     from itx.report.plan import PROFILES
 
     start = time.perf_counter()
-    out, pairs = Path(args.out), tuple(args.pair or PAIRS)
+    out, pairs = check_target(args.out, None, "--out"), tuple(args.pair or PAIRS)   # before the long work
+    check_target(args.cache, None, "--cache")
     lab = Lab(args.sentences)
     profile = PROFILES[args.profile]
     with Executor(Cache(Path(args.cache)), args.workers, args.scheduler, progress=not args.quiet) as ex:
@@ -58,18 +61,19 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
+    from itx.errors import int_in, nonempty
     from itx.report.execute import default_workers
     from itx.report.plan import PROFILES
 
     p = sub.add_parser("report", help="BLEU cost of integer arithmetic: REPORT.md, figures, report.json")
-    p.add_argument("--sentences", type=int, default=None,
+    p.add_argument("--sentences", type=int_in(1), default=None,
                    help="test sentence pairs per language pair, evenly spaced (default: the whole split)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="full",
                    help="full: every sweep; ci: a light version (whole-layer points, fewer bits/widths)")
     p.add_argument("--pair", action="append", choices=PAIRS, help="language pair (repeatable; default both)")
-    p.add_argument("--out", default=str(ROOT / "reports"), help="output directory (default reports/)")
-    p.add_argument("--cache", default=str(ROOT / "reports" / "cache"), help="measurement cache directory")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--out", type=nonempty, default=str(ROOT / "reports"), help="output directory (default reports/)")
+    p.add_argument("--cache", type=nonempty, default=str(ROOT / "reports" / "cache"), help="measurement cache directory")
+    p.add_argument("--workers", type=int_in(0, 256), default=None,
                    help=f"Dask LocalCluster worker processes, one thread each (default one per core: "
                         f"{default_workers()} here); 0 = in this process, no Dask")
     p.add_argument("--scheduler", default=None,

@@ -7,10 +7,12 @@ from pathlib import Path
 
 
 def _array(text: str) -> tuple[int, int]:
+    from golden.config import MAX_ARRAY_DIM
+
     match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match or 0 in (dims := (int(match[1]), int(match[2]))):
-        raise ValueError(f"--array: expected ROWSxCOLS with positive integers, got {text!r}")
-    return dims
+    if not match or not all(1 <= int(d) <= MAX_ARRAY_DIM for d in match.groups()):
+        raise ValueError(f"--array: expected ROWSxCOLS with integers in 1..{MAX_ARRAY_DIM}, got {text!r}")
+    return int(match[1]), int(match[2])
 
 
 def _shown(path: Path) -> str:
@@ -24,21 +26,23 @@ def _shown(path: Path) -> str:
 def _model(args) -> int:
     from golden.config import load_hw_config
     from golden.int_config import IntConfig
-    from golden.vectors import read_manifest
-    from sim.model_run import default_vectors_dir, report_path, run_layers, sentence_vectors, write_report
+    from golden.vectors import check_vector_dir, read_manifest
+    from sim.model_run import (check_report_path, default_vectors_dir, report_path, run_layers, sentence_vectors,
+                               write_report)
 
     cfg = load_hw_config()
     rows, cols = _array(args.array) if args.array else (cfg.rows, cfg.cols)
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    report = check_report_path(Path(args.report) if args.report else report_path(args.sentence))  # before the run
     if args.vectors and (Path(args.vectors) / "manifest.json").is_file():
         if args.rescale:
             raise ValueError(f"--rescale applies to a capture; {args.vectors} already holds vectors (their factors "
                              "are used)")
-        man, cap_s, rescale = read_manifest(args.vectors), 0.0, "as captured in the vectors"
+        man, cap_s = read_manifest(args.vectors), 0.0
+        man.check_source("--vectors", sentence=args.sentence, pair=args.pair, model=args.model, layers=args.layer)
+        rescale = man.source.get("rescale", "as captured in the vectors")
     else:
         rescale = args.rescale or IntConfig.rescale
-        out = Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence, rescale)
+        out = check_vector_dir(Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence, rescale))
         man, cap_s = sentence_vectors(args.sentence, cfg, out, args.model, args.pair, tuple(args.layer),
                                       IntConfig(rescale=rescale))
         print(f"captured {len(man.gemms)} GEMMs of sentence {args.sentence} ({rescale} re-scaling) in {cap_s:.1f} s "
@@ -60,8 +64,7 @@ def _model(args) -> int:
             "gemms_total": len(man.gemms), "cycles": sum(r.cycles for r in results),
             "macs": sum(r.shape[0] * r.shape[1] * r.shape[2] for r in results),
             "rtl_wall_s": round(secs, 2), "status": "MISMATCH" if bad else "bit-exact"}
-    out = Path(args.report) if args.report else report_path(args.sentence)
-    jpath, mpath = write_report(results, meta, out)
+    jpath, mpath = write_report(results, meta, report)
     print(f"{len(results)} of {len(man.gemms)} GEMMs, {meta['cycles']} cycles, {meta['macs']} MACs, RTL wall time "
           f"{secs:.1f} s under {args.sim}; report {jpath} and {mpath}")
     if bad:
@@ -73,11 +76,12 @@ def _model(args) -> int:
 
 def register(sub) -> None:
     from golden.quant import RESCALE_MODES
+    from itx.errors import int_in, nonempty
 
     p = sub.add_parser("sim", help="RTL simulation of a real model, layer by layer")
     ssub = p.add_subparsers(dest="action", required=True)
     m = ssub.add_parser("model", help="every GEMM of one captured sentence through the RTL, compared bit for bit")
-    m.add_argument("--sentence", type=int, required=True, help="line of the test split (0-based)")
+    m.add_argument("--sentence", type=int_in(0), required=True, help="line of the test split (0-based)")
     m.add_argument("--array", help="ROWSxCOLS (default: hw/config.toml)")
     m.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
     m.add_argument("--model", default="integer", help="models/<name> or a path (default integer)")
@@ -85,9 +89,10 @@ def register(sub) -> None:
     m.add_argument("--rescale", choices=RESCALE_MODES, help="Eq. 10 re-scaling of the captured integer model "
                    "(IntConfig.rescale) and so of itx_requant: paper ceil divisor (sequential divider), pow2 shift, "
                    "dyadic multiplier + shift (default), tflite / tflite_single (TFLite's multiplier, double / single rounding)")
-    m.add_argument("--layer", action="append", default=[], help="only GEMMs whose name starts with this "
+    m.add_argument("--layer", action="append", default=[], type=nonempty, help="only GEMMs whose name starts with this "
                    "(repeatable), e.g. enc.0.")
-    m.add_argument("--vectors", help="vector directory: read if it holds a manifest, else captured into it")
-    m.add_argument("--report", help="report path without suffix (default reports/sim/sentence<i>)")
-    m.add_argument("--jobs", type=int, default=1, help="simulator processes in parallel (default 1)")
+    m.add_argument("--vectors", type=nonempty, help="vector directory: read if it holds a manifest (it must record "
+                   "this sentence, pair, model and --layer), else captured into it")
+    m.add_argument("--report", type=nonempty, help="report path without suffix (default reports/sim/sentence<i>)")
+    m.add_argument("--jobs", type=int_in(1, 64), default=1, help="simulator processes in parallel (default 1)")
     m.set_defaults(func=_model)

@@ -34,6 +34,8 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
+    from itx.errors import nonempty
+
     p = sub.add_parser("train", help="train the vanilla or Integer Transformer (PyTorch) and export npz + JSON")
     p.add_argument("--model", choices=("vanilla", "integer"), required=True)
     p.add_argument("--steps", type=int, default=40000, help="step limit (training stops earlier on a plateau)")
@@ -51,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock guard (stops after a dev eval)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
-    p.add_argument("--run-dir", help="checkpoint directory (default runs/train_<model>)")
-    p.add_argument("--export-checkpoint", metavar="CKPT", help="only export this periodic checkpoint")
-    p.add_argument("--out", help="export directory (default models/<model>)")
+    p.add_argument("--run-dir", type=nonempty, help="checkpoint directory (default runs/train_<model>)")
+    p.add_argument("--export-checkpoint", type=nonempty, metavar="CKPT", help="only export this periodic checkpoint")
+    p.add_argument("--out", type=nonempty, help="export directory (default models/<model>)")
     p.set_defaults(func=_run)

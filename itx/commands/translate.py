@@ -16,10 +16,12 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
+    from itx.errors import int_in
+
     p = sub.add_parser("translate", help="translate English sentences with a committed model")
     p.add_argument("text", nargs="+", help="English sentence(s)")
     p.add_argument("--model", default="integer", help="vanilla | integer | path to an exported model dir")
     p.add_argument("--to", choices=("de", "fr"), default="de", help="target language")
-    p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy)")
+    p.add_argument("--beam", type=int_in(1), default=4, help="beam size (1 = greedy, at most the vocabulary)")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
     p.set_defaults(func=_run)

@@ -6,23 +6,38 @@ import time
 
 import numpy as np
 
-from golden.config import load_hw_config
-from golden.vectors import read_manifest, write_manifest
+from golden.config import MAX_ARRAY_DIM, load_hw_config
+from golden.errors import UserError
+from golden.vectors import check_vector_dir, read_manifest, write_manifest
 from itx.commands.eval import add_int_args
+from itx.errors import int_in, nonempty
+
+# One GEMM's A, B and C as int64 plus their hex text and temporaries: about 40 bytes per element.
+BYTES_PER_ELEMENT, MAX_BYTES = 40, 4 << 30
 
 
 def _shape(text: str) -> tuple[int, int, int]:
     match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text)
     if not match or 0 in (dims := tuple(int(g) for g in match.groups())):
         raise ValueError(f"--shape: expected MxKxN with positive integers, got {text!r}")
+    m, k, n = dims
+    need = BYTES_PER_ELEMENT * (m * k + k * n + m * n)
+    if need > MAX_BYTES:
+        raise UserError(f"--shape {text}: needs about {need / (1 << 30):.1f} GiB of memory, more than the "
+                        f"{MAX_BYTES >> 30} GiB allowed; use a smaller GEMM")
     return dims
 
 
 def _gemm(args) -> int:
     cfg = load_hw_config()
     shapes = [_shape(s) for s in args.shape] or [(cfg.rows, 16, cfg.cols)]
-    if args.count < 1:
-        raise ValueError(f"--count must be >= 1, got {args.count}")
+    digits = [(b + 3) // 4 + 1 for b in (cfg.in_bits, cfg.acc_bits)]
+    disk = sum((m * k + k * n) * digits[0] + m * n * digits[1] for m, k, n in
+               (shapes[i % len(shapes)] for i in range(args.count)))
+    if disk > MAX_BYTES:
+        raise UserError(f"--count {args.count} x --shape: {disk / (1 << 30):.1f} GiB of hex files, more than the "
+                        f"{MAX_BYTES >> 30} GiB allowed")
+    check_vector_dir(args.out)
     rng = np.random.default_rng(args.seed)
     lo, hi = -(1 << (cfg.in_bits - 1)), (1 << (cfg.in_bits - 1)) - 1
     gemms = []
@@ -36,11 +51,10 @@ def _gemm(args) -> int:
 
 
 def _check(args) -> int:
-    man = read_manifest(args.manifest)
+    man = read_manifest(args.manifest).nonempty()
     for e in man.gemms:
-        for which in "abc":
-            man.load(e, which)
-    print(f"{man.path}: {len(man.gemms)} GEMMs, all files valid")
+        man.verify(e)       # every file valid and C recomputed from A, B with the golden GEMM
+    print(f"{man.path}: {len(man.gemms)} GEMMs, all files valid, every C equal to the golden gemm(A, B)")
     return 0
 
 
@@ -66,14 +80,17 @@ def _model(args) -> int:
     from itx import data
     from itx.commands.eval import int_config
 
-    rows = data.read_tsv(data.split_path(args.split, args.pair))
+    rows = data.read_split(args.split, args.pair)
     if not 0 <= args.sentence < len(rows):
         raise ValueError(f"--sentence must be in 0..{len(rows) - 1} for {args.split} {args.pair}, got {args.sentence}")
+    check_vector_dir(args.out)
     tok, icfg = Tokenizer(), int_config(args)
+    cfg, weights = load(model_dir(args.model))
     _, _, src, ref = rows[args.sentence][:4]
-    cap = capture.capture(*load(model_dir(args.model)), icfg, tok.encode_source(src, args.pair[3:]),
-                          tok.encode_target(ref))
-    path = capture.write(cap, args.out, icfg)
+    cap = capture.capture(cfg, weights, icfg, tok.encode_source(src, args.pair[3:]), tok.encode_target(ref))
+    path = capture.write(cap, args.out, icfg, source={"sentence": args.sentence, "pair": args.pair,
+                                                      "split": args.split, "model": args.model,
+                                                      "int_config": icfg.describe()})
     worst = sorted(cap.mse().items(), key=lambda kv: -kv[1][1])[:3]
     print(f"wrote {len(cap.gemms)} GEMMs of {args.model} ({icfg.describe()}) on {args.split} {args.pair} sentence "
           f"{args.sentence} to {path}; activations.npz + mse.json beside it; largest relative MSE: "
@@ -81,39 +98,33 @@ def _model(args) -> int:
     return 0
 
 
-def _percent(text: str) -> int:
-    val = int(text)
-    if not 0 <= val <= 95:
-        raise ValueError(f"stall percentage must be in 0..95, got {val}")
-    return val
-
-
 def register(sub) -> None:
     p = sub.add_parser("vectors", help="golden GEMM vectors: write, check, run on the RTL")
     vsub = p.add_subparsers(dest="action", required=True)
     g = vsub.add_parser("gemm", help="write random GEMMs (widths from hw/config.toml) with golden results")
-    g.add_argument("--out", required=True, help="output directory (manifest.json + *.hex)")
+    g.add_argument("--out", type=nonempty, required=True, help="output directory (manifest.json + *.hex), "
+                   "replaced as a whole")
     g.add_argument("--shape", action="append", default=[], help="MxKxN, repeatable (cycled over --count)")
-    g.add_argument("--count", type=int, default=1)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--count", type=int_in(1, 100_000), default=1)
+    g.add_argument("--seed", type=int_in(0), default=0)
     g.set_defaults(func=_gemm)
     m = vsub.add_parser("model", help="capture one test sentence through the integer model: every GEMM as "
                         "vectors, FP32 vs integer activations and their MSE")
-    m.add_argument("--sentence", type=int, required=True, help="index into the split")
-    m.add_argument("--out", required=True, help="output directory")
+    m.add_argument("--sentence", type=int_in(0), required=True, help="index into the split")
+    m.add_argument("--out", type=nonempty, required=True, help="output directory, replaced as a whole")
     m.add_argument("--pair", choices=("en-de", "en-fr"), default="en-de")
     m.add_argument("--split", choices=("test", "dev"), default="test")
     m.add_argument("--model", default="integer", help="committed model name or exported model dir")
     add_int_args(m)
     m.set_defaults(func=_model)
     c = vsub.add_parser("check", help="validate a manifest and every file it lists (shape, range, sha256)")
-    c.add_argument("manifest")
+    c.add_argument("manifest", type=nonempty)
     c.set_defaults(func=_check)
     r = vsub.add_parser("run", help="run every GEMM of a manifest through the RTL (Icarus) and compare")
-    r.add_argument("manifest")
-    r.add_argument("--rows", type=int, help="array rows (default: hw/config.toml)")
-    r.add_argument("--cols", type=int, help="array cols (default: hw/config.toml)")
-    r.add_argument("--seed", type=int, default=1, help="seed of the testbench's random stalls")
-    r.add_argument("--stall-in", type=_percent, default=0, help="input stall percentage")
-    r.add_argument("--stall-out", type=_percent, default=0, help="output stall percentage")
+    r.add_argument("manifest", type=nonempty)
+    r.add_argument("--rows", type=int_in(1, MAX_ARRAY_DIM), help="array rows (default: hw/config.toml)")
+    r.add_argument("--cols", type=int_in(1, MAX_ARRAY_DIM), help="array cols (default: hw/config.toml)")
+    r.add_argument("--seed", type=int_in(0), default=1, help="seed of the testbench's random stalls")
+    r.add_argument("--stall-in", type=int_in(0, 95), default=0, help="input stall percentage")
+    r.add_argument("--stall-out", type=int_in(0, 95), default=0, help="output stall percentage")
     r.set_defaults(func=_run)
