@@ -249,9 +249,9 @@ def test_code_version_tracks_golden_sources():
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--sentences", "0"], "--sentences must be an integer >= 1"),
+    (["--sentences", "0"], "argument --sentences: must be >= 1"),
     (["--sentences", "100000"], "has only"),
-    (["--sentences", "2", "--workers", "-1"], "--workers must be >= 0"),
+    (["--sentences", "2", "--workers", "-1"], "argument --workers: must be in 0..256"),
 ])
 def test_bad_arguments_one_line_error(argv, needle, tmp_path, capsys):
     assert main(["report", "--quiet", "--out", str(tmp_path), "--cache", str(tmp_path)] + argv) == 2
