@@ -28,6 +28,13 @@ def library_or_skip():
     return G._STATE["engine"]
 
 
+def test_installed_library_is_exact_here(restore):
+    """Where onnxruntime is installed its uint8 x uint8 form is exact on any x86 MLAS kernel (int16 operands, int32
+    pair sums), so a failed self-check here is a finding, not a skip."""
+    pytest.importorskip("onnxruntime")
+    assert G.set_backend("onnxruntime") == "onnxruntime", G._STATE["library"][1]
+
+
 def test_unknown_backend_is_one_clear_error(monkeypatch, restore):
     monkeypatch.setenv(G.BACKEND_ENV, "mkl")
     with pytest.raises(ValueError) as exc:
