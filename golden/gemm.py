@@ -12,10 +12,18 @@ integer of magnitude <= chunk * max|a| * max|b| <= 2^24 (float32) or 2^53 (float
 picks is exact; chunk sums are added in int64. Saturation is simulated in k order only for the outputs whose bound
 sum_k |a_ik| |b_kj| can leave the accumulator range. A right operand reused by many calls (weights) can be
 prepare()d: its range check and float copy are then done once.
+
+Backends (ITX_GEMM, BACKENDS): "onnxruntime" computes the exact sums of 8-bit operands with onnxruntime's
+MatMulInteger (MLAS int8 kernels, int32 results; operands shifted by 128 to uint8 with zero point 128), "blas" by the
+exact float chunks above. The library is trusted only after a first-use self-check against int64 on edge operands;
+GEMMs it does not suit (wider operands, batched B, tiny work) take the float path. The accumulator reduction after
+the exact sums is the same for both, so the results are bit-identical (SPEC.md, "GEMM").
 """
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 import weakref
 from functools import lru_cache
@@ -114,12 +122,15 @@ class _Prepared:
     """What prepare() keeps for one array: a weak reference to it, its range bound, its float copies."""
 
     def __init__(self, b: np.ndarray, in_bits: int, bound: int) -> None:
-        self.ref, self.in_bits, self.bound, self.floats = weakref.ref(b), in_bits, bound, {}
+        self.ref, self.in_bits, self.bound = weakref.ref(b), in_bits, bound
+        self.floats: dict = {}     # float type -> b's float copy (exact_matmul)
+        self.sessions: dict = {}   # (library operand form, threads) -> a library session holding b (_OnnxRuntime)
 
 
 def prepare(b: np.ndarray, in_bits: int | None = None) -> np.ndarray:
     """Mark b as a right operand reused unchanged by many gemm calls (weights, an attention memory's keys/values):
-    its range is checked once and exact_matmul's float copy of it made once per float type, instead of per call.
+    its range is checked once, and exact_matmul's float copy of it (once per float type) or the library backend's
+    converted, pre-packed copy of it (one session per thread count) made once, instead of per call.
     b becomes read-only so that they cannot go stale; the record dies with b. gemm's results are the same."""
     in_bits = _default_in_bits() if in_bits is None else in_bits
     _check_width("in_bits", in_bits, 2, 16)
@@ -217,6 +228,233 @@ def _saturate_ordered(a: np.ndarray, b: np.ndarray, out: np.ndarray, bound_a: in
     return out
 
 
+# --- backends ---------------------------------------------------------------------------------------------------
+BACKENDS = ("onnxruntime", "blas")  # preference order: the default is the first one installed and exact here
+BACKEND_ENV = "ITX_GEMM"
+# The library runs where its int32 sums are exact (every partial sum of uint8 x uint8 products, K * 255^2, < 2^31)
+# and the GEMM has enough work to amortize its per-call overhead (~7 us here; measured with `itx bench gemm`).
+_LIB_MAX_K = 1 << 15
+_LIB_MIN_WORK = 1 << 19             # M * K * N; below it (1x256x256 .. 4x256x256) the float path is faster
+_LIB_IN_BITS = 8
+_STATE: dict = {}                   # "name": the backend in effect, "engine": its _OnnxRuntime (None for blas)
+
+
+class _OnnxRuntime:
+    """onnxruntime's MatMulInteger (MLAS) on a one-node graph: A + 128 as uint8 with zero point 128 (exact signed
+    A), B as int8 ("u8s8": VNNI's operand pair) or B + 128 as uint8 with zero point 128 ("u8u8": exact on AVX2, where
+    u8s8's pairwise int16 sums saturate); int32 results. Sessions run as many threads as BLAS has at the call."""
+
+    def __init__(self, form: str) -> None:
+        import onnxruntime
+        from threadpoolctl import ThreadpoolController
+
+        self.ort, self.form = onnxruntime, form
+        self.blas = ThreadpoolController().select(user_api="blas").lib_controllers
+        self.sessions: dict = {}    # threads -> the session with A and B as inputs
+
+    def describe(self) -> str:
+        return (f"onnxruntime {self.ort.__version__} MatMulInteger "
+                f"{'uint8 x int8' if self.form == 'u8s8' else 'uint8 x uint8'} (zero point 128)")
+
+    def threads(self) -> int:
+        return max([c.get_num_threads() for c in self.blas] or [1])
+
+    def operand_b(self, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """B (within int8) in the library's operand type, written to out (contiguous) if given."""
+        if out is None:
+            out = np.empty(b.shape, np.int8 if self.form == "u8s8" else np.uint8)
+        if self.form == "u8s8":
+            np.copyto(out, b, casting="unsafe")   # the low byte: b itself
+            return out
+        return _offset_u8(b, out)
+
+    def session(self, threads: int, b_const: np.ndarray | None = None):
+        """MatMulInteger(A, B, 128, zp_B) -> int32; B an input, or b_const (converted) a constant that onnxruntime
+        pre-packs once."""
+        opts = self.ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a busy machine: no spin-waits
+        return self.ort.InferenceSession(matmul_integer_model(self.form, b_const), opts,
+                                         providers=["CPUExecutionProvider"])
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, prep: _Prepared | None) -> np.ndarray:
+        """Exact int64 a @ b for a (..., M, K), b (K, N) within int8 (b's session, holding b, from prep if given)."""
+        threads = self.threads()
+        rows, k, n = math.prod(a.shape[:-1]), a.shape[-1], b.shape[-1]
+        inputs = {"A": _offset_u8(a.reshape(rows, k), _scratch("lib_a", (rows, k), np.uint8))}
+        if prep is not None:
+            key = (self.form, threads)
+            if key not in prep.sessions:
+                prep.sessions[key] = _Session(self.session(threads, self.operand_b(b)))
+            sess = prep.sessions[key]
+        else:
+            if threads not in self.sessions:
+                self.sessions[threads] = _Session(self.session(threads))
+            sess = self.sessions[threads]
+            inputs["B"] = self.operand_b(b, _scratch("lib_b", b.shape, np.int8 if self.form == "u8s8" else np.uint8))
+        out = _scratch("lib_c", (rows, n), np.int32)
+        sess.run(inputs, out)
+        return out.astype(np.int64).reshape(a.shape[:-1] + (n,))
+
+
+class _Session:
+    """An onnxruntime session and, per thread, its last io_binding (raw pointers: no per-call wrapping or output
+    allocation). Binding costs ~15 us a call here; golden.gemm's scratch buffers rarely move, so most calls re-run
+    the last binding."""
+
+    def __init__(self, sess) -> None:
+        self.sess, self.bindings = sess, {}
+
+    def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> None:
+        """out = C of the graph on the inputs: contiguous arrays or _scratch views (contiguous from their buffer's
+        start, so a view's address is its buffer's). The binding is keyed by buffer identity and shapes; the buffers
+        are kept alive with it, so an identity cannot be reused while it is cached."""
+        arrays = [x if x.base is None else x.base for x in (*inputs.values(), out)]
+        key = tuple((id(x), x.shape, y.shape) for x, y in zip(arrays, (*inputs.values(), out)))
+        last = self.bindings.get(threading.get_ident())
+        if last is None or last[0] != key:
+            io = self.sess.io_binding()
+            for name, x in inputs.items():
+                io.bind_input(name, "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
+            io.bind_output("C", "cpu", 0, np.int32, list(out.shape), out.ctypes.data)
+            last = self.bindings[threading.get_ident()] = key, io, arrays
+        self.sess.run_with_iobinding(last[1])
+
+
+def _proto(*fields: tuple[int, int | bytes | str]) -> bytes:
+    """Protocol-buffer wire format of (field number, value) pairs: ints as varints, bytes/str length-delimited."""
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    out = bytearray()
+    for num, value in fields:
+        if isinstance(value, int):
+            out += varint(num << 3) + varint(value)
+        else:
+            value = value.encode() if isinstance(value, str) else value
+            out += varint(num << 3 | 2) + varint(len(value)) + value
+    return bytes(out)
+
+
+_ONNX_TYPES = {np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.int32): 6}   # onnx.TensorProto.DataType
+
+
+def matmul_integer_model(form: str, b_const: np.ndarray | None = None) -> bytes:
+    """The serialized ONNX model (IR 8, opset 13) of C = MatMulInteger(A, B, 128, zp_B): A uint8 [M, K], B int8
+    (form "u8s8", zp_B = 0) or uint8 ("u8u8", zp_B = 128), an input [K, N] or the constant b_const; C int32 [M, N].
+    Written directly in the wire format (equal byte for byte to onnx.helper's, tests/test_gemm.py): the onnx
+    package costs ~1.5 s to import here, more than the GEMMs of a translation."""
+    btype = np.dtype(np.int8 if form == "u8s8" else np.uint8)
+
+    def tensor(name: str, x: np.ndarray) -> bytes:   # TensorProto: dims, data_type, name, raw_data
+        return _proto(*((1, d) for d in x.shape), (2, _ONNX_TYPES[x.dtype]), (8, name), (9, x.tobytes()))
+
+    def value_info(name: str, dtype, dims) -> bytes:  # ValueInfoProto{name, TypeProto{tensor_type{elem, shape}}}
+        shape = _proto(*((1, _proto((2, d))) for d in dims))
+        return _proto((1, name), (2, _proto((1, _proto((1, _ONNX_TYPES[np.dtype(dtype)]), (2, shape))))))
+
+    zeros = [tensor("za", np.array(128, np.uint8)), tensor("zb", np.array(0 if form == "u8s8" else 128, btype))]
+    inputs = [value_info("A", np.uint8, "MK")]
+    if b_const is None:
+        inputs.append(value_info("B", btype, "KN"))
+    else:
+        zeros.append(tensor("B", np.ascontiguousarray(b_const, btype)))
+    node = _proto((1, "A"), (1, "B"), (1, "za"), (1, "zb"), (2, "C"), (4, "MatMulInteger"))
+    graph = _proto((1, node), (2, "gemm"), *((5, t) for t in zeros), *((11, v) for v in inputs),
+                   (12, value_info("C", np.int32, "MN")))
+    return _proto((1, 8), (7, graph), (8, _proto((1, ""), (2, 13))))
+
+
+def _offset_u8(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """x + 128 as uint8 for x within int8: the low byte of two's complement with its sign bit flipped."""
+    np.copyto(out, x, casting="unsafe")
+    out ^= 0x80
+    return out
+
+
+def _self_check(engine: _OnnxRuntime) -> str | None:
+    """None when the library equals int64 matmul on edge operands, else the first difference: rows of A all -128,
+    all 127, alternating extremes and random against columns of B alike (so all -128 x all -128, all 127 x all 127,
+    -128 x 127 and mixed extremes all occur), K = 1, 7, 512 (the model's largest) and 2048 (bench's), B an input and
+    B a pre-packed constant."""
+    rng = np.random.default_rng(0)
+    for k in (1, 7, 512, 2048):
+        alt = np.resize([-128, 127], k)
+        edges = [np.full(k, -128), np.full(k, 127), alt, -1 - alt, np.resize([-128, 127, 127, -128, 0, 127], k)]
+        a = np.vstack(edges + [rng.integers(-128, 128, (12, k))]).astype(np.int8)
+        b = np.vstack(edges[::-1] + [rng.integers(-128, 128, (18, k))]).T.astype(np.int8)
+        want = a.astype(np.int64) @ b.astype(np.int64)
+        for how, prep in (("B an input", None), ("B pre-packed", _Prepared(b, 8, 128))):
+            got = engine.matmul(a, b, prep)
+            if not np.array_equal(got, want):
+                i, j = np.argwhere(got != want)[0]
+                return f"K={k}, {how}: C[{i}, {j}] = {got[i, j]}, int64 says {want[i, j]}"
+    return None
+
+
+def _load_library() -> tuple[_OnnxRuntime | None, str]:
+    """The first exact operand form of onnxruntime on this CPU, or None and why not."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return None, f"not installed ({exc}; pip install -e '.[gemm]')"
+    why = []
+    for form in ("u8s8", "u8u8"):
+        engine = _OnnxRuntime(form)
+        diff = _self_check(engine)
+        if diff is None:
+            return engine, ""
+        why.append(f"{engine.describe()} failed its self-check ({diff})")
+    return None, "; ".join(why)
+
+
+def set_backend(name: str | None = None) -> str:
+    """Select the GEMM backend: one of BACKENDS, or None for $ITX_GEMM, else the default (the first of BACKENDS that
+    is installed and passes its self-check). A library that is missing (when asked for by name) or inexact falls
+    back to "blas" with a one-line notice on stderr. Returns the backend in effect."""
+    asked = os.environ.get(BACKEND_ENV) or None if name is None else name
+    if asked is not None and asked not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}: unknown GEMM backend {asked!r}; choose one of {', '.join(BACKENDS)}")
+    engine = None
+    if asked in (None, "onnxruntime"):
+        if "library" not in _STATE:
+            _STATE["library"] = _load_library()
+        engine, why = _STATE["library"]
+        if engine is None and (asked is not None or not why.startswith("not installed")):
+            print(f"itx: GEMM backend onnxruntime {why}; using blas", file=sys.stderr)
+    _STATE.update(name="onnxruntime" if engine else "blas", engine=engine)
+    return _STATE["name"]
+
+
+def backend() -> str:
+    """The GEMM backend in effect (set_backend() on first use)."""
+    return _STATE["name"] if "name" in _STATE else set_backend()
+
+
+def describe_backend() -> str:
+    """One line: the backend in effect and the library kernel it runs."""
+    engine = _STATE.get("engine") if backend() == "onnxruntime" else None
+    return f"GEMM backend {backend()}" + (f": {engine.describe()}, else exact float BLAS" if engine else
+                                          ": exact float BLAS chunks")
+
+
+def _library_matmul(a: np.ndarray, b: np.ndarray, in_bits: int, prep: _Prepared | None) -> np.ndarray | None:
+    """Exact int64 sums through the library backend, or None where it does not apply: the blas backend, operands
+    wider than int8, a batched B (attention: many tiny GEMMs, faster as one float matmul), K beyond int32-exact, or
+    too little work for the per-call overhead."""
+    if backend() != "onnxruntime" or in_bits > _LIB_IN_BITS or b.ndim != 2:
+        return None
+    k = a.shape[-1]
+    if not 0 < k <= _LIB_MAX_K or math.prod(a.shape[:-1]) * k * b.shape[-1] < max(_LIB_MIN_WORK, 1):
+        return None
+    return _STATE["engine"].matmul(a, b, prep)
+
+
 def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap",
          in_bits: int | None = None, *, in_range: bool = False, b_f32: np.ndarray | None = None) -> np.ndarray:
     """C = A @ B with signed in_bits operands and an acc_bits accumulator (module docstring; Lin et al. 2020 Sec. 3).
@@ -241,7 +479,9 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     else:
         bound_a, af = _check_operand("a", a, in_bits, "a")
         bound_b, bf = (prep.bound, None) if prep else _check_operand("b", b, in_bits, "b")
-    out = exact_matmul(a, b, bound_a, bound_b, prep, af, bf)
+    out = _library_matmul(a, b, in_bits, prep)
+    if out is None:
+        out = exact_matmul(a, b, bound_a, bound_b, prep, af, bf)
     if a.shape[-1] * bound_a * bound_b < 1 << (acc_bits - 1):  # no partial sum can reach the accumulator limits
         return out
     if overflow == "wrap":

@@ -1,4 +1,5 @@
-"""golden.gemm: the fast exact GEMM equals the pure-Python ordered-accumulation reference, bit for bit."""
+"""golden.gemm: the fast exact GEMM equals the pure-Python ordered-accumulation reference, bit for bit, on every
+backend (the `backend` fixture: each of golden.gemm.BACKENDS, the library taking every GEMM it can, however small)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +8,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from golden import gemm as gemm_module
 from golden.config import load_hw_config
-from golden.gemm import gemm, gemm_reference, prepare
+from golden.gemm import BACKENDS, gemm, gemm_reference, prepare
 
 IN_BITS = (2, 3, 4, 8, 12, 16)
 ACC_BITS = (16, 17, 20, 24, 31, 32)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    """Run the test on one backend; a library that is missing or fails its self-check here is a skip, with why."""
+    name = request.param
+    if gemm_module.set_backend(name) != name:
+        gemm_module.set_backend()
+        pytest.skip(f"GEMM backend {name}: {gemm_module._STATE['library'][1]}")
+    saved, gemm_module._LIB_MIN_WORK = gemm_module._LIB_MIN_WORK, 0   # the library takes even 1x1x1 GEMMs
+    yield name
+    gemm_module._LIB_MIN_WORK = saved
+    gemm_module.set_backend()
 
 
 def assert_exact(got: np.ndarray, want, what: str) -> None:
@@ -51,7 +66,7 @@ def gemm_case(draw, max_k: int = 9):
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
 @settings(max_examples=1000)
 @given(case=gemm_case())
-def test_gemm_equals_reference(overflow, case):
+def test_gemm_equals_reference(backend, overflow, case):
     a, b, in_bits, acc_bits = case
     assert_exact(gemm(a, b, acc_bits, overflow, in_bits=in_bits), gemm_reference(a, b, acc_bits, overflow),
                  f"{overflow} in_bits={in_bits} acc_bits={acc_bits} a={a.tolist()} b={b.tolist()}")
@@ -59,7 +74,7 @@ def test_gemm_equals_reference(overflow, case):
 
 @settings(max_examples=100)
 @given(case=gemm_case(max_k=6), overflow=st.sampled_from(["wrap", "saturate"]), heads=st.integers(1, 3))
-def test_batched_broadcast_equals_per_head_reference(case, overflow, heads):
+def test_batched_broadcast_equals_per_head_reference(backend, case, overflow, heads):
     a, b, in_bits, acc_bits = case
     a3 = np.stack([np.roll(a, h, axis=1) for h in range(heads)])  # (heads, M, K) against one shared (K, N)
     got = gemm(a3[None], b, acc_bits, overflow, in_bits=in_bits)
@@ -70,7 +85,7 @@ def test_batched_broadcast_equals_per_head_reference(case, overflow, heads):
 
 @pytest.mark.parametrize("in_bits", [2, 8, 16])
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
-def test_edge_shapes_and_values(in_bits, overflow):
+def test_edge_shapes_and_values(backend, in_bits, overflow):
     lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
     ev = np.array(edge_values(in_bits), dtype=np.int64)
     cases = {
@@ -87,14 +102,14 @@ def test_edge_shapes_and_values(in_bits, overflow):
                          f"{name} in_bits={in_bits} acc_bits={acc_bits} {overflow}")
 
 
-def test_all_min_saturates_and_stays():
+def test_all_min_saturates_and_stays(backend):
     a = np.full((2, 6), -128, np.int8)
     assert_exact(gemm(a, a.T.copy(), 16, "saturate", in_bits=8), np.full((2, 2), 32767), "all -128, acc 16")
     assert_exact(gemm(a, a.T.copy(), 16, "wrap", in_bits=8), np.full((2, 2), (6 * 16384 + 32768) % 65536 - 32768),
                  "all -128, acc 16 wrap")
 
 
-def test_largest_k_all_min_against_int64():
+def test_largest_k_all_min_against_int64(backend):
     k = 4096
     a = np.full((2, k), -128, np.int8)
     want = np.full((2, 2), k * 128 * 128)  # 2^26: beyond float32's exact integers, fits 32 bits
@@ -102,7 +117,7 @@ def test_largest_k_all_min_against_int64():
     assert_exact(gemm(a, a.T.copy(), 32, "saturate"), want, "K=4096 all -128 saturate")
 
 
-def test_largest_k_needs_chunking():
+def test_largest_k_needs_chunking(backend):
     """An odd sum above 2^24 is no float32, so one float32 GEMM cannot be exact; the chunked path must be."""
     k = 4095
     a = np.full((1, k), 127, np.int8)
@@ -114,7 +129,7 @@ def test_largest_k_needs_chunking():
 
 @pytest.mark.parametrize("in_bits, shape", [(8, (5, 3000, 7)), (12, (4, 700, 6)), (16, (3, 900, 5))])
 @pytest.mark.parametrize("acc_bits", [24, 32])
-def test_random_large_k_wrap_against_int64(in_bits, shape, acc_bits):
+def test_random_large_k_wrap_against_int64(backend, in_bits, shape, acc_bits):
     m, k, n = shape
     rng = np.random.default_rng(in_bits * 100 + acc_bits)
     lim = 1 << (in_bits - 1)
@@ -124,7 +139,7 @@ def test_random_large_k_wrap_against_int64(in_bits, shape, acc_bits):
                  f"in_bits={in_bits} acc_bits={acc_bits} shape={shape}")
 
 
-def test_saturate_large_k_some_outputs_saturate():
+def test_saturate_large_k_some_outputs_saturate(backend):
     rng = np.random.default_rng(7)
     a = rng.integers(-128, 128, (3, 2000), dtype=np.int8)
     b = rng.integers(-128, 128, (2000, 4), dtype=np.int8)
@@ -135,7 +150,7 @@ def test_saturate_large_k_some_outputs_saturate():
     assert_exact(got, gemm_reference(a, b, 16, "saturate"), "K=2000 saturate acc 16")
 
 
-def test_unsigned_and_wide_dtypes_accepted_when_in_range():
+def test_unsigned_and_wide_dtypes_accepted_when_in_range(backend):
     a = np.array([[0, 127, 5]], np.uint8)
     b = np.array([[3], [-128], [127]], np.int64)
     assert_exact(gemm(a, b), gemm_reference(a, b), "uint8 x int64")
@@ -180,7 +195,7 @@ def test_in_bits_defaults_to_hw_config():
 
 @pytest.mark.parametrize("in_bits, k, acc_bits, overflow", [(8, 300, 32, "wrap"), (8, 2000, 16, "saturate"),
                                                               (10, 300, 32, "wrap"), (16, 40, 24, "wrap")])
-def test_prepared_operand_gives_the_same_result(in_bits, k, acc_bits, overflow):
+def test_prepared_operand_gives_the_same_result(backend, in_bits, k, acc_bits, overflow):
     """prepare(b) caches the range check and float copies (float32, or float64 for wide operands; chunked K);
     gemm is bit-identical with and without it, also when called again and with a wider in_bits."""
     rng = np.random.default_rng(in_bits + k)
@@ -205,7 +220,7 @@ def test_prepare_checks_range_once_and_narrower_calls_recheck():
 
 @pytest.mark.parametrize("in_bits, k, acc_bits, overflow", [(8, 300, 32, "wrap"), (8, 2000, 16, "saturate"),
                                                               (10, 300, 32, "wrap"), (8, 40, 16, "wrap")])
-def test_in_range_operands_give_the_same_result(in_bits, k, acc_bits, overflow):
+def test_in_range_operands_give_the_same_result(backend, in_bits, k, acc_bits, overflow):
     """in_range (QTensor operands: the bound 2^(in_bits-1) instead of a scan) and a caller's float32 copy of b
     (b_f32, also a strided view as a K/V cache's transpose) are bit-identical to the scanning gemm."""
     rng = np.random.default_rng(in_bits + k)
