@@ -147,7 +147,14 @@ def test_first_encoder_layer_icarus(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("acc_bits,overflow", [(16, "saturate"), (16, "wrap"), (24, "saturate"), (24, "wrap")])
+NARROW_16 = pytest.mark.xfail(raises=ValueError, strict=True, reason="issue 14, open: at acc_bits 16 an enc.0 bias has "
+                              "a scale below the matched accumulator's, which itx_requant's one dyadic step refuses "
+                              "(sim.requant.linear_factors)")
+
+
+@pytest.mark.parametrize("acc_bits,overflow", [pytest.param(16, "saturate", marks=NARROW_16),
+                                               pytest.param(16, "wrap", marks=NARROW_16), (24, "saturate"),
+                                               (24, "wrap")])
 def test_first_encoder_layer_narrow_accumulator_icarus(tmp_path, acc_bits, overflow):
     """One accumulator per configuration: golden with IntConfig(acc_bits, overflow) and the RTL built with that
     ACC_BITS / SATURATE agree on every GEMM and re-scaled output of enc.0 of test sentence 0."""
