@@ -5,6 +5,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 HW_CONFIG = ROOT / "hw" / "config.toml"
 OVERFLOW_MODES = ("wrap", "saturate")
@@ -60,3 +62,19 @@ def load_hw_config(path: str | Path | None = None) -> HwConfig:
         return HwConfig(**values)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def to_accumulator(values, acc_bits: int, overflow: str):
+    """Exact int64 results as an acc_bits accumulator holds them (SPEC.md, "Accumulator"): "wrap" reduces mod
+    2^acc_bits into [-2^(acc_bits-1), 2^(acc_bits-1)), "saturate" clips to that range. The one reduction of every
+    element-wise op, row sum and quotient of the data path (golden/gemm.py wraps or saturates its ordered MACs itself);
+    values already in range are returned as they are (two reductions, no temporaries)."""
+    values = np.asarray(values, dtype=np.int64)
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    if not values.size or (lo <= np.minimum.reduce(values, axis=None) and np.maximum.reduce(values, axis=None) <= hi):
+        return values
+    if overflow == "saturate":
+        return np.clip(values, lo, hi)
+    if overflow != "wrap":
+        raise ValueError(f"overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
+    return ((values - lo) & ((1 << acc_bits) - 1)) + lo

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from . import attention, layernorm
 from .config import OVERFLOW_MODES, load_hw_config
-from .quant import MATCH_MODES, RESCALE_MODES
-from .rounding import ROUNDINGS
+from .quant import DEFAULT_GRANULARITY, DEFAULT_MATCH, DEFAULT_RESCALE, MATCH_MODES, RESCALE_MODES
+from .rounding import DEFAULT_ROUNDING, ROUNDINGS
 
 MODULES = ("emb", "attn", "ffn", "ln", "res", "proj")
 GRANULARITIES = ("row", "batch", "block")
@@ -28,25 +29,28 @@ class IntConfig:
     divisor, "pow2" next power of two, "dyadic" 31-bit multiplier + shift). Both also take "tflite" (gemmlowp's
     double rounding with TFLite's QuantizeMultiplier) and "tflite_single" (TFLITE_SINGLE_ROUNDING), which round as
     those libraries define, whatever `rounding` says (SPEC.md). Both default to the dyadic variants: more
-    precise than the paper's ceil (SPEC.md) and, for Eq. 10, one cycle per beat in itx_requant instead of a divide. acc_bits/overflow: the GEMM accumulator (default hw/config.toml).
+    precise than the paper's ceil (SPEC.md) and, for Eq. 10, one cycle per beat in itx_requant instead of a divide. 
+    The defaults are golden's own (quant.DEFAULT_*, rounding.DEFAULT_ROUNDING, attention/layernorm.DEFAULT_*), and
+    each knob governs every site SPEC.md's knob table lists (attention's and LayerNorm's internal re-scales too).
+    acc_bits/overflow: the one accumulator of every wide result, GEMM and element-wise (default hw/config.toml).
     param_bits: biases, LayerNorm gain/bias, poly b/delta (added in the accumulator, so wider than `bits`).
     attn_division/ln_division and *_frac_bits: the integer division of Eq. 12 and Eq. 13 (golden.attention)."""
     bits: int = 8
-    granularity: str = "row"
+    granularity: str = DEFAULT_GRANULARITY
     block: int = 8
-    match: str = "dyadic"
-    rescale: str = "dyadic"
+    match: str = DEFAULT_MATCH
+    rescale: str = DEFAULT_RESCALE
     acc_bits: int | None = None
     overflow: str | None = None
     param_bits: int = 16
     modules: frozenset = frozenset(MODULES)
     int_layers: tuple = ()
     fp32_layers: tuple = ()
-    attn_division: str = "fixed"
-    attn_frac_bits: int = 8
-    ln_division: str = "fixed"
-    ln_frac_bits: int = 7
-    rounding: str = "half_away"
+    attn_division: str = attention.DEFAULT_DIVISION
+    attn_frac_bits: int = attention.DEFAULT_FRAC_BITS
+    ln_division: str = layernorm.DEFAULT_DIVISION
+    ln_frac_bits: int = layernorm.DEFAULT_FRAC_BITS
+    rounding: str = DEFAULT_ROUNDING
 
     def __post_init__(self) -> None:
         hw = load_hw_config()

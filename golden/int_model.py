@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .attention import fixed_point_bits, lift, poly
+from .attention import attention_output, fixed_point_bits, lift, poly
 from .gemm import gemm, prepare
 from . import kernels
 from .int_config import IntConfig
@@ -24,7 +24,6 @@ from .model import check_layer_prefixes, FP32Transformer, ModelConfig, emit, loa
 from .ops import add, relu, transpose
 from .qtensor import QTensor, checked_scale
 from .quant import check_qtensor, divide_to, match_along, quantize, rescale
-from .rounding import round_div_or_zero
 
 
 class QBatch(QTensor):
@@ -128,17 +127,6 @@ def _grown(buf: np.ndarray, n: int, cap: int) -> np.ndarray:
     return out
 
 
-ZERO_PARAM_SCALE = np.float32(2.0 ** 40)
-
-
-def quantize_param(p: np.ndarray, bits: int) -> QTensor:
-    """Eq. 1 per tensor; an all-zero parameter (e.g. an untrained bias) gets the scale 2^40 instead of
-    quantize's 1, so matching a tensor to it (Eq. 8, s_min) never coarsens that tensor to integer steps."""
-    if not np.any(p):
-        return QTensor(np.zeros(p.shape, np.int64), np.full((1,) * p.ndim, ZERO_PARAM_SCALE), bits)
-    return quantize(p, bits, "tensor")
-
-
 def split_heads(x: QTensor, h: int) -> QTensor:
     """[B, T, d] -> [B, H, T, d/H]; a scale dim of 1 (shared across features) stays 1."""
     def split(a: np.ndarray) -> np.ndarray:
@@ -194,9 +182,9 @@ class IntTransformer:
             if k.endswith(".w"):
                 q[k] = transpose(quantize(v.T, bits, "row"))
             elif k.endswith(("poly_b", "poly_delta")):
-                q[k] = quantize_param(v.reshape(h, 1, 1), pbits)
+                q[k] = quantize(v.reshape(h, 1, 1), pbits, "tensor")
             elif k != "embed":
-                q[k] = quantize_param(v, pbits)
+                q[k] = quantize(v, pbits, "tensor")
         return q
 
     # --- integer primitives --------------------------------------------------------------------------------
@@ -206,7 +194,8 @@ class IntTransformer:
         return rescale(x, c.bits, c.granularity, c.rescale, c.block, c.rounding)
 
     def add(self, a: QTensor, b: QTensor) -> QTensor:
-        return add(a, lift(b, a.values.ndim, "b"), self.icfg.match, self.icfg.rounding)
+        c = self.icfg
+        return add(a, lift(b, a.values.ndim, "b"), c.match, c.rounding, c.acc_bits, c.overflow)
 
     def matmul(self, name: str, a: QTensor, b: QTensor, b_f32: np.ndarray | None = None) -> QTensor:
         """golden.ops.matmul semantics (match along K, gemm, scale = outer product) with a batched GEMM and the
@@ -255,7 +244,8 @@ class IntTransformer:
         c, g, b = self.icfg, self.q[f"{name}.g"], self.q[f"{name}.b"]
         y = kernels.l1_layernorm(x, g, b, c) if self.kernels else None
         if y is None:
-            y = l1_layernorm(x, g, b, c.bits, c.ln_division, c.ln_frac_bits, c.match, c.rounding)
+            y = l1_layernorm(x, g, b, c.bits, c.ln_division, c.ln_frac_bits, c.match, c.rounding, c.rescale,
+                             c.granularity, c.block, c.acc_bits, c.overflow)
         return emit(self.hook, name, y)
 
     def linear(self, name: str, x: QTensor) -> QTensor:
@@ -312,16 +302,15 @@ class IntTransformer:
         b, delta = self.q[f"{name}.poly_b"], self.q[f"{name}.poly_delta"]
         p = kernels.poly_probs(scores, b, delta, self.cfg.poly_n, mask, c) if self.kernels else None
         if p is None:
-            p = poly(match_along(scores, -1, c.match, c.rounding), b, delta, self.cfg.poly_n, c.bits, mask, c.match)
-            p = rescale(p, c.bits, "row")
+            p = poly(match_along(scores, -1, c.match, c.rounding), b, delta, self.cfg.poly_n, c.bits, mask, c.match,
+                     c.rounding, c.rescale, c.acc_bits, c.overflow)
+            p = rescale(p, c.bits, "row", c.rescale, None, c.rounding)
         p = match_along(emit(self.hook, f"{name}.poly", p), -1, c.match, c.rounding)
         v = match_along(v, -2, c.match, c.rounding)
         num = self.matmul(f"{name}.context", p, v, v_f32)
-        den = p.values.sum(axis=-1, keepdims=True)
-        out = kernels.context(num, den, v, f, c) if self.kernels else None
+        out = kernels.context(num, p, v, f, c) if self.kernels else None
         if out is None:
-            out = rescale(QTensor(round_div_or_zero(num.values << f, den, c.rounding), v.scale * np.float32(1 << f),
-                                  num.bits), c.bits, "row")
+            out = attention_output(num, p, v.scale, f, c.bits, c.rescale, c.rounding, c.acc_bits, c.overflow)
         return out
 
     def ffn(self, name: str, x: QTensor) -> QTensor:

@@ -4,10 +4,11 @@
 
 They implement the default knobs only (dyadic matching and re-scaling, half_away rounding, one scale per row) on
 tensors with one scale per row, and the TFLite Eq. 10 modes (rescale = tflite, tflite_single) at the sites that
-follow IntConfig.rescale (linear, residual); the TFLite matchings run numpy; IntTransformer uses them when numba is installed (the `fast` extra) and
-ITX_KERNELS is not 0, and the numpy path for everything else. Each kernel returns the first row whose result leaves
-the accumulator or gets no valid scale (or -1); the caller then runs the numpy path, which raises its one-line error.
-Accumulator checks use hw/config.toml's width, as ops._wide does."""
+follow IntConfig.rescale (linear, residual); the TFLite matchings run numpy. IntTransformer uses them when numba
+is installed (the `fast` extra) and ITX_KERNELS is not 0, and the numpy path for everything else. Every
+accumulator result is wrapped or saturated to IntConfig.acc_bits / .overflow exactly as
+golden.config.to_accumulator does; each kernel returns the first row whose exact 62-bit intermediate overflows
+or that gets no valid scale (or -1); the caller then runs the numpy path, which raises its one-line error."""
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ njit = numba.njit(cache=True) if numba else (lambda f: f)   # cached in __pycach
 inline = numba.njit(cache=True, inline="always") if numba else (lambda f: f)
 
 from .attention import fixed_point_bits
+from .config import to_accumulator
 from .layernorm import C_L1
-from .ops import acc_defaults
+from .ops import WIDE
 from .qtensor import QTensor, qmax
 from .quant import dyadic_factors
 from .tflite import TFLITE_MODES
@@ -33,6 +35,11 @@ _MIN = np.minimum.reduce
 
 KNOBS = {"match": ("dyadic",), "rescale": ("dyadic",) + TFLITE_MODES, "rounding": ("half_away",),
          "granularity": ("row",)}
+
+
+def _acc(icfg) -> tuple[int, bool]:
+    """The kernels' accumulator arguments: (acc_bits, saturate)."""
+    return icfg.acc_bits, icfg.overflow == "saturate"
 
 
 def enabled(icfg) -> bool:
@@ -67,7 +74,7 @@ def linear(acc: QTensor, bias: QTensor, icfg) -> QTensor | None:
         return None
     c, s = acc.values.reshape(-1, n), np.broadcast_to(acc.scale, acc.shape).reshape(-1, n)
     y, scale, bad = linear_epilogue(c, s, bias.values.reshape(-1), np.float32(bias.scale.reshape(())),
-                                    qmax(icfg.bits), acc_defaults()[0], _rescale_code(icfg))
+                                    qmax(icfg.bits), *_acc(icfg), _rescale_code(icfg))
     return None if bad >= 0 else _result(y, scale, acc.shape, icfg.bits)
 
 
@@ -95,7 +102,7 @@ def l1_layernorm(x: QTensor, g: QTensor, b: QTensor, icfg) -> QTensor | None:
     s = np.minimum(s_yg, b.scale.reshape(()))
     (gm, gsh), (bm, bsh) = (tuple(int(v) for v in dyadic_factors(t, s)) for t in (s_yg, b.scale.reshape(())))
     y, scale, bad = layernorm_rows(xr[0], f, g.values, gm, min(gsh, 63), b.values, bm, min(bsh, 63), s,
-                                   qmax(icfg.bits), acc_defaults()[0])
+                                   qmax(icfg.bits), *_acc(icfg))
     return None if bad >= 0 else _result(y, scale, x.shape, icfg.bits)
 
 
@@ -110,7 +117,7 @@ def _per_head(t: QTensor, heads: int) -> np.ndarray | None:
 def poly_probs(scores: QTensor, b: QTensor, delta: QTensor, n: int, mask, icfg) -> QTensor | None:
     """IntTransformer.poly_attention's probabilities from its scores [B, H, Tq, Tk] (scale s_q s_k sqrt(d)): match
     along the keys, golden.attention.poly, Eq. 10 per row; or None."""
-    if scores.values.ndim != 4 or qmax(icfg.bits) ** n > qmax(acc_defaults()[0]):  # power()'s bound: never reached
+    if scores.values.ndim != 4 or qmax(icfg.bits) ** n >= WIDE:  # power()'s exact int64 bound: never reached
         return None
     hs = scores.shape[1]
     bv, dv = _per_head(b, hs), _per_head(delta, hs)
@@ -124,22 +131,21 @@ def poly_probs(scores: QTensor, b: QTensor, delta: QTensor, n: int, mask, icfg) 
         return None
     p, scale, bad = poly_rows(scores.values, np.broadcast_to(scores.scale, scores.shape), keep, bv,
                               np.float32(b.scale.reshape(())), np.abs(dv), np.float32(delta.scale.reshape(())), n,
-                              qmax(icfg.bits), acc_defaults()[0])
+                              qmax(icfg.bits), *_acc(icfg))
     return None if bad >= 0 else QTensor.trusted(p, scale[..., None], icfg.bits)
 
 
-def context(num: QTensor, den: np.ndarray, v: QTensor, f: int, icfg) -> QTensor | None:
-    """IntTransformer.poly_attention's output from the context GEMM num = p V and den = sum p (keepdims): num 2^f / den
-    at V's scale x 2^f, Eq. 10 per row; or None."""
+def context(num: QTensor, p: QTensor, v: QTensor, f: int, icfg) -> QTensor | None:
+    """golden.attention.attention_output from the context GEMM num = P V and P: num 2^f / sum P at V's scale x 2^f,
+    Eq. 10 per row; or None."""
     with np.errstate(over="ignore"):
         sv = v.scale * np.float32(1 << f)
-    if num.values.ndim != 4 or not np.isfinite(sv).all():
+    if num.values.ndim != 4 or v.scale.shape[-1] != 1 or not np.isfinite(sv).all():
         return None
-    y, div, bad = context_rows(num.values, den.reshape(den.shape[:-1]), f, qmax(icfg.bits), num.bits)
-    if bad >= 0:
-        return None
-    scale = np.divide(sv, div[..., None], dtype=np.float64).astype(np.float32)
-    return QTensor.trusted(y, scale, icfg.bits) if _MIN(scale, axis=None) > 0 else None
+    den = to_accumulator(p.values.sum(axis=-1), icfg.acc_bits, icfg.overflow)
+    y, scale, bad = context_rows(num.values, den, f, np.broadcast_to(sv[..., 0], den.shape), qmax(icfg.bits),
+                                 *_acc(icfg))
+    return None if bad >= 0 else QTensor.trusted(y, scale[..., None], icfg.bits)
 
 
 @inline
@@ -148,6 +154,16 @@ def _round_shift_product(x, m, sh):
     p = x * m
     p = p + p - (1 if x < 0 else 0)
     return ((p >> sh) + 1) >> 1
+
+
+@inline
+def _to_acc(v, lo, hi, sat):
+    """golden.config.to_accumulator of one value: wrapped mod 2^acc_bits, or saturated."""
+    if lo <= v <= hi:
+        return v
+    if sat:
+        return hi if v > hi else lo
+    return ((v - lo) & (hi - lo)) + lo
 
 
 @inline
@@ -255,10 +271,10 @@ def _rescale_paper(v, q, y):
 
 
 @njit
-def linear_epilogue(c, sc, bias, sb, q, acc_bits, rmode=0):
+def linear_epilogue(c, sc, bias, sb, q, acc_bits, sat, rmode=0):
     """IntTransformer.linear after its GEMM: c [M, N] at scales sc matched along the features, plus the bias
-    (scale sb) after Eq. 8 matching, re-scaled per row (rmode: _rescale_mode) -> (values, row scales, first bad
-    row or -1)."""
+    (scale sb) after Eq. 8 matching in the accumulator, re-scaled per row (rmode: _rescale_mode) -> (values, row
+    scales, first bad row or -1)."""
     rows, n = c.shape
     y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
     v, ratio, r2 = np.empty(n, np.int64), np.empty(n, np.float64), np.empty(2, np.float64)
@@ -267,14 +283,10 @@ def linear_epilogue(c, sc, bias, sb, q, acc_bits, rmode=0):
     for i in range(rows):
         smin = _min_and_ratios(sc[i], ratio)
         s, am, ash, bm, bsh = _match_pair(smin, sb, r2, bits2)
-        bad = False
         for j in range(n):
             m, sh = _dyadic_factor(bits[j])
             a = _round_shift_product(_round_shift_product(c[i, j], m, sh), am, ash)
-            v[j] = a + _round_shift_product(bias[j], bm, bsh)
-            bad |= v[j] < lo or v[j] > hi
-        if bad:
-            return y, scale, i
+            v[j] = _to_acc(a + _round_shift_product(bias[j], bm, bsh), lo, hi, sat)
         scale[i] = _rescale_mode(v, s, q, y[i], rmode)
         if not 0 < scale[i] < np.inf:
             return y, scale, i
@@ -300,45 +312,43 @@ def residual_rows(x, sx, z, sz, q, rmode=0):
 
 
 @njit
-def layernorm_rows(x, f, g, gm, gsh, b, bm, bsh, s, q, acc_bits):
+def layernorm_rows(x, f, g, gm, gsh, b, bm, bsh, s, q, acc_bits, sat):
     """golden.layernorm.l1_layernorm, division "fixed", on rows of x [M, n]: centre, y = (x - mu) n 2^f / sum|x - mu|
-    (0 for a constant row), times g, plus b, both matched to s by the (m, sh) given, then Eq. 10 per row (paper
-    divisor, as l1_layernorm's rescale) -> (values, row scales, first bad row or -1)."""
+    (0 for a constant row), times g, plus b, both matched to s by the (m, sh) given, every step in the accumulator,
+    then Eq. 10 (dyadic) per row -> (values, row scales, first bad row or -1)."""
     rows, n = x.shape
     y, scale = np.empty((rows, n), np.int64), np.empty(rows, np.float32)
     c = np.empty(n, np.int64)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    wide = (1 << 62) >> f
     for i in range(rows):
         total = np.int64(0)
         for j in range(n):
             total += x[i, j]
-        mu = _round_div(total, n)
-        l1 = np.int64(0)
+        mu = _round_div(_to_acc(total, lo, hi, sat), n)
+        l1, peak = np.int64(0), np.int64(0)
         for j in range(n):
-            c[j] = x[i, j] - mu
+            c[j] = _to_acc(x[i, j] - mu, lo, hi, sat)
             l1 += abs(c[j])
-        bad = False
-        for j in range(n):
-            t = _round_div((c[j] * n) << f, l1) if l1 > 0 else 0
-            bad |= t < lo or t > hi
-            t *= g[j]
-            bad |= t < lo or t > hi
-            c[j] = _round_shift_product(t, gm, gsh) + _round_shift_product(b[j], bm, bsh)
-            bad |= c[j] < lo or c[j] > hi
-        if bad:
+            peak = max(peak, abs(c[j]))
+        if peak * n >= wide:   # (x - mu) n 2^f leaves the exact 62-bit numerator
             return y, scale, i
-        d = _rescale_paper(c, q, y[i])
-        scale[i] = np.float32(np.float64(s) / np.float64(d))
-        if not scale[i] > 0:
+        l1 = _to_acc(l1, lo, hi, sat)
+        for j in range(n):
+            t = _to_acc(_round_div((c[j] * n) << f, l1), lo, hi, sat) if l1 > 0 else 0
+            t = _to_acc(t * g[j], lo, hi, sat)
+            c[j] = _to_acc(_round_shift_product(t, gm, gsh) + _round_shift_product(b[j], bm, bsh), lo, hi, sat)
+        scale[i] = _rescale_dyadic(c, s, q, y[i])
+        if not 0 < scale[i] < np.inf:
             return y, scale, i
     return y, scale, -1
 
 
 @njit
-def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits):
+def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits, sat):
     """IntTransformer.poly_attention from the scores x [B, H, Tq, Tk] (scales sc) to the probabilities: matched
-    along the keys, golden.attention.poly (ReLU(x + b), re-scaled, ^n, + |delta|, masked) and re-scaled per
-    row (Eq. 10 as written) -> (p, row scales [B, H, Tq], first bad flat row or -1)."""
+    along the keys, golden.attention.poly (ReLU(x + b), re-scaled, ^n, + |delta|, masked, in the accumulator) and
+    re-scaled per row (dyadic Eq. 10) -> (p, row scales [B, H, Tq], first bad flat row or -1)."""
     bs, hs, tq, tk = x.shape
     p, scale = np.empty(x.shape, np.int64), np.empty((bs, hs, tq), np.float32)
     v, ratio, r2 = np.empty(tk, np.int64), np.empty(tk, np.float64), np.empty(2, np.float64)
@@ -350,46 +360,42 @@ def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits):
                 row, out, mk = x[i, h, t], p[i, h, t], keep[i, h, t]
                 smin = _min_and_ratios(sc[i, h, t], ratio)
                 s1, am, ash, bm, bsh = _match_pair(smin, sb, r2, bits2)
-                bb, bad = _round_shift_product(b[h], bm, bsh), False
+                bb = _round_shift_product(b[h], bm, bsh)
                 for k in range(tk):
                     m, sh = _dyadic_factor(bits[k])
-                    y = _round_shift_product(_round_shift_product(row[k], m, sh), am, ash) + bb
-                    bad |= y < lo or y > hi
+                    y = _to_acc(_round_shift_product(_round_shift_product(row[k], m, sh), am, ash) + bb, lo, hi, sat)
                     v[k] = max(y, 0) if mk[k] else 0
-                d = _rescale_paper(v, q, v)
-                s2 = np.float32(np.float64(s1) / np.float64(d))
+                s2 = _rescale_dyadic(v, s1, q, v)
                 s3 = s2
                 for _ in range(n - 1):
                     s3 = np.float32(s3 * s2)
                 s4, ym, ysh, dm, dsh = _match_pair(s3, sd, r2, bits2)
                 dd = _round_shift_product(delta[h], dm, dsh)
                 for k in range(tk):
-                    y = _round_shift_product(v[k] ** n, ym, ysh) + dd
-                    bad |= y < lo or y > hi
+                    y = _to_acc(_round_shift_product(_to_acc(v[k] ** n, lo, hi, sat), ym, ysh) + dd, lo, hi, sat)
                     v[k] = y if mk[k] else 0
-                d = _rescale_paper(v, q, out)
-                scale[i, h, t] = np.float32(np.float64(s4) / np.float64(d))
-                if bad or not (0 < s2 and 0 < s3 < np.inf and 0 < scale[i, h, t]):
+                scale[i, h, t] = _rescale_dyadic(v, s4, q, out)
+                if not (0 < s2 and 0 < s3 < np.inf and 0 < scale[i, h, t] < np.inf):
                     return p, scale, (i * hs + h) * tq + t
     return p, scale, -1
 
 
 @njit
-def context_rows(num, den, f, q, acc_bits):
-    """IntTransformer.poly_attention after the context GEMM: num 2^f / den (0 where den = 0), in the accumulator,
-    re-scaled per row (Eq. 10 as written) -> (values, divisors [B, H, Tq], first bad flat row or -1)."""
+def context_rows(num, den, f, sv, q, acc_bits, sat):
+    """golden.attention.attention_output after the context GEMM: num 2^f / den (0 where den <= 0) in the
+    accumulator, re-scaled per row from V's scale x 2^f sv (dyadic Eq. 10) -> (values, row scales [B, H, Tq], first
+    bad flat row or -1)."""
     bs, hs, tq, dv = num.shape
-    y, div = np.empty(num.shape, np.int64), np.empty((bs, hs, tq), np.int64)
+    y, scale = np.empty(num.shape, np.int64), np.empty((bs, hs, tq), np.float32)
     v = np.empty(dv, np.int64)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     for i in range(bs):
         for h in range(hs):
             for t in range(tq):
-                bad = False
+                d = den[i, h, t]
                 for k in range(dv):
-                    v[k] = _round_div(num[i, h, t, k] << f, den[i, h, t]) if den[i, h, t] > 0 else 0
-                    bad |= v[k] < lo or v[k] > hi
-                if bad:
-                    return y, div, (i * hs + h) * tq + t
-                div[i, h, t] = _rescale_paper(v, q, y[i, h, t])
-    return y, div, -1
+                    v[k] = _to_acc(_round_div(num[i, h, t, k] << f, d), lo, hi, sat) if d > 0 else 0
+                scale[i, h, t] = _rescale_dyadic(v, sv[i, h, t], q, y[i, h, t])
+                if not 0 < scale[i, h, t] < np.inf:
+                    return y, scale, (i * hs + h) * tq + t
+    return y, scale, -1

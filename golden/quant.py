@@ -6,13 +6,20 @@ import functools
 import numpy as np
 
 from .qtensor import QTensor, check_bits, checked_scale, first_bad, keepdims_of, qmax
-from .rounding import ceil_div, check_rounding, round_div, round_shift, round_shift_product
+from .rounding import DEFAULT_ROUNDING, ceil_div, check_rounding, round_div, round_shift, round_shift_product
 from .tflite import TFLITE_MODES, multiply_by_quantized_multiplier
 
 GRANULARITIES = ("tensor", "row", "batch", "block")
 MATCH_MODES = ("paper", "dyadic") + TFLITE_MODES
 RESCALE_MODES = ("paper", "pow2", "dyadic") + TFLITE_MODES
+# The one default of each knob, used by the functions below, golden.ops/attention/layernorm and IntConfig alike:
+# the dyadic variants are more precise than the paper's ceil (SPEC.md) and one cycle per beat in itx_requant.
+DEFAULT_MATCH, DEFAULT_RESCALE, DEFAULT_GRANULARITY = "dyadic", "dyadic", "row"
 DYADIC_BITS = 31          # multiplier m in [2^30, 2^31): fits a signed 32-bit register
+# An all-zero group is exactly 0 at any scale; it gets this one instead of a quantization scale, large enough never to
+# be Eq. 8's s_min against a real tensor (max|r| > 127 2^-40), so matching with it never coarsens the other operand
+# (a zero bias, gain or initial parameter), and small enough that products of such scales stay finite float32.
+ZERO_SCALE = np.float32(2.0 ** 40)
 _MAX_DIVISOR = 1 << 32    # |x| < 2^32 so x / d rounds to 0 for any d >= 2^32: clamping keeps int64 safe
 _MAX_SHIFT = 62
 _ALL, _MIN, _MAX = np.logical_and.reduce, np.minimum.reduce, np.maximum.reduce  # no ndarray methods' Python wrappers
@@ -62,10 +69,10 @@ def _round_float(x: np.ndarray, rounding: str) -> np.ndarray:
 
 
 def quantize(r, bits: int = 8, granularity: str = "tensor", block: int | None = None,
-             rounding: str = "half_away") -> QTensor:
+             rounding: str = DEFAULT_ROUNDING) -> QTensor:
     """Eq. 1 with the Sec. 3.1 scale: s = (2^(bits-1) - 1) / max|r| per group (float32), x = round(s * r).
 
-    An all-zero group gets s = 1 and x = 0 (no division by zero)."""
+    An all-zero group gets x = 0 and s = ZERO_SCALE (no division by zero, no coarsening of what it is matched with)."""
     bits = check_bits(bits, "bits", 2, 16)
     check_rounding(rounding)
     r = np.asarray(r)
@@ -79,7 +86,7 @@ def quantize(r, bits: int = 8, granularity: str = "tensor", block: int | None = 
     m = group_absmax(r, granularity, block)
     q = np.float32(qmax(bits))
     with np.errstate(over="ignore"):  # an infinite scale is reported just below, one line
-        s = np.where(m > 0, q / np.where(m > 0, m, np.float32(1)), np.float32(1)).astype(np.float32)
+        s = np.where(m > 0, q / np.where(m > 0, m, np.float32(1)), ZERO_SCALE).astype(np.float32)
     if not np.isfinite(s).all():
         raise ValueError(f"quantize: max|r| too small for a finite float32 scale (min max|r| = {m[m > 0].min()})")
     x = np.clip(_round_float(s * r, rounding), -qmax(bits), qmax(bits))  # clip only absorbs float32 rounding at max|r|
@@ -142,7 +149,7 @@ def divide_to(values: np.ndarray, s_from: np.ndarray, s_to: np.ndarray, mode: st
     return np.where(small, 0, round_shift(values * m, np.minimum(sh, _MAX_SHIFT), rounding))
 
 
-def match_scales(tensors, mode: str = "paper", rounding: str = "half_away") -> list[QTensor]:
+def match_scales(tensors, mode: str = DEFAULT_MATCH, rounding: str = DEFAULT_ROUNDING) -> list[QTensor]:
     """Eq. 8, M(x_i, s_i) = {x_i / ceil(s_i / s_min), s_min}, s_min the element-wise minimum of all scales.
 
     Values broadcast to the common scale's shape; every output carries exactly s_min."""
@@ -163,7 +170,7 @@ def match_scales(tensors, mode: str = "paper", rounding: str = "half_away") -> l
                                        mode, rounding), s_min, t.bits) for t, o in zip(tensors, out_shapes)]
 
 
-def match_along(x: QTensor, axis: int, mode: str = "paper", rounding: str = "half_away") -> QTensor:
+def match_along(x: QTensor, axis: int, mode: str = DEFAULT_MATCH, rounding: str = DEFAULT_ROUNDING) -> QTensor:
     """M(x, s, d) of Table 1: match the sub-tensors split along `axis` (Eq. 8 with s_min = min over axis),
     so the scale becomes constant along that axis."""
     _choice(mode, MATCH_MODES, "mode")
@@ -224,8 +231,8 @@ def tflite_rescale_multiplier(values: np.ndarray, bits: int, granularity: str = 
     return quantize_multiplier(np.where(big > q, np.divide(q, np.maximum(big, 1), dtype=np.float64), 1.0))
 
 
-def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "paper",
-            block: int | None = None, rounding: str = "half_away") -> QTensor:
+def rescale(x: QTensor, bits: int = 8, granularity: str = DEFAULT_GRANULARITY, mode: str = DEFAULT_RESCALE,
+            block: int | None = None, rounding: str = DEFAULT_ROUNDING) -> QTensor:
     """Eq. 10, R(x, s) = {x / s_hat, s / s_hat}, s_hat = ceil(max|x| / (2^(bits-1) - 1)) per group; groups
     that already fit get s_hat = 1 (Alg. 1 line 2). mode "pow2": s_hat = the next power of two >= that.
     mode "dyadic" (better hardware variant): x m / 2^sh with m / 2^sh = qmax / max|x| to 31 bits (rescale_multiplier),
@@ -252,7 +259,8 @@ def rescale(x: QTensor, bits: int = 8, granularity: str = "row", mode: str = "pa
     return QTensor.trusted(values, checked_scale(scale, values.shape), bits)  # |x / s_hat| <= qmax, rounded too
 
 
-def propagate(op, *args, bits: int = 8, granularity: str = "row", mode: str = "paper", **kwargs) -> QTensor:
+def propagate(op, *args, bits: int = 8, granularity: str = DEFAULT_GRANULARITY, mode: str = DEFAULT_RESCALE,
+              **kwargs) -> QTensor:
     """Alg. 1 (Scale Propagation): {x, s} = OP({x_i, s_i}) in the wide accumulator, then R(x, s) if
     max|x| > 2^(bits-1) - 1, then narrow to `bits`."""
     return rescale(op(*args, **kwargs), bits, granularity, mode)

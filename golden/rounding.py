@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 ROUNDINGS = ("half_away", "half_even", "floor")
+DEFAULT_ROUNDING = "half_away"   # the one default of every rounding knob (golden functions and IntConfig)
+_DOMAIN = 1 << 62     # |n| < 2^62, d <= 2^62: round_div / round_shift's domain (checked)
 _F64_SAFE = 1 << 51  # |n|, d below this: one float64 division rounds n / d exactly (_float_round_div)
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce
 
@@ -14,17 +16,22 @@ def check_rounding(rounding: str) -> str:
     return rounding
 
 
-def round_div(n, d, rounding: str = "half_away", bound: int | None = None) -> np.ndarray:
+def round_div(n, d, rounding: str = DEFAULT_ROUNDING, bound: int | None = None) -> np.ndarray:
     """n / d for int64 n and positive int64 d, rounded to an integer by the named mode.
 
-    Exact for |n| < 2^62 and 0 < d < 2^62: integer floor division, or where |n|, d < 2^51 one float64 division
-    (_float_round_div: the same integers in a third of the time). bound: a known bound on max|n| (skips its scan)."""
+    Exact for |n| < 2^62 and 0 < d <= 2^62 (outside: a one-line ValueError): integer floor division, or where
+    |n|, d < 2^51 one float64 division (_float_round_div: the same integers in a third of the time). bound: a known
+    bound on max|n| (skips its scan)."""
     check_rounding(rounding)
     n, d = np.asarray(n, dtype=np.int64), np.asarray(d, dtype=np.int64)
-    if d.size and _MIN(d, axis=None) > 0 and _MAX(d, axis=None) < _F64_SAFE:
+    d_min, d_max = (_MIN(d, axis=None), _MAX(d, axis=None)) if d.size else (1, 1)
+    if not 0 < d_min <= d_max <= _DOMAIN:
+        raise ValueError(f"round_div: divisor must be in 1..2^62, got {d_min if d_min <= 0 else d_max}")
+    if d_max < _F64_SAFE:
         out = _float_round_div(n, d, rounding, bound)
         if out is not None:
             return out
+    _check_domain("round_div", n)
     return _rounded(n, d, (d & 1) == 0, rounding, lambda x, out: np.floor_divide(x, d, out=out))
 
 
@@ -51,27 +58,37 @@ def _float_round_div(n: np.ndarray, d: np.ndarray, rounding: str, bound: int | N
     return (np.floor if rounding == "floor" else np.rint)(f, out=out, casting="unsafe")
 
 
+def _check_domain(op: str, n: np.ndarray) -> None:
+    """|n| < 2^62, the domain where the rounding steps (n + d/2, 2n) stay in int64; two reductions, no temporaries."""
+    if n.size and not (-_DOMAIN < _MIN(n, axis=None) and _MAX(n, axis=None) < _DOMAIN):
+        bad = n[(n <= -_DOMAIN) | (n >= _DOMAIN)].flat[0]
+        raise ValueError(f"{op}: |n| must be < 2^62 (the documented domain), got {bad}")
+
+
 def _spans(shape: tuple[int, ...], other: tuple[int, ...]) -> bool:
     """Is `shape` already the broadcast of shape and `other` (so in-place steps on a `shape` array can take it)?"""
     return len(other) <= len(shape) and all(o == 1 or o == s for o, s in zip(other[::-1], shape[::-1]))
 
 
-def round_div_or_zero(n, d, rounding: str = "half_away") -> np.ndarray:
+def round_div_or_zero(n, d, rounding: str = DEFAULT_ROUNDING) -> np.ndarray:
     """round_div(n, d) where d > 0 and 0 where d == 0 (a fully masked attention row, a constant LayerNorm row)."""
     d = np.asarray(d, dtype=np.int64)
     out = round_div(n, np.maximum(d, 1), rounding)
     return out if (d > 0).all() else np.where(d > 0, out, 0)
 
 
-def round_shift(n, sh, rounding: str = "half_away") -> np.ndarray:
+def round_shift(n, sh, rounding: str = DEFAULT_ROUNDING) -> np.ndarray:
     """n / 2^sh rounded by the named mode: round_div for d = 2^sh, with shifts (the RTL's rounding shift).
 
-    Exact for |n| < 2^62 and 0 <= sh <= 62."""
+    Exact for |n| < 2^62 and 0 <= sh <= 62 (outside: a one-line ValueError)."""
     check_rounding(rounding)
     n, sh = np.asarray(n, dtype=np.int64), np.asarray(sh, dtype=np.int64)
+    _check_domain("round_shift", n)
+    if sh.size and not 0 <= _MIN(sh, axis=None) <= _MAX(sh, axis=None) <= 62:
+        raise ValueError(f"round_shift: shift must be in 0..62, got {sh[(sh < 0) | (sh > 62)].flat[0]}")
     if rounding == "floor":
         return np.right_shift(n, sh)   # arithmetic shift: floor division by 2^sh
-    if rounding == "half_away" and _MIN(sh, axis=None, initial=0) >= 0 and _spans(n.shape, sh.shape):
+    if rounding == "half_away" and _spans(n.shape, sh.shape):
         return halving_shift(twice_toward_zero(n.copy(), n), sh)
     even = True if _MIN(sh, axis=None, initial=1) > 0 else sh > 0
     return _rounded(n, np.left_shift(np.int64(1), sh), even, rounding,

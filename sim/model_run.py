@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,12 @@ class _Capture(IntTransformer):
             raise ValueError(f"{name}: linear layer ran no captured GEMM (is it an FP32 ablation?)")
         rec["bias"], rec["y"] = lift(self.q[f"{name}.b"], rec["acc"].values.ndim, f"{name}.b"), y
         return y
+
+
+def rtl_config(cfg: HwConfig, icfg: IntConfig) -> HwConfig:
+    """The RTL build for a golden configuration: hw/config.toml's array with the IntConfig's accumulator width and
+    overflow mode (its ACC_BITS / SATURATE), so that RTL and golden model the same datapath."""
+    return replace(cfg, acc_bits=icfg.acc_bits, overflow=icfg.overflow)
 
 
 def sentence_ids(index: int, pair: str = "en-de", split: str = "test") -> tuple[list[int], list[int]]:

@@ -31,9 +31,9 @@ def qmax(bits: int) -> int:
 
 
 def quantize_group(rs: list[float], bits: int) -> tuple[list[int], F32]:
-    """Eq. 1 on one scale group."""
+    """Eq. 1 on one scale group; an all-zero group gets the scale 2^40 (SPEC.md: never Eq. 8's s_min)."""
     m = max(abs(F32(r)) for r in rs)
-    s = F32(qmax(bits)) / m if m > 0 else F32(1)
+    s = F32(qmax(bits)) / m if m > 0 else F32(2.0 ** 40)
     return [max(-qmax(bits), min(qmax(bits), round_frac(Fraction(float(s * F32(r)))))) for r in rs], s
 
 
@@ -125,8 +125,13 @@ def rescale_group(xs: list[int], bits: int, mode: str) -> tuple[list[int], Fract
     return [div(x, s_hat) for x in xs], Fraction(1, s_hat)
 
 
-def gemm(a: list[list[int]], b: list[list[int]], acc_bits: int = 32, overflow: str = "wrap") -> list[list[int]]:
+def to_acc(x: int, acc_bits: int, overflow: str) -> int:
+    """One exact result in the acc_bits accumulator: wrapped mod 2^acc_bits or saturated."""
     lo, hi = -(2 ** (acc_bits - 1)), 2 ** (acc_bits - 1) - 1
+    return ((x - lo) % 2 ** acc_bits) + lo if overflow == "wrap" else min(hi, max(lo, x))
+
+
+def gemm(a: list[list[int]], b: list[list[int]], acc_bits: int = 32, overflow: str = "wrap") -> list[list[int]]:
     out = []
     for row in a:
         orow = []
@@ -134,7 +139,7 @@ def gemm(a: list[list[int]], b: list[list[int]], acc_bits: int = 32, overflow: s
             acc = 0
             for k, av in enumerate(row):
                 acc += av * b[k][j]
-                acc = ((acc - lo) % 2 ** acc_bits) + lo if overflow == "wrap" else min(hi, max(lo, acc))
+                acc = to_acc(acc, acc_bits, overflow)
             orow.append(acc)
         out.append(orow)
     return out

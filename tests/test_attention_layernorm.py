@@ -10,7 +10,7 @@ import int_reference as ref
 from golden.attention import poly_attention
 from golden.layernorm import C_L1, l1_layernorm
 from golden.qtensor import QTensor
-from golden.quant import quantize
+from golden.quant import RESCALE_MODES, quantize
 
 F32 = np.float32
 N = 1000
@@ -24,9 +24,11 @@ def rows(draw, r, c):
     return QTensor(np.array(v, np.int64), np.array([[draw(scale)] for _ in range(r)], F32), 8), v
 
 
-def ref_rescale_rows(xs, scales, bits=8):
-    out = [ref.rescale_group(row, bits, "paper") for row in xs]
-    return [o[0] for o in out], [F32(float(s) / (1 / o[1])) for s, o in zip(scales, out)]  # o[1] = 1 / s_hat
+def ref_rescale_rows(xs, scales, mode, bits=8):
+    """Eq. 10 per row; scale s / s_hat (paper, pow2) or s m / 2^sh (dyadic), one float64 rounding to float32."""
+    out = [ref.rescale_group(row, bits, mode) for row in xs]
+    return [o[0] for o in out], [F32(float(s) / float(1 / o[1]) if o[1].numerator == 1 else float(s) * float(o[1]))
+                                 for s, o in zip(scales, out)]
 
 
 def ref_add_scalar(row, s_row, c, s_c, mode):
@@ -34,7 +36,7 @@ def ref_add_scalar(row, s_row, c, s_c, mode):
     return [ref.match_one(x, s_row, s, mode) + ref.match_one(c, s_c, s, mode) for x in row], s
 
 
-def ref_poly_attention(q, sq, k, sk, v, sv, b, sb, dl, sd, n, f, mode):
+def ref_poly_attention(q, sq, k, sk, v, sv, b, sb, dl, sd, n, f, mode, rmode):
     d, rows_out = len(q[0]), []
     x, s_x = [], []
     for i, qi in enumerate(q):
@@ -44,7 +46,7 @@ def ref_poly_attention(q, sq, k, sk, v, sv, b, sb, dl, sd, n, f, mode):
         row, s_row = ref_add_scalar(row, s_row, b, sb, mode)
         x.append([max(e, 0) for e in row])
         s_x.append(s_row)
-    x, s_x = ref_rescale_rows(x, s_x)
+    x, s_x = ref_rescale_rows(x, s_x, rmode)
     p, s_p = [], []
     for row, s in zip(x, s_x):
         sn = s
@@ -53,31 +55,31 @@ def ref_poly_attention(q, sq, k, sk, v, sv, b, sb, dl, sd, n, f, mode):
         row, s2 = ref_add_scalar([e ** n for e in row], sn, abs(dl), sd, mode)
         p.append(row)
         s_p.append(s2)
-    p, _ = ref_rescale_rows(p, s_p)
+    p, _ = ref_rescale_rows(p, s_p, rmode)
     sv_min = min(sv)
     vm = [[ref.match_one(e, sv[j], sv_min, mode) for e in vj] for j, vj in enumerate(v)]
     for row in p:
         den = sum(row)
         rows_out.append([ref.div(sum(w * vm[j][c] for j, w in enumerate(row)) << f, den) if den else 0
                          for c in range(len(v[0]))])
-    return ref_rescale_rows(rows_out, [F32(sv_min * F32(1 << f))] * len(q))
+    return ref_rescale_rows(rows_out, [F32(sv_min * F32(1 << f))] * len(q), rmode)
 
 
 @settings(max_examples=N)
 @given(st.data(), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
-       st.sampled_from(["paper", "dyadic"]), st.sampled_from(["paper", "fixed"]))
-def test_poly_attention_vs_reference(data, tq, tk, d, n, mode, division):
+       st.sampled_from(["paper", "dyadic"]), st.sampled_from(["paper", "fixed"]), st.sampled_from(RESCALE_MODES))
+def test_poly_attention_vs_reference(data, tq, tk, d, n, mode, division, rmode):
     (q, qv), (k, kv), (v, vv) = data.draw(rows(tq, d)), data.draw(rows(tk, d)), data.draw(rows(tk, 2))
     (b, bv), (dl, dv) = data.draw(rows(1, 1)), data.draw(rows(1, 1))
-    out = poly_attention(q, k, v, b, dl, n=n, division=division, frac_bits=4, mode=mode)
+    out = poly_attention(q, k, v, b, dl, n=n, division=division, frac_bits=4, mode=mode, rescale_mode=rmode)
     want, s_want = ref_poly_attention(qv, q.scale[:, 0], kv, k.scale[:, 0], vv, v.scale[:, 0], bv[0][0],
                                       b.scale[0, 0], dv[0][0], dl.scale[0, 0], n,
-                                      4 if division == "fixed" else 0, mode)
+                                      4 if division == "fixed" else 0, mode, rmode)
     assert out.values.tolist() == want
     assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
 
 
-def ref_l1ln(x, s_x, g, s_g, b, s_b, f, division, mode):
+def ref_l1ln(x, s_x, g, s_g, b, s_b, f, division, mode, rmode):
     out, s_out = [], []
     for row, s in zip(x, s_x):
         n = len(row)
@@ -95,17 +97,17 @@ def ref_l1ln(x, s_x, g, s_g, b, s_b, f, division, mode):
             r.append(ref.match_one(e * gi, s_y, s2, mode) + ref.match_one(bi, s_b, s2, mode))
         out.append(r)
         s_out.append(s2)
-    return ref_rescale_rows(out, s_out)
+    return ref_rescale_rows(out, s_out, rmode)
 
 
 @settings(max_examples=N)
 @given(st.data(), st.integers(1, 3), st.integers(1, 5), st.sampled_from(["paper", "dyadic"]),
-       st.sampled_from(["paper", "fixed"]))
-def test_l1_layernorm_vs_reference(data, r, n, mode, division):
+       st.sampled_from(["paper", "fixed"]), st.sampled_from(RESCALE_MODES))
+def test_l1_layernorm_vs_reference(data, r, n, mode, division, rmode):
     (x, xv), (g, gv), (b, bv) = data.draw(rows(r, n)), data.draw(rows(1, n)), data.draw(rows(1, n))
-    out = l1_layernorm(x, g, b, division=division, frac_bits=5, mode=mode)
+    out = l1_layernorm(x, g, b, division=division, frac_bits=5, mode=mode, rescale_mode=rmode)
     want, s_want = ref_l1ln(xv, x.scale[:, 0], gv[0], g.scale[0, 0], bv[0], b.scale[0, 0],
-                            5 if division == "fixed" else 0, division, mode)
+                            5 if division == "fixed" else 0, division, mode, rmode)
     assert out.values.tolist() == want
     assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
 
@@ -123,8 +125,13 @@ def test_poly_attention_mask_contributes_zero():
     keep = np.tril(np.ones((3, 5), bool))
     keep[2] = False                                        # a fully masked row outputs exactly 0
     full = poly_attention(q, k, v, b, dl, mask=keep)
-    cut = poly_attention(QTensor(q.values, q.scale, 8), k, v, b, dl, mask=keep)
-    assert full.values[2].tolist() == [0, 0] and full.values.tolist() == cut.values.tolist()
+    # masked keys contribute nothing: changing their values (not their scales) leaves every output bit as it is
+    v_masked = QTensor(np.where(np.arange(5)[:, None] >= 1, -v.values, v.values), v.scale, 8)
+    keep_first = np.zeros((3, 5), bool)
+    keep_first[:2, 0] = True
+    assert full.values[2].tolist() == [0, 0]
+    assert poly_attention(q, k, v, b, dl, mask=keep_first).values.tolist() == \
+        poly_attention(q, k, v_masked, b, dl, mask=keep_first).values.tolist()
     # row 0 attends only key 0: the output is v[0] re-expressed (up to rounding)
     assert np.abs(full.dequantize()[0] - v.dequantize()[0]).max() < 0.05
 

@@ -44,7 +44,7 @@ def add_int_args(p) -> None:
                    help="Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift, tflite / "
                    "tflite_single: TFLite's QuantizeMultiplier with gemmlowp double rounding / TFLITE_SINGLE_ROUNDING "
                    "(all in itx_requant)")
-    p.add_argument("--acc-bits", type=int, default=None, help="GEMM accumulator bits (default hw/config.toml)")
+    p.add_argument("--acc-bits", type=int, default=None, help="accumulator bits of every integer op: GEMMs and element-wise (default hw/config.toml)")
     p.add_argument("--overflow", choices=("wrap", "saturate"), default=None,
                    help="accumulator overflow (default hw/config.toml)")
     p.add_argument("--int8-modules", default="all",

@@ -27,8 +27,8 @@ def _model(args) -> int:
     from golden.config import load_hw_config
     from golden.int_config import IntConfig
     from golden.vectors import check_vector_dir, read_manifest
-    from sim.model_run import (check_report_path, default_vectors_dir, report_path, run_layers, sentence_vectors,
-                               write_report)
+    from sim.model_run import (check_report_path, default_vectors_dir, report_path, rtl_config, run_layers,
+                               sentence_vectors, write_report)
 
     cfg = load_hw_config()
     rows, cols = _array(args.array) if args.array else (cfg.rows, cfg.cols)
@@ -42,9 +42,10 @@ def _model(args) -> int:
         rescale = man.source.get("rescale", "as captured in the vectors")
     else:
         rescale = args.rescale or IntConfig.rescale
+        icfg = IntConfig(rescale=rescale)
+        cfg = rtl_config(cfg, icfg)   # the RTL's ACC_BITS / SATURATE are the captured configuration's
         out = check_vector_dir(Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence, rescale))
-        man, cap_s = sentence_vectors(args.sentence, cfg, out, args.model, args.pair, tuple(args.layer),
-                                      IntConfig(rescale=rescale))
+        man, cap_s = sentence_vectors(args.sentence, cfg, out, args.model, args.pair, tuple(args.layer), icfg)
         print(f"captured {len(man.gemms)} GEMMs of sentence {args.sentence} ({rescale} re-scaling) in {cap_s:.1f} s "
               f"-> {man.path}")
     print(f"{'#':>3} {'layer':<34} {'M x K x N':>15} {'cycles':>8} {'util':>6} {'cmp':>4} {'mism':>5}  first mismatch")
