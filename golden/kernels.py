@@ -4,7 +4,8 @@
 
 They implement the default knobs only (dyadic matching and re-scaling, half_away rounding, one scale per row) on
 tensors with one scale per row, and the TFLite Eq. 10 modes (rescale = tflite, tflite_single) at the sites that
-follow IntConfig.rescale (linear, residual); the TFLite matchings run numpy. IntTransformer uses them when numba
+follow IntConfig.rescale (linear, residual); the TFLite matchings, and LayerNorm's and attention's re-scales in
+the TFLite modes, run numpy. IntTransformer uses them when numba
 is installed (the `fast` extra) and ITX_KERNELS is not 0, and the numpy path for everything else. Every
 accumulator result is wrapped or saturated to IntConfig.acc_bits / .overflow exactly as
 golden.config.to_accumulator does; each kernel returns the first row whose exact 62-bit intermediate overflows
@@ -91,7 +92,7 @@ def l1_layernorm(x: QTensor, g: QTensor, b: QTensor, icfg) -> QTensor | None:
     """golden.layernorm.l1_layernorm with division "fixed" for x with one scale per row, or None. The per-tensor
     scales of y, g and b give scalar Eq. 8 factors, computed here by quant.dyadic_factors."""
     xr = _rows(x)
-    if xr is None or icfg.ln_division != "fixed" or not g.shape == b.shape == x.shape[-1:] \
+    if xr is None or icfg.rescale != "dyadic" or icfg.ln_division != "fixed" or not g.shape == b.shape == x.shape[-1:] \
             or g.scale.size != 1 or b.scale.size != 1:
         return None
     f = fixed_point_bits(icfg.ln_division, icfg.ln_frac_bits)
@@ -117,7 +118,7 @@ def _per_head(t: QTensor, heads: int) -> np.ndarray | None:
 def poly_probs(scores: QTensor, b: QTensor, delta: QTensor, n: int, mask, icfg) -> QTensor | None:
     """IntTransformer.poly_attention's probabilities from its scores [B, H, Tq, Tk] (scale s_q s_k sqrt(d)): match
     along the keys, golden.attention.poly, Eq. 10 per row; or None."""
-    if scores.values.ndim != 4 or qmax(icfg.bits) ** n >= WIDE:  # power()'s exact int64 bound: never reached
+    if scores.values.ndim != 4 or icfg.rescale != "dyadic" or qmax(icfg.bits) ** n >= WIDE:  # power()'s exact int64 bound: never reached
         return None
     hs = scores.shape[1]
     bv, dv = _per_head(b, hs), _per_head(delta, hs)
@@ -140,7 +141,7 @@ def context(num: QTensor, p: QTensor, v: QTensor, f: int, icfg) -> QTensor | Non
     Eq. 10 per row; or None."""
     with np.errstate(over="ignore"):
         sv = v.scale * np.float32(1 << f)
-    if num.values.ndim != 4 or v.scale.shape[-1] != 1 or not np.isfinite(sv).all():
+    if num.values.ndim != 4 or icfg.rescale != "dyadic" or v.scale.shape[-1] != 1 or not np.isfinite(sv).all():
         return None
     den = to_accumulator(p.values.sum(axis=-1), icfg.acc_bits, icfg.overflow)
     y, scale, bad = context_rows(num.values, den, f, np.broadcast_to(sv[..., 0], den.shape), qmax(icfg.bits),
