@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from golden import gemm as G
-from itx.errors import ArgumentParser
+from itx.errors import ArgumentParser, int_tuples
 
 # The model's encoder-sized GEMMs, then decode steps (M = 1 and 16 sentences x 1 position): projections, FFN, logits.
 DEFAULT_SHAPES = "64x512x512,256x512x2048,512x2048x512,1x256x256,16x256x256,1x256x5000,16x256x5000"
@@ -22,13 +22,7 @@ DEFAULT_SHAPES = "64x512x512,256x512x2048,512x2048x512,1x256x256,16x256x256,1x25
 
 def parse_shapes(text: str) -> list[tuple[int, int, int]]:
     """'MxKxN,...' -> [(M, K, N), ...]; a malformed entry is a one-line error naming it."""
-    shapes = []
-    for item in text.split(","):
-        dims = item.strip().lower().split("x")
-        if len(dims) != 3 or not all(d.isdigit() and int(d) > 0 for d in dims):
-            raise ValueError(f"--shapes: expected MxKxN with positive integers, got {item!r}")
-        shapes.append(tuple(int(d) for d in dims))
-    return shapes
+    return int_tuples(text, "--shapes", "MxKxN")
 
 
 def blas_info() -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.config import load_hw_config
+from golden.config import MAX_ARRAY_DIM, load_hw_config
 from golden.vectors import read_manifest, write_manifest
-from itx.errors import ArgumentParser
+from itx.errors import ArgumentParser, int_in, int_tuples
 from sim.runner import MemBench
 
 
@@ -41,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="itx bench sim", description=__doc__.splitlines()[0])
     p.add_argument("--shapes", default="4x4,8x8,16x16", help="array shapes RxC, comma separated")
     p.add_argument("--ks", default="64,128,256,512", help="K values of the utilisation sweep")
-    p.add_argument("--tiles", type=int, default=8, help="output tiles per GEMM (back to back) in the sweep")
+    p.add_argument("--tiles", type=int_in(1, 1024), default=8, help="output tiles per GEMM (back to back) in the sweep")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     cfg = load_hw_config()
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    ks = [int(k) for k in args.ks.split(",")]
+    shapes = int_tuples(args.shapes, "--shapes", "RxC", 1, MAX_ARRAY_DIM)
+    ks = [k for (k,) in int_tuples(args.ks, "--ks", "K", 1, 1 << 16)]
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         print(f"Icarus speed, 20x256 @ 256x256 GEMM (in_bits={cfg.in_bits}, acc_bits={cfg.acc_bits}, "

@@ -12,6 +12,7 @@ unvalidated.
 from __future__ import annotations
 
 import argparse
+import math
 import linecache
 import sys
 import traceback
@@ -94,6 +95,34 @@ def int_in(lo: int, hi: int | None = None):
         return val
     parse.__name__ = "int"
     return parse
+
+
+def float_in(lo: float, hi: float | None = None, lo_open: bool = False):
+    """argparse type: a finite number in [lo, hi] (lo_open: lo excluded; hi None: no upper bound)."""
+    def parse(text: str) -> float:
+        try:
+            val = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(val) or val < lo or (lo_open and val == lo) or (hi is not None and val > hi):
+            low = f"> {lo}" if lo_open else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {low}" + ("" if hi is None else f" and <= {hi}") + f", got {text}")
+        return val
+    parse.__name__ = "float"
+    return parse
+
+
+def int_tuples(text: str, option: str, form: str, lo: int = 1, hi: int | None = None) -> list[tuple[int, ...]]:
+    """'RxC,...' (form names the numbers of an entry, e.g. "MxKxN"; entries joined by commas) -> [(R, C), ...], each
+    number in lo..hi; a malformed entry is a one-line error naming the option and the entry."""
+    dims, out = form.count("x") + 1, []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != dims or not all(d.isdigit() and lo <= int(d) and (hi is None or int(d) <= hi) for d in parts):
+            bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ValueError(f"{option}: expected {form} with integers {bound}, got {item!r}")
+        out.append(tuple(int(d) for d in parts))
+    return out
 
 
 def nonempty(text: str) -> str:

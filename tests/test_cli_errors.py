@@ -221,7 +221,18 @@ CASES = [
     (["bench", "decoder", "--sentences", "x"], "--sentences"),
     (["bench", "gemm", "--bogus"], "--bogus"),
     (["bench", "nope"], "invalid choice"),
+    (["bench", "sim", "--shapes", "4x-1"], "--shapes"),
+    (["bench", "sim", "--shapes", "65x4"], "--shapes"),
+    (["bench", "sim", "--ks", "0"], "--ks"),
+    (["bench", "sim", "--tiles", "0"], "--tiles"),
+    (["bench", "gemm", "--shapes", "1x2"], "--shapes"),
+    (["eval", "--limit", "5000", "--pair", "en-de"], "--limit 5000"),
     (["train"], "--model"),
+    (["train", "--model", "integer", "--dropout", "2"], "--dropout"),
+    (["train", "--model", "integer", "--lr", "0"], "--lr"),
+    (["train", "--model", "integer", "--max-tokens", "10"], "--max-tokens"),
+    (["train", "--model", "integer", "--steps", "x"], "--steps"),
+    (["train", "--model", "integer", "--max-minutes", "nan"], "--max-minutes"),
 ]
 
 

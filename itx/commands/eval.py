@@ -94,7 +94,10 @@ def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: i
     from golden.model import translate
     from itx import data
 
-    rows = data.read_split(split, pair)[:limit]
+    rows = data.read_split(split, pair)
+    if limit is not None and limit > len(rows):
+        raise ValueError(f"--limit {limit}: {split}.{pair} has only {len(rows)} sentence pairs")
+    rows = rows[:limit]
     with tqdm(total=len(rows), desc=f"{pair} beam {beam}", disable=not progress, leave=False) as bar:
         hyps = translate(search_view(model, beam), tok, [r[2] for r in rows], pair[3:], beam=beam, progress=bar.update)
     bleu = sacrebleu.metrics.BLEU()

@@ -34,24 +34,25 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
-    from itx.errors import nonempty
+    from itx.errors import float_in, int_in, nonempty
 
     p = sub.add_parser("train", help="train the vanilla or Integer Transformer (PyTorch) and export npz + JSON")
     p.add_argument("--model", choices=("vanilla", "integer"), required=True)
-    p.add_argument("--steps", type=int, default=40000, help="step limit (training stops earlier on a plateau)")
-    p.add_argument("--min-steps", type=int, default=None,
+    p.add_argument("--steps", type=int_in(1), default=40000, help="step limit (training stops earlier on a plateau)")
+    p.add_argument("--min-steps", type=int_in(0), default=None,
                    help="no plateau stop before this step (default 4 x --eval-every)")
-    p.add_argument("--eval-every", type=int, default=250, help="steps between dev evaluations and checkpoints")
-    p.add_argument("--average", type=int, default=5,
+    p.add_argument("--eval-every", type=int_in(1), default=250, help="steps between dev evaluations and checkpoints")
+    p.add_argument("--average", type=int_in(1), default=5,
                    help="average the last N dev-evaluated snapshots at the end when that lowers the dev loss")
-    p.add_argument("--max-tokens", type=int, default=2000, help="padded tokens per batch")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--dropout", type=float, default=0.1)
+    # >= 128: a batch must hold the longest training pair (itx.train.MAX_TOKENS + 1 pieces)
+    p.add_argument("--max-tokens", type=int_in(128), default=2000, help="padded tokens per batch")
+    p.add_argument("--lr", type=float_in(0, lo_open=True), default=1e-3, help="peak learning rate")
+    p.add_argument("--warmup", type=int_in(1), default=200)
+    p.add_argument("--dropout", type=float_in(0, 0.9), default=0.1)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int_in(1, 256), default=1, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock guard (stops after a dev eval)")
+    p.add_argument("--max-minutes", type=float_in(0, lo_open=True), default=None, help="wall-clock guard (stops after a dev eval)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     p.add_argument("--run-dir", type=nonempty, help="checkpoint directory (default runs/train_<model>)")
     p.add_argument("--export-checkpoint", type=nonempty, metavar="CKPT", help="only export this periodic checkpoint")
