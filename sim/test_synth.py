@@ -1,0 +1,89 @@
+"""Yosys synthesis of the RTL units (sim/synth.py): the stat parser and CMOS area model on a captured real `stat -json`
+report, and real syntheses whose cell counts must follow the RTL's structure."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from itx.cli import main
+from sim.synth import (CMOS_TRANSISTORS, DesignPoint, available, cmos_transistors, design_area, nand2_eq, parse_stat,
+                       synthesize)
+
+STAT = Path(__file__).parent / "data" / "stat_itx_pe_4x16.json"   # itx_pe IN_BITS 4 ACC_BITS 16, sim.synth.SCRIPT
+needs_yosys = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+
+def test_parser_and_area_model_on_captured_stat():
+    """The cells of a real report, and our weights give exactly Yosys's own CMOS transistor count."""
+    text = STAT.read_text()
+    cells = parse_stat(text)
+    assert cells == {"$_AND_": 67, "$_DFF_P_": 32, "$_MUX_": 5, "$_NAND_": 146, "$_NOR_": 9, "$_NOT_": 13,
+                     "$_OR_": 17, "$_XNOR_": 23, "$_XOR_": 32}
+    yosys = int(json.loads(text)["design"]["estimated_num_transistors"])
+    assert cmos_transistors(cells) == yosys == 2382
+    assert nand2_eq(cells) == 2382 / 4
+
+
+def test_parser_drops_scopeinfo_and_rejects_garbage():
+    stat = json.loads(STAT.read_text())
+    stat["design"]["num_cells_by_type"]["$scopeinfo"] = 9
+    assert "$scopeinfo" not in parse_stat(json.dumps(stat))
+    for bad in ("", "{}", "Number of cells: 3", '{"design": {"num_cells_by_type": {"$_AND_": "x"}}}'):
+        with pytest.raises(ValueError, match="stat"):
+            parse_stat(bad)
+
+
+def test_unmodelled_cell_is_an_error():
+    with pytest.raises(ValueError, match=r"\$_DFFE_PP_"):
+        cmos_transistors({"$_NAND_": 1, "$_DFFE_PP_": 2})
+    assert set(CMOS_TRANSISTORS) >= {"$_NAND_", "$_DFF_P_", "$_XOR_", "$_MUX_"}
+
+
+@needs_yosys
+def test_pe_registers_and_multiplier_scale_with_widths():
+    """A PE holds acc and res (2 x ACC_BITS flip-flops, whatever IN_BITS); its logic (the IN_BITS^2 multiplier) more
+    than doubles from 4-bit to 8-bit operands; Yosys's transistor count equals ours."""
+    small, big = (synthesize("pe", DesignPoint(in_bits=b, acc_bits=16)) for b in (4, 8))
+    for r in (small, big):
+        assert r["cells"]["$_DFF_P_"] == 2 * 16
+        assert int(r["yosys_transistors"]) == r["transistors"]
+    logic = [r["total_cells"] - r["cells"]["$_DFF_P_"] for r in (small, big)]
+    assert logic[1] > 2 * logic[0]
+    wide = synthesize("pe", DesignPoint(in_bits=8, acc_bits=24))
+    assert wide["cells"]["$_DFF_P_"] == 48 and wide["nand2_eq"] > big["nand2_eq"]
+
+
+@needs_yosys
+def test_small_array_and_cache():
+    """A 2x2 array at IN_BITS 8 / ACC_BITS 16 holds four PEs plus operand registers, controller and output rows;
+    the second call is a cache hit with the same numbers."""
+    point = DesignPoint(rows=2, cols=2, in_bits=8, acc_bits=16)
+    arr, pe = synthesize("array", point), synthesize("pe", point)
+    assert arr["cells"]["$_DFF_P_"] > 4 * pe["cells"]["$_DFF_P_"] + 2 * 16   # + result rows (2 x 2 x ACC_BITS)
+    assert arr["nand2_eq"] > 4 * pe["nand2_eq"]
+    start = time.perf_counter()
+    again = synthesize("array", point)
+    assert again["cached"] and time.perf_counter() - start < 1.0
+    assert {k: v for k, v in again.items() if k != "cached"} == {k: v for k, v in arr.items() if k != "cached"}
+
+
+@needs_yosys
+@pytest.mark.slow
+def test_requant_single_mode_units_are_smaller():
+    """One lane, 16-bit accumulator: tying the mode inputs removes the unused datapath (pow2: the second multiplier;
+    dyadic: the divider); the all-modes unit is the largest."""
+    area = {m: synthesize("requant", DesignPoint(cols=1, acc_bits=16, rescale=m))["nand2_eq"]
+            for m in ("all", "paper", "pow2", "dyadic")}
+    assert area["pow2"] < area["dyadic"] < area["all"] and area["paper"] < area["all"]
+    assert design_area(1, 1, 8, 16, "pow2")["nand2_eq"] > area["pow2"]
+
+
+@pytest.mark.parametrize("argv,field", [(["--acc-bits", "40"], "acc_bits"), (["--array", "0x2"], "--array"),
+                                        (["--rescale", "all", "--in-bits", "1"], "in_bits")])
+def test_bad_options_one_line_exit_2(capsys, tmp_path, argv, field):
+    assert main(["synth", "--unit", "pe", *argv, "--json", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert field in err and "\n" not in err and not (tmp_path / "s.json").exists()
