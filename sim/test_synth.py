@@ -42,6 +42,20 @@ def test_unmodelled_cell_is_an_error():
     assert set(CMOS_TRANSISTORS) >= {"$_NAND_", "$_DFF_P_", "$_XOR_", "$_MUX_"}
 
 
+@pytest.mark.parametrize("mode,tied", [("pow2", ".in_rmul({2{31'd1}})"), ("paper", ".in_divide(1'b1)"),
+                                       ("tflite", ".in_rmode(2'd1)"), ("tflite_single", ".in_rmode(2'd2)")])
+def test_single_mode_wrapper_ties_the_mode_inputs(mode, tied):
+    """A single-mode re-scaling unit is itx_requant with its mode inputs driven by constants (no longer ports);
+    "all" is the RTL as written."""
+    from sim.synth import UNITS, _wrapper
+
+    unit, point = UNITS["requant"], DesignPoint(cols=2, rescale=mode)
+    text = _wrapper(unit, unit.params(point), unit.ties(point))
+    assert tied in text and ".in_mmode(2'd0)" in text
+    assert not any(f" {port}," in text for port in unit.ties(point))
+    assert unit.ties(DesignPoint(rescale="all")) == {}
+
+
 @needs_yosys
 def test_pe_registers_and_multiplier_scale_with_widths():
     """A PE holds acc and res (2 x ACC_BITS flip-flops, whatever IN_BITS); its logic (the IN_BITS^2 multiplier) more
