@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from golden.config import HwConfig
+from golden.int_config import IntConfig
 from golden.quant import DYADIC_BITS, RESCALE_MODES
 from sim.requant import STAGE_MODES, requant_parameters
 from sim.rtl import HW_DIR, SIM_BUILD, rtl_module, rtl_parameters
@@ -47,13 +48,14 @@ RESCALE_CHOICES = ("all",) + RESCALE_MODES   # "all": itx_requant as written, ev
 
 @dataclass(frozen=True)
 class DesignPoint:
-    """Array geometry, datapath widths and the re-scaling unit's Eq. 10 mode; validated as hw/config.toml is."""
-    rows: int = 8
-    cols: int = 8
-    in_bits: int = 8
-    acc_bits: int = 32
-    overflow: str = "wrap"
-    rescale: str = "dyadic"
+    """Array geometry, datapath widths (HwConfig's defaults and range checks) and the re-scaling unit's Eq. 10 mode
+    (IntConfig's default)."""
+    rows: int = HwConfig.rows
+    cols: int = HwConfig.cols
+    in_bits: int = HwConfig.in_bits
+    acc_bits: int = HwConfig.acc_bits
+    overflow: str = HwConfig.overflow
+    rescale: str = IntConfig.rescale
 
     def __post_init__(self) -> None:
         self.hw  # noqa: B018 (HwConfig's range checks)
