@@ -1,0 +1,105 @@
+"""Yosys synthesis of the RTL units (sim/synth.py): the stat parser and CMOS area model on a captured real `stat -json`
+report, and real syntheses whose cell counts must follow the RTL's structure."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from itx.cli import main
+from sim.synth import (CMOS_TRANSISTORS, DesignPoint, available, cmos_transistors, design_area, nand2_eq, parse_stat,
+                       synthesize)
+
+STAT = Path(__file__).parent / "data" / "stat_itx_pe_4x16.json"   # itx_pe IN_BITS 4 ACC_BITS 16, sim.synth.SCRIPT
+needs_yosys = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+
+def test_parser_and_area_model_on_captured_stat():
+    """The cells of a real report, and our weights give exactly Yosys's own CMOS transistor count."""
+    text = STAT.read_text()
+    cells = parse_stat(text)
+    assert cells == {"$_AND_": 67, "$_DFF_P_": 32, "$_MUX_": 5, "$_NAND_": 146, "$_NOR_": 9, "$_NOT_": 13,
+                     "$_OR_": 17, "$_XNOR_": 23, "$_XOR_": 32}
+    yosys = int(json.loads(text)["design"]["estimated_num_transistors"])
+    assert cmos_transistors(cells) == yosys == 2382
+    assert nand2_eq(cells) == 2382 / 4
+
+
+def test_parser_drops_scopeinfo_and_rejects_garbage():
+    stat = json.loads(STAT.read_text())
+    stat["design"]["num_cells_by_type"]["$scopeinfo"] = 9
+    assert "$scopeinfo" not in parse_stat(json.dumps(stat))
+    for bad in ("", "{}", "Number of cells: 3", '{"design": {"num_cells_by_type": {"$_AND_": "x"}}}'):
+        with pytest.raises(ValueError, match="stat"):
+            parse_stat(bad)
+
+
+def test_unmodelled_cell_is_an_error():
+    with pytest.raises(ValueError, match=r"\$_DFFE_PP_"):
+        cmos_transistors({"$_NAND_": 1, "$_DFFE_PP_": 2})
+    assert set(CMOS_TRANSISTORS) >= {"$_NAND_", "$_DFF_P_", "$_XOR_", "$_MUX_"}
+
+
+@pytest.mark.parametrize("mode,tied", [("pow2", ".in_rmul({2{31'd1}})"), ("paper", ".in_divide(1'b1)"),
+                                       ("tflite", ".in_rmode(2'd1)"), ("tflite_single", ".in_rmode(2'd2)")])
+def test_single_mode_wrapper_ties_the_mode_inputs(mode, tied):
+    """A single-mode re-scaling unit is itx_requant with its mode inputs driven by constants (no longer ports);
+    "all" is the RTL as written."""
+    from sim.synth import UNITS, _wrapper
+
+    unit, point = UNITS["requant"], DesignPoint(cols=2, rescale=mode)
+    text = _wrapper(unit, unit.params(point), unit.ties(point))
+    assert tied in text and ".in_mmode(2'd0)" in text
+    assert not any(f" {port}," in text for port in unit.ties(point))
+    assert unit.ties(DesignPoint(rescale="all")) == {}
+
+
+@needs_yosys
+def test_pe_registers_and_multiplier_scale_with_widths():
+    """A PE holds acc and res (2 x ACC_BITS flip-flops, whatever IN_BITS); its logic (the IN_BITS^2 multiplier) more
+    than doubles from 4-bit to 8-bit operands; Yosys's transistor count equals ours."""
+    small, big = (synthesize("pe", DesignPoint(in_bits=b, acc_bits=16)) for b in (4, 8))
+    for r in (small, big):
+        assert r["cells"]["$_DFF_P_"] == 2 * 16
+        assert int(r["yosys_transistors"]) == r["transistors"]
+    logic = [r["total_cells"] - r["cells"]["$_DFF_P_"] for r in (small, big)]
+    assert logic[1] > 2 * logic[0]
+    wide = synthesize("pe", DesignPoint(in_bits=8, acc_bits=24))
+    assert wide["cells"]["$_DFF_P_"] == 48 and wide["nand2_eq"] > big["nand2_eq"]
+
+
+@needs_yosys
+def test_small_array_and_cache():
+    """A 2x2 array at IN_BITS 8 / ACC_BITS 16 holds four PEs plus operand registers, controller and output rows;
+    the second call is a cache hit with the same numbers."""
+    point = DesignPoint(rows=2, cols=2, in_bits=8, acc_bits=16)
+    arr, pe = synthesize("array", point), synthesize("pe", point)
+    assert arr["cells"]["$_DFF_P_"] > 4 * pe["cells"]["$_DFF_P_"] + 2 * 16   # + result rows (2 x 2 x ACC_BITS)
+    assert arr["nand2_eq"] > 4 * pe["nand2_eq"]
+    start = time.perf_counter()
+    again = synthesize("array", point)
+    assert again["cached"] and time.perf_counter() - start < 1.0
+    assert {k: v for k, v in again.items() if k != "cached"} == {k: v for k, v in arr.items() if k != "cached"}
+
+
+@needs_yosys
+@pytest.mark.slow
+def test_requant_single_mode_units_and_design_area():
+    """One lane, 16-bit accumulator (about 15 min of Yosys per mode on a loaded 2-core machine): pow2's constant
+    rmul = 1 folds the second multiplier away, so it is smaller than dyadic; a design point's area is the array's
+    plus the re-scaling unit's."""
+    area = {m: synthesize("requant", DesignPoint(cols=1, acc_bits=16, rescale=m))["nand2_eq"] for m in ("pow2",
+                                                                                                     "dyadic")}
+    assert area["pow2"] < area["dyadic"]
+    point = design_area(1, 1, 8, 16, "pow2")
+    assert point["parts"]["requant"] == area["pow2"] and point["nand2_eq"] > area["pow2"]
+
+
+@pytest.mark.parametrize("argv,field", [(["--acc-bits", "40"], "acc_bits"), (["--array", "0x2"], "--array"),
+                                        (["--rescale", "all", "--in-bits", "1"], "in_bits")])
+def test_bad_options_one_line_exit_2(capsys, tmp_path, argv, field):
+    assert main(["synth", "--unit", "pe", *argv, "--json", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert field in err and "\n" not in err and not (tmp_path / "s.json").exists()
