@@ -348,12 +348,13 @@ def _itx(*argv) -> list[str]:
 
 
 def _interrupt(proc) -> str:
-    """SIGINT; the command's one line must come at once (measured 0.05 s; 2 s allows for a loaded machine, an
-    uninterruptible run would take the rest of its work), the exit after interpreter teardown."""
+    """SIGINT; the command's one line must come long before the rest of its work would end (measured 0.05 s on an
+    idle machine, 5.8 s once on a loaded one; the bound is not a speed claim: a run that waited for its queued work
+    took > 10 min), the exit after interpreter teardown."""
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     line = proc.stderr.readline()
-    assert time.monotonic() - sent < 2, f"no reaction within 2 s of SIGINT: {line!r}"
+    assert time.monotonic() - sent < 30, f"no reaction within 30 s of SIGINT: {line!r}"
     rest = proc.communicate(timeout=10)[1]
     return line + rest
 
