@@ -425,3 +425,29 @@ def test_ctrl_c_stops_sim_model_pool_at_once(tmp_path):
     err = _interrupt(proc)
     assert proc.returncode == 130 and len(err.strip().splitlines()) == 1 and "interrupted" in err, err
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir()), "a report was written"
+
+
+def test_vectors_check_recomputes_every_requant_y(tmp_path, capsys):
+    """A sentence's vector set: every Y of requant.json is recomputed from C and its factors; a wrong Y whose
+    sha256 was fixed up is a Mismatch (exit 1, one line naming the file, index, expected and got)."""
+    import hashlib
+    import json
+
+    from golden.config import load_hw_config
+    from sim.model_run import sentence_vectors
+
+    out = tmp_path / "v"
+    man, _ = sentence_vectors(0, load_hw_config(), out, layers=("enc.0.self_attn.q",))
+    assert main(["vectors", "check", str(man.path)]) == 0
+    assert "every Y of 1 re-scaled GEMMs" in capsys.readouterr().out
+    doc = json.loads((out / "requant.json").read_text())
+    entry = next(iter(doc["gemms"].values()))
+    y = out / entry["files"]["y"]
+    lines = y.read_text().split("\n")
+    lines[0] = "01" if lines[0] != "01" else "02"
+    y.write_text("\n".join(lines))
+    entry["sha256"]["y"] = hashlib.sha256(y.read_bytes()).hexdigest()
+    (out / "requant.json").write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(man.path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Y[0, 0]: expected" in err and y.name in err

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from golden.config import MAX_ARRAY_DIM, load_hw_config
-from golden.errors import UserError
+from golden.errors import Mismatch, UserError
 from golden.vectors import check_vector_dir, read_manifest, write_manifest
 from itx.commands.eval import add_int_args
 from itx.errors import int_in, nonempty
@@ -51,10 +51,24 @@ def _gemm(args) -> int:
 
 
 def _check(args) -> int:
+    from sim.model_run import read_requant
+    from sim.requant import requant_model
+
     man = read_manifest(args.manifest).nonempty()
     for e in man.gemms:
         man.verify(e)       # every file valid and C recomputed from A, B with the golden GEMM
-    print(f"{man.path}: {len(man.gemms)} GEMMs, all files valid, every C equal to the golden gemm(A, B)")
+    requant = read_requant(man)
+    for i, rq in requant.items():   # every expected Y recomputed from C and its factors (what itx_requant computes)
+        e = man.gemms[i]
+        want, _ = requant_model(man.load(e, "c"), rq.factors((e.m, e.n)), man.acc_bits, man.in_bits)
+        got = rq.load("y", (e.m, e.n), man.in_bits)
+        bad = np.argwhere(want != got)
+        if bad.size:
+            r, c = (int(v) for v in bad[0])
+            raise Mismatch(f"{rq.files['y']}: gemm {e.layer!r} Y[{r}, {c}]: expected {int(want[r, c])} (re-scaling of C "
+                           f"by its factors), file has {int(got[r, c])} [{len(bad)} of {got.size} differ]")
+    ys = f", every Y of {len(requant)} re-scaled GEMMs equal to the re-scaling of C" if requant else ""
+    print(f"{man.path}: {len(man.gemms)} GEMMs, all files valid, every C equal to the golden gemm(A, B){ys}")
     return 0
 
 
