@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import random
 import time
 from pathlib import Path
@@ -225,12 +226,19 @@ def export(model: Transformer, out_dir: Path) -> Path:
 
 
 def export_checkpoint(arch: str, ckpt: Path, out_dir: Path) -> Path:
-    """Export a periodic training checkpoint (runs/train_<arch>/ckpt.pt) plus its reference logits."""
+    """Export a training checkpoint (runs/train_<arch>/ckpt.pt, or one of its snapshots/stepNNNNNN.pt, which hold
+    the weights alone) plus its reference logits."""
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint missing")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model = Transformer(config_for(arch, state["model"]["embed"].shape[0]))
-    model.load_state_dict(state["model"])
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{ckpt}: not a readable torch checkpoint ({str(exc).splitlines()[0]})") from None
+    weights = state.get("model", state) if isinstance(state, dict) else {}
+    if "embed" not in weights:
+        raise ValueError(f"{ckpt}: not an itx train checkpoint or snapshot (no 'embed' weights)")
+    model = Transformer(config_for(arch, weights["embed"].shape[0]))
+    model.load_state_dict(weights)
     reference_logits(export(model.eval(), out_dir))
     return out_dir
 
