@@ -50,7 +50,7 @@ def _synthetic(tmp_path, seed: int = 3):
             # per-row activation x per-column weight scales, as in the model: matched along the features first
             s = rng.uniform(0.5, 2, (m, 1)) * rng.uniform(0.5, 2, (1, n)) * 2.0 ** -10
             acc = QTensor(c, s.astype(np.float32), 32)
-            bias = QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(300), 16)
+            bias = QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(2 ** -8), 16)   # non-zero once matched
             f, _ = linear_factors(acc, bias, 8, "row", mode)
             rq = (f, rescale(add(match_along(acc, -1, "dyadic"), bias, "dyadic"), 8, "row", mode).values)
         gemms.append(VectorGemm(name, a, b, c, rq))
@@ -213,3 +213,45 @@ def test_cli_rescale_needs_a_capture(tmp_path, capsys):
     assert main(["sim", "model", "--sentence", "0", "--vectors", str(tmp_path), "--rescale", "dyadic"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--rescale" in err and str(tmp_path) in err and "\n" not in err
+
+
+# every knob off its default, as the options of both commands write it
+OFF_DEFAULT = {"--bits": "6", "--granularity": "block", "--block": "4", "--match": "tflite", "--rescale": "pow2",
+               "--rounding": "floor", "--acc-bits": "24", "--overflow": "saturate", "--param-bits": "12",
+               "--int8-modules": "attn,ffn", "--int8-layers": "enc", "--fp32-layers": "dec.1", "--attn-division": "paper",
+               "--attn-frac-bits": "5", "--ln-division": "paper", "--ln-frac-bits": "3"}
+
+
+@pytest.mark.parametrize("command", [["vectors", "model", "--out", "x"], ["sim", "model"]])
+def test_both_commands_take_every_knob(command):
+    """`itx vectors model` and `itx sim model` share one definition of the IntConfig knobs (itx/options.py): every
+    field is an option of both, and each reaches the IntConfig (and the accumulator the RTL's datapath)."""
+    from dataclasses import fields
+
+    from itx.options import KNOBS
+
+    assert sorted(o for o, _, _ in KNOBS.values()) == sorted(OFF_DEFAULT)
+    args = build_parser().parse_args([*command, "--sentence", "0", *(x for kv in OFF_DEFAULT.items() for x in kv)])
+    hw = hw_config(args)
+    icfg = int_config(args, hw)
+    default = IntConfig()
+    assert [f.name for f in fields(IntConfig) if getattr(icfg, f.name) == getattr(default, f.name)] == []
+    assert (icfg.bits, icfg.rounding, icfg.modules, icfg.fp32_layers) == (6, "floor", {"attn", "ffn"}, ("dec.1",))
+    assert (hw.acc_bits, hw.overflow) == (24, "saturate") == (icfg.acc_bits, icfg.overflow)
+
+
+def test_sim_model_runs_the_knobs_it_is_given(tmp_path, capsys):
+    """`itx sim model` with knobs captures with them (the paper divider, half-even rounding, 6-bit activations)
+    and the RTL agrees on the re-scaled output."""
+    _need()
+    _model()
+    vec = tmp_path / "v"
+    assert main(["sim", "model", "--sentence", "0", "--layer", "enc.0.self_attn.q", "--rescale", "paper",
+                 "--rounding", "half_even", "--bits", "6", "--vectors", str(vec), "--report", str(tmp_path / "r")]) == 0
+    assert "PASS" in capsys.readouterr().out
+    man = read_manifest(vec)
+    rq = man.gemms[0].requant
+    assert [e.layer for e in man.gemms] == ["enc.0.self_attn.q"] and (rq.divide, rq.rounding) == (True, "half_even")
+    assert man.source["int_config"] == "INT6 rescale=paper rounding=half_even"
+    assert np.abs(man.load(man.gemms[0], "y")).max() <= 31
+    assert json.loads((tmp_path / "r.json").read_text())["int_config"] == man.source["int_config"]

@@ -173,7 +173,7 @@ CASES = [
     (["eval", "--limit", "0"], "--limit"),
     (["eval", "--pair", "xx"], "--pair"),
     (["eval", "--precision", "int8", "--bits", "5", "--limit", "1"], "bits"),
-    (["eval", "--precision", "int8", "--acc-bits", "40", "--limit", "1"], "acc_bits"),
+    (["eval", "--precision", "int8", "--acc-bits", "40", "--limit", "1"], "--acc-bits"),
     (["translate", ""], "empty"),
     (["translate", "   "], "empty"),
     (["translate", "Click \udcff here."], "UTF-8"),

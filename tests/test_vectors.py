@@ -128,7 +128,7 @@ def _requant_gemm(rng, m=5, k=7, n=6, mode="dyadic"):
 
     a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
     s = (rng.uniform(0.5, 2, (m, 1)) * rng.uniform(0.5, 2, (1, n)) * 2.0 ** -10).astype(np.float32)
-    acc, bias = QTensor(a @ b, s, 32), QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(300), 16)
+    acc, bias = QTensor(a @ b, s, 32), QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(2 ** -8), 16)
     f, _ = linear_factors(acc, bias, 8, "row", mode)
     return VectorGemm("lin", a, b, a @ b, (f, rescale(add(match_along(acc, -1, "dyadic"), bias, "dyadic"), 8, "row",
                                                      mode).values))
@@ -203,3 +203,41 @@ def test_cli_gemm_datapath_options(tmp_path, capsys):
                     .replace("in_bits = 8", "in_bits = 10"))
     assert main(["vectors", "gemm", "--out", str(out), "--hw-config", str(toml)]) == 0
     assert read_manifest(out).in_bits == 10
+
+
+def test_compare_reports_the_first_difference_row_major():
+    """The one comparison (golden.errors.compare): layer, tensor, first index in row-major order, expected, got,
+    how many differ; equal tensors give None, a shape difference is a Mismatch."""
+    from golden.errors import Mismatch, compare
+
+    exp = np.arange(12).reshape(3, 4)
+    got = exp.copy()
+    got[2, 0], got[1, 3] = -5, 99
+    d = compare("enc.0.q", "Y", exp, got)
+    assert (d.layer, d.tensor, d.index, d.expected, d.got, d.count, d.size) == ("enc.0.q", "Y", (1, 3), 7, 99, 2, 12)
+    assert str(d) == "'enc.0.q' Y[1, 3]: expected 7, got 99 [2 of 12 differ]"
+    assert compare("x", "C", exp, exp.copy()) is None
+    with pytest.raises(Mismatch, match=r"'x' C: shape \(4, 3\), expected \(3, 4\)"):
+        compare("x", "C", exp, exp.T)
+
+
+def test_vectors_md_reader_reads_what_golden_writes(tmp_path):
+    """golden/VECTORS.md's reader (plain json, hashlib, numpy) gets every tensor golden wrote, bit for bit: the
+    document describes the format the code writes."""
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "golden" / "VECTORS.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S)[1]
+    scope: dict = {}
+    exec(compile(code, "VECTORS.md", "exec"), scope)
+    rng = np.random.default_rng(6)
+    gemms = [_requant_gemm(rng), ("neg", np.full((3, 40), -512), np.full((40, 2), 511))]
+    man = read_manifest(write_manifest(tmp_path, gemms, in_bits=10, acc_bits=24, overflow="saturate"))
+    got = dict(scope["read_vectors"](tmp_path))
+    assert sorted(got) == ["lin", "neg"] and sorted(got["lin"]) == ["a", "b", "bias", "c", "div", "mul", "rmul", "rsh",
+                                                                  "sh", "y"]
+    for e in man.gemms:
+        for key, arr in got[e.layer].items():
+            assert np.array_equal(arr, man.load(e, key)), (e.layer, key)
+            assert np.array_equal(arr, man.npz(e)[key]), (e.layer, key)
+    assert got["neg"]["c"].min() == -(1 << 23)      # saturated, sign-extended from bit 23
