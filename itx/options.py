@@ -40,8 +40,9 @@ KNOBS = {
     "block": ("--block", {"type": int_in(1, 1 << 16)}, "tile size for --granularity block"),
     "match": ("--match", {"choices": MATCH_MODES}, "Eq. 8 scale matching (the tflite modes as for --rescale)"),
     "rescale": ("--rescale", {"choices": RESCALE_MODES},
-                "Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift, tflite / tflite_single: "
-                "TFLite's QuantizeMultiplier with gemmlowp double rounding / TFLITE_SINGLE_ROUNDING (all in itx_requant)"),
+                "Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift, tflite / "
+                "tflite_single: TFLite's QuantizeMultiplier with gemmlowp double rounding / TFLITE_SINGLE_ROUNDING "
+                "(all in itx_requant)"),
     "rounding": ("--rounding", {"choices": ROUNDINGS}, "rounding of every division of the data path"),
     "acc_bits": ("--acc-bits", {"type": int_in(16, 32)},
                  "accumulator bits of every integer op, GEMMs and element-wise, and of the RTL datapath "
@@ -51,7 +52,8 @@ KNOBS = {
     "modules": ("--int8-modules", {"type": _modules},
                 f"modules run in integers: comma list of {','.join(MODULES)}, or all / none"),
     "int_layers": ("--int8-layers", {"type": _prefixes},
-                   "comma list of layer-name prefixes that run in integers, e.g. enc.0 or dec.1.ffn (default: every layer)"),
+                   "comma list of layer-name prefixes that run in integers, e.g. enc.0 or dec.1.ffn (default: every "
+                   "layer)"),
     "fp32_layers": ("--fp32-layers", {"type": _prefixes}, "comma list of layer-name prefixes forced to FP32"),
     "attn_division": ("--attn-division", {"choices": DIVISIONS}, "Eq. 12's division: paper (as written) or fixed"),
     "attn_frac_bits": ("--attn-frac-bits", {"type": int_in(0, 16)}, "fraction bits of Eq. 12's fixed division"),

@@ -20,7 +20,7 @@ from golden.quant import RESCALE_MODES, match_along, rescale
 from golden.requant import linear_factors, requant_model
 from golden.tflite import TFLITE_MODES
 from golden.tokenizer import Tokenizer
-from golden.vectors import MANIFEST, VectorGemm, read_manifest, write_manifest
+from golden.vectors import VectorGemm, read_manifest, write_manifest
 from itx import data
 from itx.cli import build_parser, main
 from itx.options import capture_sentence, hw_config, int_config
@@ -110,7 +110,8 @@ def test_bad_vectors_one_line_error(tmp_path, damage, needle):
     elif damage == "factor_range":
         div = man.file(man.gemms[0], "div")
         div.write_text("00000000\n" * len(div.read_text().splitlines()))
-        _edit(man, lambda d: d["gemms"][0]["requant"]["sha256"].update(div=hashlib.sha256(div.read_bytes()).hexdigest()))
+        digest = hashlib.sha256(div.read_bytes()).hexdigest()
+        _edit(man, lambda d: d["gemms"][0]["requant"]["sha256"].update(div=digest))
     else:
         _edit(man, lambda d: d["gemms"][0]["requant"].update(rounding="nearest"))
     with pytest.raises(ValueError, match=needle) as exc:
@@ -218,8 +219,8 @@ def test_cli_rescale_needs_a_capture(tmp_path, capsys):
 # every knob off its default, as the options of both commands write it
 OFF_DEFAULT = {"--bits": "6", "--granularity": "block", "--block": "4", "--match": "tflite", "--rescale": "pow2",
                "--rounding": "floor", "--acc-bits": "24", "--overflow": "saturate", "--param-bits": "12",
-               "--int8-modules": "attn,ffn", "--int8-layers": "enc", "--fp32-layers": "dec.1", "--attn-division": "paper",
-               "--attn-frac-bits": "5", "--ln-division": "paper", "--ln-frac-bits": "3"}
+               "--int8-modules": "attn,ffn", "--int8-layers": "enc", "--fp32-layers": "dec.1",
+               "--attn-division": "paper",               "--attn-frac-bits": "5", "--ln-division": "paper", "--ln-frac-bits": "3"}
 
 
 @pytest.mark.parametrize("command", [["vectors", "model", "--out", "x"], ["sim", "model"]])

@@ -21,7 +21,8 @@ def _eval(args, tok) -> int:
     for name in names:
         model = PRECISIONS[args.precision](model_dir(name), args)
         label = args.precision if args.precision == "fp32" else \
-            f"{int_config(args).describe()}" if args.precision == "int8" else f"QCD{int_config(args).bits} bucket={args.bucket}"
+            int_config(args).describe() if args.precision == "int8" else \
+            f"QCD{int_config(args).bits} bucket={args.bucket}"
         base = None if args.precision == "fp32" else PRECISIONS["fp32"](model_dir(name))
         for pair in args.pair or PAIRS:
             score, sig, hyps = evaluate(model, tok, pair, args.split, args.beam, args.limit)

@@ -8,7 +8,7 @@ import numpy as np
 
 from golden.config import MAX_ARRAY_DIM
 from golden.errors import UserError
-from golden.vectors import check_vector_dir, read_manifest, write_manifest
+from golden.vectors import check_vector_dir, npz_dtype, read_manifest, write_manifest
 from itx.errors import int_in, nonempty
 from itx.options import add_hw_args, add_sentence_args, hw_config, int_config
 
@@ -31,12 +31,13 @@ def _shape(text: str) -> tuple[int, int, int]:
 def _gemm(args) -> int:
     cfg = hw_config(args)
     shapes = [_shape(s) for s in args.shape] or [(cfg.rows, 16, cfg.cols)]
-    digits = [(b + 3) // 4 + 1 for b in (cfg.in_bits, cfg.acc_bits)]
-    disk = sum((m * k + k * n) * digits[0] + m * n * digits[1] for m, k, n in
+    # bytes per element: a hex line, plus the value in the .npz
+    per = [(b + 3) // 4 + 1 + npz_dtype(b).itemsize for b in (cfg.in_bits, cfg.acc_bits)]
+    disk = sum((m * k + k * n) * per[0] + m * n * per[1] for m, k, n in
                (shapes[i % len(shapes)] for i in range(args.count)))
     if disk > MAX_BYTES:
-        raise UserError(f"--count {args.count} x --shape: {disk / (1 << 30):.1f} GiB of hex files, more than the "
-                        f"{MAX_BYTES >> 30} GiB allowed")
+        raise UserError(f"--count {args.count} x --shape: {disk / (1 << 30):.1f} GiB of hex and .npz files, more "
+                        f"than the {MAX_BYTES >> 30} GiB allowed")
     check_vector_dir(args.out)
     rng = np.random.default_rng(args.seed)
     lo, hi = -(1 << (cfg.in_bits - 1)), (1 << (cfg.in_bits - 1)) - 1
