@@ -165,7 +165,7 @@ def test_first_encoder_layer_icarus(tmp_path):
 
 NARROW_16 = pytest.mark.xfail(raises=ValueError, strict=True, reason="issue 14, open: at acc_bits 16 an enc.0 bias has "
                               "a scale below the matched accumulator's, which itx_requant's one dyadic step refuses "
-                              "(sim.requant.linear_factors)")
+                              "(golden.requant.linear_factors)")
 
 
 @pytest.mark.slow
