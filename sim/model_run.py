@@ -19,7 +19,7 @@ from golden.requant import SH_BITS
 from golden.vectors import FACTOR_FILES, Manifest, read_hex
 from sim.requant import rounding_code, stage_code
 from sim.rtl import SIM_BUILD, rtl_parameters
-from sim.runner import Testbench, beat_counts, memory_size, write_beats
+from sim.runner import Testbench, beat_counts, gemm_args, memory_size
 
 LAYER_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_layer.v"
 
@@ -41,11 +41,8 @@ class LayerBench:
         """One GEMM (files validated by the caller); returns (cycles, overflow-flag count, first flagged index);
         outputs land in `work`."""
         e = man.gemms[i]
-        a_beats, b_beats = write_beats(work / str(i), read_hex(man.file(e, "a"), (e.m, e.k), self.cfg.in_bits),
-                                       read_hex(man.file(e, "b"), (e.k, e.n), self.cfg.in_bits), self.rows,
-                                       self.cols, self.cfg.in_bits)
-        args = [f"+a={a_beats}", f"+b={b_beats}", f"+c={work / f'{i}.c.hex'}", f"+m={e.m}", f"+k={e.k}",
-                f"+n={e.n}"]
+        args = gemm_args(work / str(i), man.file(e, "a"), man.file(e, "b"), e.m, e.k, e.n, self.rows, self.cols,
+                         self.cfg.in_bits)
         rq = e.requant
         if rq is not None:
             args += ["+rq=1", f"+y={work / f'{i}.y.hex'}", f"+divide={int(rq.divide)}",

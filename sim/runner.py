@@ -69,6 +69,15 @@ def write_beats(stem: Path, a: np.ndarray, b: np.ndarray, rows: int, cols: int, 
     return paths
 
 
+def gemm_args(stem: Path, a_file: Path, b_file: Path, m: int, k: int, n: int, rows: int, cols: int,
+              bits: int) -> list[str]:
+    """Plusargs of one GEMM for the $readmemh testbenches (itx_tb_source): the operands of a manifest as beat files
+    `stem`.abeat.hex / .bbeat.hex, the dimensions, and C written to `stem`.c.hex."""
+    a_beats, b_beats = write_beats(stem, read_hex(a_file, (m, k), bits), read_hex(b_file, (k, n), bits), rows, cols,
+                                   bits)
+    return [f"+a={a_beats}", f"+b={b_beats}", f"+c={stem}.c.hex", f"+m={m}", f"+k={k}", f"+n={n}"]
+
+
 def waves_requested() -> bool:
     """Waveforms on request: ITX_WAVES=1 (FST; Icarus writes sim_build/.../<top>.fst)."""
     return os.environ.get("ITX_WAVES", "0") not in ("", "0")
@@ -269,15 +278,12 @@ class MemBench:
         if max(m * k, k * n, m * n) > self.capacity:
             raise ValueError(f"{tag}: {m}x{k}x{n} exceeds the testbench capacity {self.capacity}")
         stem = self.dir / re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
-        out = Path(f"{stem}.c.hex")
-        a_beats, b_beats = write_beats(stem, read_hex(a_file, (m, k), self.in_bits),
-                                       read_hex(b_file, (k, n), self.in_bits), self.rows, self.cols, self.in_bits)
         tiles = -(-m // self.rows) * -(-n // self.cols)
         budget = (tiles * (k + self.rows + self.rows + self.cols) + 100) * 100 // (100 - max(stall_in, stall_out))
-        args = [f"+a={a_beats}", f"+b={b_beats}", f"+c={out}", f"+m={m}", f"+k={k}", f"+n={n}", f"+seed={seed}",
+        args = [*gemm_args(stem, a_file, b_file, m, k, n, self.rows, self.cols, self.in_bits), f"+seed={seed}",
                 f"+stall_in={stall_in}", f"+stall_out={stall_out}", f"+max_cycles={4 * budget}"]
         stats = self.tb.run(args, tag, self.dir / f"{tag}.fst" if waves_requested() else None)
-        return MemRun(read_hex(out, (m, n), self.acc_bits), stats["cycles"], stats["beats"])
+        return MemRun(read_hex(f"{stem}.c.hex", (m, n), self.acc_bits), stats["cycles"], stats["beats"])
 
 
 def run_manifest(manifest: Manifest, cfg: HwConfig, *, rows: int | None = None, cols: int | None = None,
