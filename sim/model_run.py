@@ -2,23 +2,22 @@
 encoder and decoder, attention projections, per-head scores and context, FFN, output projection) goes through
 itx_gemm_ctrl and, for linear layers, itx_requant (sim/hdl/itx_tb_layer.v, all operands $readmemh-preloaded).
 Compared bit for bit: the INT32 accumulators of every GEMM and, after re-scaling, the INT8 tensor the next layer
-consumes. This module only builds, runs and compares; golden writes every vector (golden/vectors.py).
+consumes. This module only builds, runs and compares: golden writes every vector (golden/vectors.py), itx
+reports (itx/sim_report.py).
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from golden.atomic import check_target, staged_files
-from golden.config import ROOT, HwConfig
+from golden.config import HwConfig
 from golden.errors import Difference, UserError, compare
 from golden.quant import DYADIC_BITS
 from golden.requant import SH_BITS
 from golden.vectors import FACTOR_FILES, Manifest, read_hex
 from sim.requant import rounding_code, stage_code
-from sim.rtl import SIM_BUILD, rtl_parameters
+from sim.rtl import rtl_parameters
 from sim.runner import Testbench, beat_counts, gemm_args, memory_size
 
 LAYER_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_layer.v"
@@ -114,51 +113,3 @@ def run_layers(man: Manifest, cfg: HwConfig, sim: str = "icarus", rows: int | No
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return results
-
-
-# ---- reports -------------------------------------------------------------------------------------------------
-def _first_text(r: LayerResult) -> str:
-    f = r.first
-    return "" if f is None else f"{f['tensor']}[{f['index'][0]}, {f['index'][1]}]: expected {f['expected']}, " \
-                                f"got {f['got']}"
-
-
-def write_report(results: list[LayerResult], meta: dict, out: Path) -> tuple[Path, Path]:
-    """reports/sim/<name>.json and .md: one row per GEMM plus totals, staged and moved in together."""
-    rows = [{"index": r.index, "layer": r.layer, "shape": list(r.shape), "cycles": r.cycles,
-             "pe_utilisation": round(r.utilisation, 4), "compared": r.tensor, "mismatches": r.mismatches,
-             "first_mismatch": r.first} for r in results]
-    jpath, mpath = out.with_suffix(".json"), out.with_suffix(".md")
-    doc = json.dumps({**meta, "gemms": rows}, indent=1) + "\n"
-    lines = [f"# RTL vs golden, layer by layer: {meta['title']}", "",
-             *(f"- {k}: {v}" for k, v in meta.items() if k != "title"), "",
-             "| # | layer | M x K x N | cycles | PE util. | compared | mismatches | first mismatch |",
-             "|---:|---|---|---:|---:|---|---:|---|"]
-    lines += [f"| {r.index} | {r.layer} | {'x'.join(map(str, r.shape))} | {r.cycles} | {r.utilisation:.1%} | "
-              f"{'INT32 C' if r.tensor == 'C' else 'INT32 C + INT8 Y'} | {r.mismatches} | {_first_text(r)} |"
-              for r in results]
-    with staged_files(out.parent, "--report directory") as stage:
-        (stage / jpath.name).write_text(doc)
-        (stage / mpath.name).write_text("\n".join(lines) + "\n")
-    return jpath, mpath
-
-
-def check_report_path(out: Path) -> Path:
-    """Refuse a report path before the RTL run: empty, or its .json/.md taken by a directory."""
-    if not str(out).strip() or not Path(out).name:
-        raise UserError(f"--report: expected a path without suffix, got {str(out)!r}")
-    out = Path(out)
-    check_target(out.parent, None, "--report directory")
-    for p in (out.with_suffix(".json"), out.with_suffix(".md")):
-        if p.is_dir():
-            raise UserError(f"--report {out}: {p} is a directory")
-    return out
-
-
-def default_vectors_dir(sentence: int, label: str) -> Path:
-    """Where `itx sim model` captures a sentence's vectors by default (label: the IntConfig, file-name safe)."""
-    return SIM_BUILD / "vectors" / f"sentence{sentence}-{label}"
-
-
-def report_path(sentence: int) -> Path:
-    return ROOT / "reports" / "sim" / f"sentence{sentence}"

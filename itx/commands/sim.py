@@ -21,7 +21,7 @@ def _vectors(args, hw):
     from golden.requant import STAGE_MODES
     from golden.vectors import MANIFEST, read_manifest
     from itx.options import capture_sentence, given_knobs, int_config
-    from sim.model_run import default_vectors_dir
+    from sim.rtl import SIM_BUILD
 
     if args.vectors and (Path(args.vectors) / MANIFEST).is_file():
         if given_knobs(args):
@@ -35,7 +35,7 @@ def _vectors(args, hw):
     if icfg.match not in STAGE_MODES:
         raise UserError(f"--match {icfg.match}: itx_requant matches scales by one of {', '.join(STAGE_MODES)}")
     label = re.sub(r"[^A-Za-z0-9_.,=-]", "_", icfg.describe())
-    out = Path(args.vectors) if args.vectors else default_vectors_dir(args.sentence, label)
+    out = Path(args.vectors) if args.vectors else SIM_BUILD / "vectors" / f"sentence{args.sentence}-{label}"
     t0 = time.perf_counter()
     _, path = capture_sentence(args, out, hw, icfg)
     man = read_manifest(path)
@@ -46,7 +46,8 @@ def _vectors(args, hw):
 
 def _model(args) -> int:
     from itx.options import array, hw_config
-    from sim.model_run import check_report_path, report_path, run_layers, write_report
+    from itx.sim_report import check_report_path, first_mismatch, report_path, write_report
+    from sim.model_run import run_layers
 
     hw = hw_config(args)
     rows, cols = array(args.array) if args.array else (hw.rows, hw.cols)
@@ -55,10 +56,8 @@ def _model(args) -> int:
     print(f"{'#':>3} {'layer':<34} {'M x K x N':>15} {'cycles':>8} {'util':>6} {'cmp':>4} {'mism':>5}  first mismatch")
 
     def show(r):
-        f = r.first
-        first = "" if f is None else f"{f['tensor']}[{f['index'][0]}, {f['index'][1]}] exp {f['expected']} got {f['got']}"
         print(f"{r.index:>3} {r.layer:<34} {'x'.join(map(str, r.shape)):>15} {r.cycles:>8} {r.utilisation:>6.1%} "
-              f"{r.tensor:>4} {r.mismatches:>5}  {first}", flush=True)
+              f"{r.tensor:>4} {r.mismatches:>5}  {first_mismatch(r)}", flush=True)
 
     start = time.perf_counter()
     results = run_layers(man, hw, args.sim, rows, cols, args.jobs, progress=show)
