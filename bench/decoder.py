@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from golden.model import FP32Transformer, greedy_search, load, model_dir
     from golden.tokenizer import Tokenizer
     from itx import data
-    from itx.commands.eval import add_int_args, int_config, one_blas_thread
+    from itx.evaluation import one_blas_thread
+    from itx.options import add_int_args, int_config
 
     p = ArgumentParser(prog="itx bench decoder", description=__doc__.split(":", 1)[1].strip(),
                                 epilog="Times are medians of interleaved repetitions; one BLAS thread.")

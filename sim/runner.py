@@ -16,7 +16,7 @@ import numpy as np
 from golden.config import HwConfig
 from golden.errors import Mismatch
 from golden.vectors import Manifest, read_hex
-from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
+from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_module, rtl_parameters
 from sim.scoreboard import check_gemm
 
 HDL = Path(__file__).resolve().parent / "hdl"
@@ -46,19 +46,36 @@ def beat_counts(m: int, k: int, n: int, rows: int, cols: int) -> tuple[int, int]
     return -(-m // rows) * k, -(-n // cols) * k
 
 
-def write_beats(stem: Path, a: np.ndarray, b: np.ndarray, rows: int, cols: int, bits: int) -> tuple[Path, Path]:
-    """A and B as the input stream's beats (sim/hdl/itx_tb_source.v): word tm*K + k of A holds
-    A[tm*rows + r][k] in lane r, word tn*K + k of B holds B[k][tn*cols + c] in lane c; padding lanes zero."""
+def beat_lanes(a: np.ndarray, b: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """The one input beat layout of itx_gemm_ctrl: A as (ceil(M/rows) * K) x rows lanes, word tm*K + k holding
+    A[tm*rows + r][k] in lane r; B as (ceil(N/cols) * K) x cols lanes, word tn*K + k holding B[k][tn*cols + c] in
+    lane c; padding lanes zero. The controller consumes (A word tm*K + k, B word tn*K + k) for tm, tn, k in that
+    nesting order (sim.stream.gemm_beats)."""
     (m, k), n = a.shape, b.shape[1]
     mt, nt = -(-m // rows), -(-n // cols)
     ap = np.zeros((mt * rows, k), dtype=np.int64)
     ap[:m] = a
     bp = np.zeros((k, nt * cols), dtype=np.int64)
     bp[:, :n] = b
+    return (ap.reshape(mt, rows, k).transpose(0, 2, 1).reshape(mt * k, rows),
+            bp.reshape(k, nt, cols).transpose(1, 0, 2).reshape(nt * k, cols))
+
+
+def write_beats(stem: Path, a: np.ndarray, b: np.ndarray, rows: int, cols: int, bits: int) -> tuple[Path, Path]:
+    """A and B as the input stream's beat files (beat_lanes; sim/hdl/itx_tb_source.v reads them)."""
     paths = Path(f"{stem}.abeat.hex"), Path(f"{stem}.bbeat.hex")
-    paths[0].write_bytes(beat_hex(ap.reshape(mt, rows, k).transpose(0, 2, 1).reshape(mt * k, rows), bits))
-    paths[1].write_bytes(beat_hex(bp.reshape(k, nt, cols).transpose(1, 0, 2).reshape(nt * k, cols), bits))
+    for path, lanes in zip(paths, beat_lanes(a, b, rows, cols)):
+        path.write_bytes(beat_hex(lanes, bits))
     return paths
+
+
+def gemm_args(stem: Path, a_file: Path, b_file: Path, m: int, k: int, n: int, rows: int, cols: int,
+              bits: int) -> list[str]:
+    """Plusargs of one GEMM for the $readmemh testbenches (itx_tb_source): the operands of a manifest as beat files
+    `stem`.abeat.hex / .bbeat.hex, the dimensions, and C written to `stem`.c.hex."""
+    a_beats, b_beats = write_beats(stem, read_hex(a_file, (m, k), bits), read_hex(b_file, (k, n), bits), rows, cols,
+                                   bits)
+    return [f"+a={a_beats}", f"+b={b_beats}", f"+c={stem}.c.hex", f"+m={m}", f"+k={k}", f"+n={n}"]
 
 
 def waves_requested() -> bool:
@@ -136,32 +153,104 @@ def _key(params: dict[str, int]) -> str:
 
 
 def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: str = "icarus",
-               testcase: str | None = None, seed: int = 0) -> None:
-    """Build itx_gemm_ctrl with `params` and run cocotb tests from sim/`test_module`; fail on any failure."""
+               testcase: str | None = None, seed: int = 0, top: str = TOP) -> None:
+    """Build hw/`top` with `params` and run cocotb tests from sim/`test_module`; fail on any failure."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
+    missing = sorted(set(params) - set(rtl_module(top).params))
+    if missing:     # Icarus only warns about an unknown parameter: the build would silently use a default
+        raise ValueError(f"hw/{top}.v: missing parameter(s) {missing}")
     waves = waves_requested()
-    build_dir = SIM_BUILD / sim / f"{TOP}-{_key(params)}{'-waves' if waves else ''}"
+    build_dir = SIM_BUILD / sim / f"{top}-{_key(params)}{'-waves' if waves else ''}"
     runner = get_runner(sim)
     build_args = ["--timing", "-Wno-fatal"] if sim == "verilator" else []
     with _sim_env(sim):
-        runner.build(sources=list(RTL_SOURCES), hdl_toplevel=TOP, parameters=params, build_dir=build_dir,
+        runner.build(sources=list(RTL_SOURCES), hdl_toplevel=top, parameters=params, build_dir=build_dir,
                      build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
                      log_file=build_dir / "build.log")
     env = {"ITX_TB": json.dumps({**tb_config, "params": params}), "PYTHONPATH": _pythonpath()}
-    results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=TOP, testcase=testcase, seed=seed,
+    results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=top, testcase=testcase, seed=seed,
                           extra_env=env, waves=waves, build_dir=build_dir, test_dir=build_dir,
                           results_xml=str(build_dir / f"results-{testcase or 'all'}.xml"))
     total, failed = get_results(Path(results))
     if total == 0 or failed:
-        raise AssertionError(f"{sim} {TOP} {_key(params)}: {failed} of {total} cocotb tests failed "
+        raise AssertionError(f"{sim} {top} {_key(params)}: {failed} of {total} cocotb tests failed "
                              f"(log above; results {results})")
 
 
 def _pythonpath() -> str:
     root = str(Path(__file__).resolve().parent.parent)
     return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+
+
+SIMULATORS = ("icarus", "verilator")
+
+
+class Testbench:
+    """A $readmemh testbench (sim/hdl/<top>.v over the RTL) compiled once per simulator and parameters, rebuilt
+    when a source is newer than the build, then run once per GEMM; the one build/run path of every bench."""
+
+    def __init__(self, tb: Path, params: dict[str, int], sim: str = "icarus"):
+        if sim not in SIMULATORS:
+            raise ValueError(f"--sim must be one of {SIMULATORS}, got {sim!r}")
+        tool = "iverilog" if sim == "icarus" else "verilator"
+        if not shutil.which(tool):
+            raise ValueError(f"--sim {sim}: {tool} not on PATH")
+        self.top, self.sim, self.params = tb.stem, sim, params
+        self.dir = SIM_BUILD / "tb" / self.top / sim / _key(params)
+        self.exe = self.dir / ("tb.vvp" if sim == "icarus" else f"V{self.top}")
+        self._procs: set[subprocess.Popen] = set()   # running simulations, killed by stop()
+        self.stopped = False
+        sources = [*RTL_SOURCES, SOURCE_TB, tb]
+        if self.exe.is_file() and all(s.stat().st_mtime <= self.exe.stat().st_mtime for s in sources):
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if sim == "icarus":
+            cmd = ["iverilog", "-g2005", "-o", str(self.exe), "-s", self.top,
+                   *(f"-P{self.top}.{k}={v}" for k, v in params.items()), *map(str, sources)]
+        else:
+            cmd = ["verilator", "--binary", "--timing", "-O3", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                   "--top-module", self.top, "--Mdir", str(self.dir), *(f"-G{k}={v}" for k, v in params.items()),
+                   *map(str, sources)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise ValueError(f"{sim} build of {tb.name} ({_key(params)}) failed: {(proc.stderr or proc.stdout)[-400:]}")
+
+    def run(self, args: list[str], where: str, waves: Path | None = None) -> dict[str, int]:
+        """One simulation with plusargs `args`; the numbers of its `ITX_STATS k=v ...` line. A failed run (its
+        `ITX_ERROR` line) is a Mismatch naming `where`; stop() from another thread makes it a KeyboardInterrupt."""
+        if self.sim == "icarus":
+            cmd = ["vvp", "-n", str(self.exe), *args, *([f"+dump={waves}", "-fst"] if waves else ["-none"])]
+        else:
+            cmd = [str(self.exe), *args]
+        if self.stopped:
+            raise KeyboardInterrupt
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._procs.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            self._procs.discard(proc)
+        if self.stopped:
+            raise KeyboardInterrupt
+        stats = re.search(r"ITX_STATS (.*)", stdout)
+        if proc.returncode or not stats:
+            err = re.search(r"ITX_ERROR .*", stdout)
+            raise Mismatch(f"{where}: {self.sim} run of {self.top} failed: "
+                           f"{err[0] if err else (stdout + stderr)[-300:]}")
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", stats[1])}
+
+    def stop(self) -> None:
+        """Kill every running simulation (Ctrl-C: a pool must not wait for them)."""
+        self.stopped = True
+        for proc in list(self._procs):
+            proc.kill()
+
+
+def memory_size(words: int) -> int:
+    """A testbench memory of at least `words` (a power of two >= 1024, so that builds are reused)."""
+    return 1 << max(10, (words - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -173,26 +262,15 @@ class MemRun:
 
 
 class MemBench:
-    """The $readmemh testbench compiled once for a config and memory capacity, run once per GEMM."""
+    """itx_tb_mem (itx_gemm_ctrl with random stalls) for a config and memory capacity, run once per GEMM."""
 
     def __init__(self, cfg: HwConfig, capacity: int, rows: int | None = None, cols: int | None = None):
-        self.params = rtl_parameters(cfg, rows, cols)
-        self.rows, self.cols, self.acc_bits = self.params["ROWS"], self.params["COLS"], cfg.acc_bits
-        self.in_bits = cfg.in_bits
-        # elements of C and at least as many beat words of A and B; a power of two: builds are reused
-        self.capacity = 1 << max(10, (capacity - 1).bit_length())
-        self.dir = SIM_BUILD / "mem" / f"{_key(self.params)}-cap{self.capacity}"
-        self.vvp = self.dir / "tb.vvp"
-        sources = [*RTL_SOURCES, SOURCE_TB, MEM_TB]
-        if not self.vvp.is_file() or any(s.stat().st_mtime > self.vvp.stat().st_mtime for s in sources):
-            self.dir.mkdir(parents=True, exist_ok=True)
-            defs = [f"-Pitx_tb_mem.{k}={v}" for k, v in self.params.items()]
-            defs += [f"-Pitx_tb_mem.{m}={self.capacity}" for m in ("AMAX", "BMAX", "CMAX")]
-            proc = subprocess.run(["iverilog", "-g2005", "-o", str(self.vvp), "-s", "itx_tb_mem", *defs,
-                                   *map(str, sources)], capture_output=True, text=True)
-            if proc.returncode:
-                raise ValueError(f"iverilog build of {MEM_TB.name} ({_key(self.params)}) failed: "
-                                 f"{(proc.stderr or proc.stdout)[-400:]}")
+        params = rtl_parameters(cfg, rows, cols)
+        self.rows, self.cols, self.acc_bits, self.in_bits = params["ROWS"], params["COLS"], cfg.acc_bits, cfg.in_bits
+        # elements of C and at least as many beat words of A and B
+        self.capacity = memory_size(capacity)
+        self.tb = Testbench(MEM_TB, {**params, **dict.fromkeys(("AMAX", "BMAX", "CMAX"), self.capacity)})
+        self.dir = self.tb.dir
 
     def run(self, a_file: Path, b_file: Path, m: int, k: int, n: int, *, seed: int = 1, stall_in: int = 0,
             stall_out: int = 0, tag: str = "gemm") -> MemRun:
@@ -200,20 +278,12 @@ class MemBench:
         if max(m * k, k * n, m * n) > self.capacity:
             raise ValueError(f"{tag}: {m}x{k}x{n} exceeds the testbench capacity {self.capacity}")
         stem = self.dir / re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
-        out = Path(f"{stem}.c.hex")
-        a_beats, b_beats = write_beats(stem, read_hex(a_file, (m, k), self.in_bits),
-                                       read_hex(b_file, (k, n), self.in_bits), self.rows, self.cols, self.in_bits)
         tiles = -(-m // self.rows) * -(-n // self.cols)
         budget = (tiles * (k + self.rows + self.rows + self.cols) + 100) * 100 // (100 - max(stall_in, stall_out))
-        args = [f"+a={a_beats}", f"+b={b_beats}", f"+c={out}", f"+m={m}", f"+k={k}", f"+n={n}", f"+seed={seed}",
+        args = [*gemm_args(stem, a_file, b_file, m, k, n, self.rows, self.cols, self.in_bits), f"+seed={seed}",
                 f"+stall_in={stall_in}", f"+stall_out={stall_out}", f"+max_cycles={4 * budget}"]
-        wave = [f"+dump={self.dir / (tag + '.fst')}", "-fst"] if waves_requested() else ["-none"]
-        proc = subprocess.run(["vvp", "-n", str(self.vvp), *args, *wave], capture_output=True, text=True)
-        stats = re.search(r"ITX_STATS cycles=(\d+) beats=(\d+)", proc.stdout)
-        if proc.returncode or not stats:
-            err = re.search(r"ITX_ERROR .*", proc.stdout)
-            raise Mismatch(f"{tag}: fast testbench failed: {err[0] if err else proc.stdout[-300:]}")
-        return MemRun(read_hex(out, (m, n), self.acc_bits), int(stats[1]), int(stats[2]))
+        stats = self.tb.run(args, tag, self.dir / f"{tag}.fst" if waves_requested() else None)
+        return MemRun(read_hex(f"{stem}.c.hex", (m, n), self.acc_bits), stats["cycles"], stats["beats"])
 
 
 def run_manifest(manifest: Manifest, cfg: HwConfig, *, rows: int | None = None, cols: int | None = None,
@@ -221,8 +291,8 @@ def run_manifest(manifest: Manifest, cfg: HwConfig, *, rows: int | None = None, 
     """Run every GEMM of a manifest through the RTL and compare bit for bit; returns (layer, cycles)."""
     if (manifest.in_bits, manifest.acc_bits, manifest.overflow) != (cfg.in_bits, cfg.acc_bits, cfg.overflow):
         raise ValueError(f"{manifest.path}: widths/overflow ({manifest.in_bits}, {manifest.acc_bits}, "
-                         f"{manifest.overflow}) differ from hw/config.toml ({cfg.in_bits}, {cfg.acc_bits}, "
-                         f"{cfg.overflow})")
+                         f"{manifest.overflow}) differ from hw/config.toml or --hw-config / --in-bits / --acc-bits / "
+                         f"--overflow ({cfg.in_bits}, {cfg.acc_bits}, {cfg.overflow})")
     cap = max(max(e.m * e.k, e.k * e.n, e.m * e.n) for e in manifest.nonempty().gemms)
     bench = MemBench(cfg, cap, rows, cols)
     report = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.errors import Mismatch
+from golden.errors import Mismatch, compare
 
 
 def tile_rows(m: int, n: int, rows: int, cols: int) -> list[tuple[int, int, int]]:
@@ -12,16 +12,14 @@ def tile_rows(m: int, n: int, rows: int, cols: int) -> list[tuple[int, int, int]
             for r in range(min(rows, m - tm * rows))]
 
 
-def check_gemm(expected: np.ndarray, got: np.ndarray, rows: int, cols: int, where: str) -> None:
-    """Raise Mismatch (an AssertionError) at the first differing element (zero tolerance)."""
-    if got.shape != expected.shape:
-        raise Mismatch(f"{where}: result shape {got.shape}, expected {expected.shape}")
-    bad = np.argwhere(got != expected)
-    if bad.size:
-        i, j = (int(v) for v in bad[0])
-        raise Mismatch(
-            f"{where}: tile ({i // rows}, {j // cols}) row {i} col {j} (in tile {i % rows}, {j % cols}): "
-            f"expected {int(expected[i, j])}, got {int(got[i, j])} [{len(bad)} of {expected.size} elements differ]")
+def check_gemm(expected: np.ndarray, got: np.ndarray, rows: int, cols: int, where: str, tensor: str = "C") -> None:
+    """Raise Mismatch (an AssertionError) at the first differing element (zero tolerance, golden.errors.compare),
+    naming its tile, row and column."""
+    d = compare(where, tensor, expected, got)
+    if d is not None:
+        (i, j) = d.index
+        raise Mismatch(f"{where}: {tensor} tile ({i // rows}, {j // cols}) row {i} col {j} (in tile {i % rows}, "
+                       f"{j % cols}): expected {d.expected}, got {d.got} [{d.count} of {d.size} elements differ]")
 
 
 def assemble(beats: list[list[int]], m: int, n: int, rows: int, cols: int) -> np.ndarray:

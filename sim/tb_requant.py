@@ -3,7 +3,7 @@
 Beats stream through valid/ready with random stalls on both sides; every output lane and overflow flag is
 compared bit for bit with the golden model: golden.quant.rescale (Eq. 10: every mode, the TFLite ones included),
 golden.ops.add + rescale (dyadic or TFLite Eq. 8 matching of a linear layer's bias add) and, for arbitrary factors
-and edge values, the unit's arithmetic in every stage mode (sim.requant.requant_model)."""
+and edge values, the unit's arithmetic in every stage mode (golden.requant.requant_model)."""
 from __future__ import annotations
 
 import itertools
@@ -21,7 +21,8 @@ from golden.qtensor import QTensor
 from golden.quant import RESCALE_MODES, match_along, rescale
 from golden.rounding import ROUNDINGS
 from golden.tflite import TFLITE_MODES
-from sim.requant import STAGE_MODES, Factors, linear_factors, requant_model, rescale_factors, rounding_code, stage_code
+from golden.requant import STAGE_MODES, Factors, linear_factors, requant_model, rescale_factors
+from sim.requant import rounding_code, stage_code
 from sim.stream import pack, unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))

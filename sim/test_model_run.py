@@ -1,25 +1,30 @@
-"""Layer-by-layer RTL run (sim/model_run.py, `itx sim model`): synthetic manifests with a re-scaling stage,
-corrupt and mismatched vectors, and the real model: first encoder layer of a sentence by default, the whole
-sentence under -m slow."""
+"""Layer-by-layer RTL run (sim/model_run.py, `itx sim model`) of golden's vectors: synthetic manifests with a
+re-scaling stage, corrupt and mismatched vectors, and the real model: first encoder layer of a sentence by default,
+the whole sentence under -m slow."""
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from golden.capture import capture
 from golden.config import load_hw_config
-from golden.model import model_dir
 from golden.int_config import IntConfig
+from golden.model import load, model_dir
 from golden.ops import add
 from golden.qtensor import QTensor
 from golden.quant import RESCALE_MODES, match_along, rescale
+from golden.requant import linear_factors, requant_model
 from golden.tflite import TFLITE_MODES
-from golden.vectors import read_manifest
-from itx.cli import main
-from sim.model_run import REQUANT, capture, rtl_config, run_layers, sentence_ids, sentence_vectors, write_vectors
-from sim.requant import linear_factors, requant_model
+from golden.tokenizer import Tokenizer
+from golden.vectors import VectorGemm, read_manifest, write_manifest
+from itx import data
+from itx.cli import build_parser, main
+from itx.options import capture_sentence, hw_config, int_config
+from sim.model_run import run_layers
 from sim.runner import simulator_available
 
 CFG = load_hw_config()
@@ -45,11 +50,26 @@ def _synthetic(tmp_path, seed: int = 3):
             # per-row activation x per-column weight scales, as in the model: matched along the features first
             s = rng.uniform(0.5, 2, (m, 1)) * rng.uniform(0.5, 2, (1, n)) * 2.0 ** -10
             acc = QTensor(c, s.astype(np.float32), 32)
-            bias = QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(300), 16)
+            bias = QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(2 ** -8), 16)   # non-zero once matched
             f, _ = linear_factors(acc, bias, 8, "row", mode)
             rq = (f, rescale(add(match_along(acc, -1, "dyadic"), bias, "dyadic"), 8, "row", mode).values)
-        gemms.append((name, a, b, c, rq))
-    return read_manifest(write_vectors(tmp_path, gemms, CFG))
+        gemms.append(VectorGemm(name, a, b, c, rq))
+    return read_manifest(write_manifest(tmp_path, gemms, in_bits=CFG.in_bits, acc_bits=CFG.acc_bits,
+                                        overflow=CFG.overflow))
+
+
+def _sentence(tmp_path, *options):
+    """Golden's vectors of test sentence 0 with `itx vectors model` options (the capture `itx sim model` runs)."""
+    args = build_parser().parse_args(["vectors", "model", "--sentence", "0", "--out", str(tmp_path), *options])
+    hw = hw_config(args)
+    return read_manifest(capture_sentence(args, tmp_path, hw, int_config(args, hw))[1])
+
+
+def _edit(man, edit) -> None:
+    """Edit the manifest document in place."""
+    doc = json.loads(man.path.read_text())
+    edit(doc)
+    man.path.write_text(json.dumps(doc))
 
 
 def test_synthetic_requant_bit_exact(tmp_path):
@@ -64,15 +84,12 @@ def test_mismatch_is_reported_with_index(tmp_path):
     """A wrong expected Y (sha256 updated, so the file is 'valid') must stop the run at that GEMM."""
     _need()
     man = _synthetic(tmp_path)
-    doc = json.loads((tmp_path / REQUANT).read_text())
-    entry = doc["gemms"]["0"]
-    yfile = tmp_path / entry["files"]["y"]
+    yfile = man.file(man.gemms[0], "y")
     lines = yfile.read_text().splitlines()
     lines[13] = f"{(int(lines[13], 16) + 1) & 0xff:02x}"
     yfile.write_text("\n".join(lines) + "\n")
-    entry["sha256"]["y"] = hashlib.sha256(yfile.read_bytes()).hexdigest()
-    (tmp_path / REQUANT).write_text(json.dumps(doc))
-    results = run_layers(man, CFG)
+    _edit(man, lambda d: d["gemms"][0]["requant"]["sha256"].update(y=hashlib.sha256(yfile.read_bytes()).hexdigest()))
+    results = run_layers(read_manifest(man.path), CFG)
     assert len(results) == 1 and results[0].mismatches == 1
     assert results[0].first["tensor"] == "Y" and results[0].first["index"] == [13 // 11, 13 % 11]
     assert results[0].first["got"] != results[0].first["expected"]
@@ -83,26 +100,22 @@ def test_mismatch_is_reported_with_index(tmp_path):
     ("factor_range", "field 'div' values must be"), ("rounding", "field 'rounding'")])
 def test_bad_vectors_one_line_error(tmp_path, damage, needle):
     man = _synthetic(tmp_path)
-    doc = json.loads((tmp_path / REQUANT).read_text())
     if damage == "truncate":
         f = man.file(man.gemms[1], "b")
         f.write_bytes(f.read_bytes()[:-5])
     elif damage == "acc_bits":
-        mdoc = json.loads(man.path.read_text())
-        mdoc["acc_bits"] = 24
-        man.path.write_text(json.dumps(mdoc))
-        man = read_manifest(man.path)
+        _edit(man, lambda d: d.update(acc_bits=24))
     elif damage == "requant_field":
-        del doc["gemms"]["1"]["files"]["rsh"]
+        _edit(man, lambda d: d["gemms"][1]["requant"]["files"].pop("rsh"))
     elif damage == "factor_range":
-        div = tmp_path / doc["gemms"]["0"]["files"]["div"]
+        div = man.file(man.gemms[0], "div")
         div.write_text("00000000\n" * len(div.read_text().splitlines()))
-        doc["gemms"]["0"]["sha256"]["div"] = hashlib.sha256(div.read_bytes()).hexdigest()
+        digest = hashlib.sha256(div.read_bytes()).hexdigest()
+        _edit(man, lambda d: d["gemms"][0]["requant"]["sha256"].update(div=digest))
     else:
-        doc["gemms"]["0"]["rounding"] = "nearest"
-    (tmp_path / REQUANT).write_text(json.dumps(doc))
+        _edit(man, lambda d: d["gemms"][0]["requant"].update(rounding="nearest"))
     with pytest.raises(ValueError, match=needle) as exc:
-        run_layers(man, CFG)
+        run_layers(read_manifest(man.path), CFG)
     assert "\n" not in str(exc.value) and str(tmp_path) in str(exc.value)
 
 
@@ -123,15 +136,17 @@ def test_requant_factors_reproduce_int_model(rescale):
     accumulator and factors is the integer model's INT8 output (the Y the RTL run compares with), for every
     Eq. 10 mode of IntConfig.rescale."""
     _model()
-    linears = [(name, c, rq) for name, _, _, c, rq in capture(*sentence_ids(0), icfg=IntConfig(rescale=rescale))
-               if rq is not None]
+    tok, row = Tokenizer(), data.read_split("test", "en-de")[0]
+    cap = capture(*load(model_dir("integer")), IntConfig(rescale=rescale), tok.encode_source(row[2], "de"),
+                  tok.encode_target(row[3]))
+    linears = [(g.layer, g.c, g.requant) for g in cap.gemms if g.requant is not None]
     assert len(linears) > 20
     # the factors are the mode's own: divider only for paper, a non-trivial multiplier only for dyadic
     assert all(f.divide == (rescale == "paper") for _, _, (f, _) in linears)
     assert any((f.rmul != 1).any() for _, _, (f, _) in linears) == (rescale in ("dyadic",) + TFLITE_MODES)
     assert all(f.rescale_mode == (rescale if rescale in TFLITE_MODES else "dyadic") for _, _, (f, _) in linears)
     for name, c, (f, y) in linears:
-        got, overflow = requant_model(c, f, CFG.acc_bits, CFG.in_bits)
+        got, overflow = requant_model(c.reshape(y.shape), f, CFG.acc_bits, CFG.in_bits)
         bad = np.argwhere(got != y)
         assert not bad.size, f"{name}{bad[0].tolist()}: expected {y[tuple(bad[0])]}, got {got[tuple(bad[0])]}"
         assert not overflow.any(), name
@@ -141,7 +156,7 @@ def test_first_encoder_layer_icarus(tmp_path):
     """Data flows model -> vectors -> RTL: enc.0 of test sentence 0 (q, k, v, o, per-head scores/context, FFN)."""
     _need()
     _model()
-    man, _ = sentence_vectors(0, CFG, tmp_path, layers=("enc.0.",))
+    man = _sentence(tmp_path, "--layer", "enc.0.")
     results = run_layers(man, CFG)
     assert len(results) == len(man.gemms) == 14
     assert [r.mismatches for r in results] == [0] * 14
@@ -150,7 +165,7 @@ def test_first_encoder_layer_icarus(tmp_path):
 
 NARROW_16 = pytest.mark.xfail(raises=ValueError, strict=True, reason="issue 14, open: at acc_bits 16 an enc.0 bias has "
                               "a scale below the matched accumulator's, which itx_requant's one dyadic step refuses "
-                              "(sim.requant.linear_factors)")
+                              "(golden.requant.linear_factors)")
 
 
 @pytest.mark.slow
@@ -162,9 +177,8 @@ def test_first_encoder_layer_narrow_accumulator_icarus(tmp_path, acc_bits, overf
     ACC_BITS / SATURATE agree on every GEMM and re-scaled output of enc.0 of test sentence 0."""
     _need()
     _model()
-    icfg = IntConfig(acc_bits=acc_bits, overflow=overflow)
-    hw = rtl_config(CFG, icfg)
-    man, _ = sentence_vectors(0, hw, tmp_path, layers=("enc.0.",), icfg=icfg)
+    hw = replace(CFG, acc_bits=acc_bits, overflow=overflow)
+    man = _sentence(tmp_path, "--layer", "enc.0.", "--acc-bits", str(acc_bits), "--overflow", overflow)
     assert (man.acc_bits, man.overflow) == (acc_bits, overflow)
     results = run_layers(man, hw)
     assert len(results) == 14 and [r.mismatches for r in results] == [0] * 14, [r.first for r in results]
@@ -175,7 +189,7 @@ def test_full_sentence_icarus(tmp_path):
     """Every GEMM of test sentence 0 (encoder, decoder, output projection) under Icarus."""
     _need()
     _model()
-    man, _ = sentence_vectors(0, CFG, tmp_path)
+    man = _sentence(tmp_path)
     results = run_layers(man, CFG, jobs=2)
     assert len(results) == len(man.gemms) and all(r.mismatches == 0 for r in results)
 
@@ -200,3 +214,45 @@ def test_cli_rescale_needs_a_capture(tmp_path, capsys):
     assert main(["sim", "model", "--sentence", "0", "--vectors", str(tmp_path), "--rescale", "dyadic"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--rescale" in err and str(tmp_path) in err and "\n" not in err
+
+
+# every knob off its default, as the options of both commands write it
+OFF_DEFAULT = {"--bits": "6", "--granularity": "block", "--block": "4", "--match": "tflite", "--rescale": "pow2",
+               "--rounding": "floor", "--acc-bits": "24", "--overflow": "saturate", "--param-bits": "12",
+               "--int8-modules": "attn,ffn", "--int8-layers": "enc", "--fp32-layers": "dec.1",
+               "--attn-division": "paper",               "--attn-frac-bits": "5", "--ln-division": "paper", "--ln-frac-bits": "3"}
+
+
+@pytest.mark.parametrize("command", [["vectors", "model", "--out", "x"], ["sim", "model"]])
+def test_both_commands_take_every_knob(command):
+    """`itx vectors model` and `itx sim model` share one definition of the IntConfig knobs (itx/options.py): every
+    field is an option of both, and each reaches the IntConfig (and the accumulator the RTL's datapath)."""
+    from dataclasses import fields
+
+    from itx.options import KNOBS
+
+    assert sorted(o for o, _, _ in KNOBS.values()) == sorted(OFF_DEFAULT)
+    args = build_parser().parse_args([*command, "--sentence", "0", *(x for kv in OFF_DEFAULT.items() for x in kv)])
+    hw = hw_config(args)
+    icfg = int_config(args, hw)
+    default = IntConfig()
+    assert [f.name for f in fields(IntConfig) if getattr(icfg, f.name) == getattr(default, f.name)] == []
+    assert (icfg.bits, icfg.rounding, icfg.modules, icfg.fp32_layers) == (6, "floor", {"attn", "ffn"}, ("dec.1",))
+    assert (hw.acc_bits, hw.overflow) == (24, "saturate") == (icfg.acc_bits, icfg.overflow)
+
+
+def test_sim_model_runs_the_knobs_it_is_given(tmp_path, capsys):
+    """`itx sim model` with knobs captures with them (the paper divider, half-even rounding, 6-bit activations)
+    and the RTL agrees on the re-scaled output."""
+    _need()
+    _model()
+    vec = tmp_path / "v"
+    assert main(["sim", "model", "--sentence", "0", "--layer", "enc.0.self_attn.q", "--rescale", "paper",
+                 "--rounding", "half_even", "--bits", "6", "--vectors", str(vec), "--report", str(tmp_path / "r")]) == 0
+    assert "PASS" in capsys.readouterr().out
+    man = read_manifest(vec)
+    rq = man.gemms[0].requant
+    assert [e.layer for e in man.gemms] == ["enc.0.self_attn.q"] and (rq.divide, rq.rounding) == (True, "half_even")
+    assert man.source["int_config"] == "INT6 rescale=paper rounding=half_even"
+    assert np.abs(man.load(man.gemms[0], "y")).max() <= 31
+    assert json.loads((tmp_path / "r.json").read_text())["int_config"] == man.source["int_config"]

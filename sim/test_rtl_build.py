@@ -89,3 +89,19 @@ def test_beat_files_hold_the_stream(tmp_path, bits):
             want = [int(b[kk, tn * cols + c]) & mask if tn * cols + c < n else 0 for c in range(cols)]
             assert lanes == want, f"B beat tile column {tn} step {kk}"
     assert max(aw) >> (rows * bits) == 0 and max(bw) >> (cols * bits) == 0
+
+
+def test_stream_beats_are_the_beat_files(tmp_path):
+    """The cocotb driver's beats (sim.stream.gemm_beats) and the $readmemh beat files (write_beats) are one layout:
+    beat (tm, tn, k) in the controller's order carries A word tm*K + k and B word tn*K + k of the files."""
+    from sim.stream import gemm_beats
+
+    rng = np.random.default_rng(4)
+    m, k, n, rows, cols, bits = 7, 5, 11, 3, 4, 8
+    a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    aw, bw = (_words(p) for p in write_beats(tmp_path / "g", a, b, rows, cols, bits))
+    beats = gemm_beats(a, b, rows, cols, bits)
+    order = [(tm, tn, kk) for tm in range(-(-m // rows)) for tn in range(-(-n // cols)) for kk in range(k)]
+    assert len(beats) == len(order)
+    for beat, (tm, tn, kk) in zip(beats, order):
+        assert beat.dims == (m, k, n) and (beat.a, beat.b) == (aw[tm * k + kk], bw[tn * k + kk]), (tm, tn, kk)

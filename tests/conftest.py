@@ -12,6 +12,6 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 @pytest.fixture(scope="module")
 def one_blas_thread():
     """Small GEMMs on a busy machine: multi-threaded OpenBLAS spin-waits (10-1000x slower)."""
-    from itx.commands.eval import one_blas_thread
+    from itx.evaluation import one_blas_thread
     with one_blas_thread():
         yield

@@ -173,7 +173,7 @@ CASES = [
     (["eval", "--limit", "0"], "--limit"),
     (["eval", "--pair", "xx"], "--pair"),
     (["eval", "--precision", "int8", "--bits", "5", "--limit", "1"], "bits"),
-    (["eval", "--precision", "int8", "--acc-bits", "40", "--limit", "1"], "acc_bits"),
+    (["eval", "--precision", "int8", "--acc-bits", "40", "--limit", "1"], "--acc-bits"),
     (["translate", ""], "empty"),
     (["translate", "   "], "empty"),
     (["translate", "Click \udcff here."], "UTF-8"),
@@ -198,6 +198,25 @@ CASES = [
      "is a directory"),
     (["sim", "model", "--sentence", "0", "--layer", "no.such.prefix", "--vectors", OUT, "--report", "{out}/r"],
      "--layer"),
+    (["sim", "model", "--sentence", "0", "--vectors", "{fx:vec_s0}", "--bits", "6", "--report", "{out}/r"],
+     "--bits applies to a capture"),
+    (["sim", "model", "--sentence", "0", "--match", "paper", "--vectors", OUT, "--report", "{out}/r"], "--match"),
+    (["sim", "model", "--sentence", "0", "--param-bits", "4", "--vectors", OUT, "--report", "{out}/r"],
+     "--param-bits"),
+    (["sim", "model", "--sentence", "0", "--in-bits", "6", "--vectors", OUT, "--report", "{out}/r"], "--in-bits"),
+    (["sim", "model", "--sentence", "0", "--hw-config", "{fx:hw_toml}", "--report", "{out}/r"], "--hw-config"),
+    (["sim", "model", "--sentence", "0", "--rounding", "up"], "--rounding"),
+    # datapath options (hw/config.toml overrides)
+    (["vectors", "gemm", "--out", OUT, "--in-bits", "1"], "--in-bits"),
+    (["vectors", "gemm", "--out", OUT, "--in-bits", "x"], "--in-bits"),
+    (["vectors", "gemm", "--out", OUT, "--acc-bits", "40"], "--acc-bits"),
+    (["vectors", "gemm", "--out", OUT, "--overflow", "clip"], "--overflow"),
+    (["vectors", "gemm", "--out", OUT, "--hw-config", ""], "--hw-config"),
+    (["vectors", "gemm", "--out", OUT, "--hw-config", "{fx:root}/none.toml"], "--hw-config"),
+    (["vectors", "gemm", "--out", OUT, "--hw-config", "{fx:hw_acc_40}"], "--hw-config"),
+    (["vectors", "run", "{fx:vec_s0}", "--in-bits", "6"], "--in-bits"),
+    (["vectors", "model", "--out", OUT, "--sentence", "0", "--bits", "8", "--in-bits", "6"], "--in-bits"),
+    (["vectors", "model", "--out", OUT, "--sentence", "0", "--ln-frac-bits", "17"], "--ln-frac-bits"),
     # report
     (["report", "--out", "", "--quiet"], "--out"),
     (["report", "--out", "{fx:file}", "--quiet"], "a-file"),
@@ -428,26 +447,39 @@ def test_ctrl_c_stops_sim_model_pool_at_once(tmp_path):
 
 
 def test_vectors_check_recomputes_every_requant_y(tmp_path, capsys):
-    """A sentence's vector set: every Y of requant.json is recomputed from C and its factors; a wrong Y whose
+    """A sentence's vector set: every Y of a requant entry is recomputed from C and its factors; a wrong Y whose
     sha256 was fixed up is a Mismatch (exit 1, one line naming the file, index, expected and got)."""
-    import hashlib
-    import json
-
-    from golden.config import load_hw_config
-    from sim.model_run import sentence_vectors
-
     out = tmp_path / "v"
-    man, _ = sentence_vectors(0, load_hw_config(), out, layers=("enc.0.self_attn.q",))
-    assert main(["vectors", "check", str(man.path)]) == 0
+    assert main(["vectors", "model", "--sentence", "0", "--out", str(out), "--layer", "enc.0.self_attn.q"]) == 0
+    assert main(["vectors", "check", str(out)]) == 0
     assert "every Y of 1 re-scaled GEMMs" in capsys.readouterr().out
-    doc = json.loads((out / "requant.json").read_text())
-    entry = next(iter(doc["gemms"].values()))
+    doc = json.loads((out / MANIFEST).read_text())
+    entry = doc["gemms"][0]["requant"]
     y = out / entry["files"]["y"]
     lines = y.read_text().split("\n")
     lines[0] = "01" if lines[0] != "01" else "02"
     y.write_text("\n".join(lines))
     entry["sha256"]["y"] = hashlib.sha256(y.read_bytes()).hexdigest()
-    (out / "requant.json").write_text(json.dumps(doc))
-    assert main(["vectors", "check", str(man.path)]) == 1
+    (out / MANIFEST).write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Y[0, 0]: expected" in err and y.name in err
+
+
+def test_vectors_check_compares_the_npz_with_the_hex(tmp_path, capsys):
+    """The .npz beside the hex files must hold the same values: one changed element (sha256 fixed up) is exit 1
+    naming the .npz, tensor and index."""
+    from golden.vectors import npz_bytes
+
+    d = Path(_vectors(tmp_path, "v"))
+    man = read_manifest(d)
+    e = man.gemms[0]
+    arrays = man.npz(e)
+    arrays["b"][2, 1] += 1
+    man.file(e, "npz").write_bytes(npz_bytes(arrays))
+    doc = json.loads(man.path.read_text())
+    doc["gemms"][0]["sha256"]["npz"] = hashlib.sha256(man.file(e, "npz").read_bytes()).hexdigest()
+    man.path.write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(d)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "0000_g.npz" in err and "b[2, 1]: expected" in err, err

@@ -8,7 +8,7 @@ import pytest
 from golden import model as gm
 from golden.tokenizer import EOS, Tokenizer
 from itx import data
-from itx.commands.eval import evaluate
+from itx.evaluation import evaluate
 
 NAMES = ("vanilla", "integer")
 

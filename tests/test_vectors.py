@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def test_value_out_of_range(tmp_path):
     (lambda d: d["gemms"][0].update(m=0), r"gemms\[0\]: field 'm' must be >= 1"),
     (lambda d: d["gemms"][0]["files"].update(a="../x.hex"), "must be a plain file name"),
     (lambda d: d["gemms"][0]["sha256"].update(c="abc"), "not a sha256 hex digest"),
-    (lambda d: d.update(format="other"), "not an itx-gemm-vectors v1 manifest"),
+    (lambda d: d.update(format="other"), "not an itx-gemm-vectors v2 manifest"),
 ])
 def test_malformed_manifest(manifest, edit, message):
     doc = json.loads(manifest.read_text())
@@ -115,3 +116,128 @@ def test_cli_writes_checks_and_reports_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("itx vectors check: error: ") and "truncated" in err and "\n" not in err
     assert main(["vectors", "gemm", "--out", str(out), "--shape", "3x0x2"]) == 2
+
+
+def _requant_gemm(rng, m=5, k=7, n=6, mode="dyadic"):
+    """A linear layer's GEMM with its re-scaling (golden.requant factors and Y), as golden.capture records it."""
+    from golden.ops import add
+    from golden.qtensor import QTensor
+    from golden.quant import match_along, rescale
+    from golden.requant import linear_factors
+    from golden.vectors import VectorGemm
+
+    a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    s = (rng.uniform(0.5, 2, (m, 1)) * rng.uniform(0.5, 2, (1, n)) * 2.0 ** -10).astype(np.float32)
+    acc, bias = QTensor(a @ b, s, 32), QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(2 ** -8), 16)
+    f, _ = linear_factors(acc, bias, 8, "row", mode)
+    return VectorGemm("lin", a, b, a @ b, (f, rescale(add(match_along(acc, -1, "dyadic"), bias, "dyadic"), 8, "row",
+                                                     mode).values))
+
+
+def test_requant_entry_round_trip(tmp_path):
+    """Factors and Y written by golden come back equal, Y is what the factors compute from C, and every tensor is
+    in the GEMM's .npz at the narrowest dtype."""
+    g = _requant_gemm(np.random.default_rng(1), mode="paper")
+    man = read_manifest(write_manifest(tmp_path, [g, ("plain", g.a, g.b)], in_bits=8, acc_bits=32, overflow="wrap"))
+    e, plain = man.gemms
+    assert plain.requant is None and e.requant.divide and e.requant.rounding == "half_away"
+    f = man.factors(e)
+    for key in ("mul", "sh", "bias", "rmul", "rsh", "div"):
+        assert np.array_equal(getattr(f, key), getattr(g.requant[0], key)), key
+    assert np.array_equal(man.load(e, "y"), g.requant[1])
+    man.verify(e)
+    z = man.npz(e)
+    assert sorted(z) == ["a", "b", "bias", "c", "div", "mul", "rmul", "rsh", "sh", "y"]
+    assert (z["a"].dtype, z["c"].dtype, z["y"].dtype, z["sh"].dtype) == (np.int8, np.int32, np.int8, np.int8)
+    assert sorted(man.npz(plain)) == ["a", "b", "c"]
+
+
+def test_write_refuses_a_model_that_disagrees_with_golden(tmp_path):
+    """The model's accumulator must be golden.gemm of its operands, its Y what its factors compute: else nothing
+    is written."""
+    from golden.errors import Mismatch
+
+    g = _requant_gemm(np.random.default_rng(2))
+    with pytest.raises(Mismatch, match="accumulator differs"):
+        write_manifest(tmp_path / "c", [g._replace(c=g.c + 1)], in_bits=8, acc_bits=32, overflow="wrap")
+    y = g.requant[1].copy()
+    y[1, 2] += 1
+    with pytest.raises(Mismatch, match=r"'lin' Y\[1, 2\]: expected .* not what its factors compute"):
+        write_manifest(tmp_path / "y", [g._replace(requant=(g.requant[0], y))], in_bits=8, acc_bits=32,
+                       overflow="wrap")
+    assert not list(tmp_path.iterdir())
+
+
+def test_npz_bytes_are_reproducible(tmp_path, manifest):
+    """Same inputs, same files byte for byte (the .npz members carry a fixed timestamp and sorted order)."""
+    import zipfile
+
+    from golden.vectors import NPZ_TIME, npz_bytes
+
+    rng = np.random.default_rng(3)
+    gemms = [("enc0/q", rng.integers(-128, 128, (5, 9)), rng.integers(-128, 128, (9, 4))),
+             ("dec1/ffn", np.full((2, 3), -128), np.full((3, 2), -128))]
+    again = write_manifest(tmp_path / "again", gemms, in_bits=8, acc_bits=16, overflow="saturate", seed=3)
+    names = sorted(p.name for p in manifest.parent.iterdir())
+    assert names == sorted(p.name for p in again.parent.iterdir()) and "0000_enc0_q.npz" in names
+    for name in names:
+        assert (manifest.parent / name).read_bytes() == (again.parent / name).read_bytes(), name
+    with zipfile.ZipFile(manifest.parent / "0000_enc0_q.npz") as z:
+        assert [(i.filename, i.date_time) for i in z.infolist()] == [(f"{k}.npy", NPZ_TIME) for k in "abc"]
+    x, y = np.arange(3), np.ones((2, 2), np.int16)
+    assert npz_bytes({"y": y, "x": x}) == npz_bytes({"x": x, "y": y})
+
+
+def test_cli_gemm_datapath_options(tmp_path, capsys):
+    """`itx vectors gemm` writes at --in-bits / --acc-bits / --overflow, or at a --hw-config file's widths."""
+    out = tmp_path / "w"
+    assert main(["vectors", "gemm", "--out", str(out), "--shape", "6x40x5", "--in-bits", "6", "--acc-bits", "16",
+                 "--overflow", "saturate"]) == 0
+    man = read_manifest(out)
+    assert (man.in_bits, man.acc_bits, man.overflow) == (6, 16, "saturate")
+    a = man.load(man.gemms[0], "a")
+    assert a.min() >= -32 and a.max() <= 31 and (a.min() < -16 or a.max() > 15)   # the whole 6-bit range is used
+    assert main(["vectors", "check", str(out)]) == 0
+    toml = tmp_path / "hw.toml"
+    toml.write_text((Path(__file__).resolve().parent.parent / "hw" / "config.toml").read_text()
+                    .replace("in_bits = 8", "in_bits = 10"))
+    assert main(["vectors", "gemm", "--out", str(out), "--hw-config", str(toml)]) == 0
+    assert read_manifest(out).in_bits == 10
+
+
+def test_compare_reports_the_first_difference_row_major():
+    """The one comparison (golden.errors.compare): layer, tensor, first index in row-major order, expected, got,
+    how many differ; equal tensors give None, a shape difference is a Mismatch."""
+    from golden.errors import Mismatch, compare
+
+    exp = np.arange(12).reshape(3, 4)
+    got = exp.copy()
+    got[2, 0], got[1, 3] = -5, 99
+    d = compare("enc.0.q", "Y", exp, got)
+    assert (d.layer, d.tensor, d.index, d.expected, d.got, d.count, d.size) == ("enc.0.q", "Y", (1, 3), 7, 99, 2, 12)
+    assert str(d) == "'enc.0.q' Y[1, 3]: expected 7, got 99 [2 of 12 differ]"
+    assert compare("x", "C", exp, exp.copy()) is None
+    with pytest.raises(Mismatch, match=r"'x' C: shape \(4, 3\), expected \(3, 4\)"):
+        compare("x", "C", exp, exp.T)
+
+
+def test_vectors_md_reader_reads_what_golden_writes(tmp_path):
+    """golden/VECTORS.md's reader (plain json, hashlib, numpy) gets every tensor golden wrote, bit for bit: the
+    document describes the format the code writes."""
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "golden" / "VECTORS.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S)[1]
+    scope: dict = {}
+    exec(compile(code, "VECTORS.md", "exec"), scope)
+    rng = np.random.default_rng(6)
+    gemms = [_requant_gemm(rng), ("neg", np.full((3, 40), -512), np.full((40, 2), 511))]
+    man = read_manifest(write_manifest(tmp_path, gemms, in_bits=10, acc_bits=24, overflow="saturate"))
+    got = dict(scope["read_vectors"](tmp_path))
+    assert sorted(got) == ["lin", "neg"] and sorted(got["lin"]) == ["a", "b", "bias", "c", "div", "mul", "rmul", "rsh",
+                                                                  "sh", "y"]
+    for e in man.gemms:
+        for key, arr in got[e.layer].items():
+            assert np.array_equal(arr, man.load(e, key)), (e.layer, key)
+            assert np.array_equal(arr, man.npz(e)[key]), (e.layer, key)
+    assert got["neg"]["c"].min() == -(1 << 23)      # saturated, sign-extended from bit 23

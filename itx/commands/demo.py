@@ -16,7 +16,7 @@ def _run(args) -> int:
     from golden.qcd_baseline import QCDTransformer
     from golden.tokenizer import Tokenizer
     from itx import data
-    from itx.commands.eval import PAIRS, evaluate, one_blas_thread
+    from itx.evaluation import PAIRS, evaluate, one_blas_thread
 
     from golden.vectors import check_vector_dir
 

@@ -1,107 +1,8 @@
 """`itx eval`: sacrebleu corpus BLEU of committed models on the test (or dev) split, per pair and model."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
-
-def _fp32(path: Path, args=None):
-    from golden.model import FP32Transformer
-
-    return FP32Transformer.from_dir(path)
-
-
-def _int8(path: Path, args=None):
-    from golden.int_model import IntTransformer
-
-    return IntTransformer.from_dir(path, int_config(args))
-
-
-def _qcd(path: Path, args=None):
-    from golden.model import load
-    from golden.qcd_baseline import QCDTransformer
-
-    icfg = int_config(args)
-    return QCDTransformer(*load(path), bits=icfg.bits, bucket=getattr(args, "bucket", 256))
-
-
-# precision -> loader(model dir[, parsed knob args]) returning an object with .cfg, .encode(), .decode() (see
-# golden/model.py); every precision reuses the same search and scoring.
-PRECISIONS: dict[str, Callable[..., object]] = {"fp32": _fp32, "int8": _int8, "qcd": _qcd}
-
-
-def add_int_args(p) -> None:
-    """The IntConfig knobs (golden/int_config.py) as options; shared by eval, vectors model, demo and bench."""
-    from golden.int_config import GRANULARITIES, MODULES, IntConfig
-    from golden.quant import MATCH_MODES, RESCALE_MODES
-
-    p.add_argument("--bits", type=int, default=8, help="activation and weight bits (6..10)")
-    p.add_argument("--granularity", choices=GRANULARITIES, default="row",
-                   help="activation scale groups: row = B x T, batch = B, block = block x block tiles")
-    p.add_argument("--block", type=int, default=8, help="tile size for --granularity block")
-    p.add_argument("--match", choices=MATCH_MODES, default=IntConfig.match, help="Eq. 8 scale matching (the tflite modes as for --rescale)")
-    p.add_argument("--rescale", choices=RESCALE_MODES, default=IntConfig.rescale,
-                   help="Eq. 10 re-scaling: paper ceil divisor, pow2 shift, dyadic multiplier + shift, tflite / "
-                   "tflite_single: TFLite's QuantizeMultiplier with gemmlowp double rounding / TFLITE_SINGLE_ROUNDING "
-                   "(all in itx_requant)")
-    p.add_argument("--acc-bits", type=int, default=None, help="accumulator bits of every integer op: GEMMs and element-wise (default hw/config.toml)")
-    p.add_argument("--overflow", choices=("wrap", "saturate"), default=None,
-                   help="accumulator overflow (default hw/config.toml)")
-    p.add_argument("--int8-modules", default="all",
-                   help=f"modules run in integers: comma list of {','.join(MODULES)}, or all / none")
-    p.add_argument("--int8-layers", help="comma list of layer-name prefixes that run in integers "
-                   "(default all), e.g. enc.0 or dec.1.ffn")
-    p.add_argument("--fp32-layers", help="comma list of layer-name prefixes forced to FP32")
-    p.add_argument("--bucket", type=int, default=256, help="QCD baseline: values per affine bucket")
-
-
-def one_blas_thread():
-    """Context limiting BLAS to one thread (OpenBLAS threads spin against other processes on a busy 2-core
-    machine: 1000x slower small GEMMs measured)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
-
-
-def int_config(args=None):
-    """IntConfig from parsed add_int_args options (defaults when args is None)."""
-    from golden.errors import UserError
-    from golden.int_config import IntConfig, parse_modules
-
-    if args is None:
-        return IntConfig()
-
-    def prefixes(text: str | None, option: str) -> tuple:
-        names = () if text is None else tuple(p.strip() for p in text.split(","))
-        if "" in names:     # an empty name would select nothing (or everything) silently
-            raise UserError(f"{option}: empty layer name in {text!r}")
-        return names
-    return IntConfig(bits=args.bits, granularity=args.granularity, block=args.block, match=args.match,
-                     rescale=args.rescale, acc_bits=args.acc_bits, overflow=args.overflow,
-                     modules=parse_modules(args.int8_modules), int_layers=prefixes(args.int8_layers, "--int8-layers"),
-                     fp32_layers=prefixes(args.fp32_layers, "--fp32-layers"))
-PAIRS = ("en-de", "en-fr")
-MODELS = ("vanilla", "integer")
-
-
-def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: int | None = None,
-             progress: bool = True):
-    """(sacrebleu BLEU score, hypotheses) of `model` on the split's first `limit` pairs."""
-    import sacrebleu
-    from tqdm import tqdm
-
-    from golden.int_model import search_view
-    from golden.model import translate
-    from itx import data
-
-    rows = data.read_split(split, pair)
-    if limit is not None and limit > len(rows):
-        raise ValueError(f"--limit {limit}: {split}.{pair} has only {len(rows)} sentence pairs")
-    rows = rows[:limit]
-    with tqdm(total=len(rows), desc=f"{pair} beam {beam}", disable=not progress, leave=False) as bar:
-        hyps = translate(search_view(model, beam), tok, [r[2] for r in rows], pair[3:], beam=beam, progress=bar.update)
-    bleu = sacrebleu.metrics.BLEU()
-    return bleu.corpus_score(hyps, [[r[3] for r in rows]]), bleu.get_signature(), hyps
+from itx.evaluation import MODELS, PAIRS, PRECISIONS, evaluate, one_blas_thread
+from itx.options import add_int_args, int_config
 
 
 def _run(args) -> int:
@@ -120,7 +21,8 @@ def _eval(args, tok) -> int:
     for name in names:
         model = PRECISIONS[args.precision](model_dir(name), args)
         label = args.precision if args.precision == "fp32" else \
-            f"{int_config(args).describe()}" if args.precision == "int8" else f"QCD{args.bits} bucket={args.bucket}"
+            int_config(args).describe() if args.precision == "int8" else \
+            f"QCD{int_config(args).bits} bucket={args.bucket}"
         base = None if args.precision == "fp32" else PRECISIONS["fp32"](model_dir(name))
         for pair in args.pair or PAIRS:
             score, sig, hyps = evaluate(model, tok, pair, args.split, args.beam, args.limit)
@@ -168,4 +70,5 @@ def register(sub) -> None:
     p.add_argument("--beam", type=int_in(1), default=1, help="beam size (1 = greedy, at most the vocabulary)")
     p.add_argument("--limit", type=int, default=None, help="only the first N sentence pairs")
     add_int_args(p)
+    p.add_argument("--bucket", type=int_in(1), default=256, help="QCD baseline: values per affine bucket")
     p.set_defaults(func=_run)

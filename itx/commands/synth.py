@@ -10,9 +10,9 @@ from golden.config import ROOT
 
 def _run(args) -> int:
     from sim.synth import DesignPoint, UNITS, distinct_points, synthesize
-    from itx.commands.sim import _array
+    from itx.options import array
 
-    arrays = [_array(a) for a in args.array]
+    arrays = [array(a) for a in args.array]
     points = [DesignPoint(r, c, b, acc, args.overflow, mode) for (r, c), b, acc, mode in
               itertools.product(arrays, args.in_bits, args.acc_bits, args.rescale)]
     rows = []

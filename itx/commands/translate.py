@@ -1,7 +1,7 @@
 """`itx translate "..."`: English -> German/French with a committed model (numpy FP32, no torch)."""
 from __future__ import annotations
 
-from itx.commands.eval import PRECISIONS
+from itx.evaluation import PRECISIONS
 
 
 def _run(args) -> int:
