@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.attention import attention_quotient, lift, poly
+from golden.attention import attention_output, attention_quotient, lift, poly
 from golden.config import to_accumulator
 from golden.ops import absolute, add, power, relu
 from golden.qtensor import QTensor
@@ -138,7 +138,6 @@ def norm_vectors(num: QTensor, p: QTensor, v_scale: np.ndarray, f: int, bits: in
     check_knobs(None, rescale_mode, rounding)
     if not 0 <= f <= MAX_FRAC_BITS:
         raise ValueError(f"frac_bits {f}: the unit shifts the numerator by 0..{MAX_FRAC_BITS}")
-    from golden.attention import attention_output
     out = attention_quotient(num, p, f, rounding, acc_bits, overflow)
     rmul, rsh = _eq10(out, bits, rescale_mode, rounding)
     want = attention_output(num, p, v_scale, f, bits, rescale_mode, rounding, acc_bits, overflow)
@@ -214,5 +213,40 @@ def capture_attention(sentence: int = 0, layers: tuple[str, ...] = ("enc.0.self_
                     c.rescale, None, c.rounding)
         if not np.array_equal(p.values, rec["poly"].values):
             raise AssertionError(f"{name}: golden.attention.poly of the captured scores differs from the model's P")
+        ctx = attention_output(rec["num"], rec["p"], rec["v_scale"], rec["f"], c.bits, c.rescale, c.rounding, c.acc_bits,
+                               c.overflow)
+        if not np.array_equal(ctx.values, rec["context"].values):
+            raise AssertionError(f"{name}: golden.attention.attention_output of the capture differs from the model's")
         out[name] = rec
+    return out
+
+
+def capture_file(sentence: int = 0, ops: tuple[str, ...] = ("enc.0.self_attn", "dec.0.self_attn"),
+                 model: str = "integer") -> "Path":
+    """capture_attention's tensors as one npz for a cocotb process (<op>/<tensor>.values / .scale, mask, v_scale, f),
+    cached in sim_build/capture/ under a hash of the model's weights, golden's sources and this file (a change to
+    any of them captures again)."""
+    import hashlib
+    from pathlib import Path
+
+    from golden.config import ROOT
+    from golden.model import model_dir
+    from sim.rtl import SIM_BUILD
+
+    h = hashlib.sha256(repr((sentence, ops, model)).encode())
+    for path in [Path(model_dir(model)) / "weights.npz", *sorted((ROOT / "golden").glob("*.py")), Path(__file__)]:
+        h.update(path.read_bytes())
+    out = SIM_BUILD / "capture" / f"attention-sentence{sentence}-{h.hexdigest()[:16]}.npz"
+    if out.is_file():
+        return out
+    arrays = {}
+    for op, rec in capture_attention(sentence, ops, model=model).items():
+        for t in ("scores", "b", "delta", "p", "num"):
+            arrays[f"{op}/{t}.values"], arrays[f"{op}/{t}.scale"] = rec[t].values, rec[t].scale
+        arrays[f"{op}/mask"] = np.ones(rec["scores"].shape, bool) if rec["mask"] is None else rec["mask"]
+        arrays[f"{op}/v_scale"], arrays[f"{op}/f"] = rec["v_scale"], np.int64(rec["f"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(out)
     return out

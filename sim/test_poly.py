@@ -3,13 +3,11 @@ golden.attention.poly, widths (lanes, accumulator, overflow, Eq. 10 target, degr
 build also runs the attention ops of test sentence 0 of the trained model. Coverage: sim_build/coverage/poly.yml."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from golden.config import load_hw_config
 from sim.coverage import COVERAGE_DIR, merge_coverage
-from sim.poly import capture_attention, poly_parameters
-from sim.rtl import SIM_BUILD
+from sim.poly import capture_file, poly_parameters
 from sim.runner import _key, run_cocotb, simulator_available
 
 CFG = load_hw_config()
@@ -26,16 +24,7 @@ BUILDS = [_key(poly_parameters(acc, bits, n, ovf, lanes)) for lanes, acc, ovf, b
 @pytest.fixture(scope="module")
 def sentence0():
     """The attention op inputs of test sentence 0 (en-de), as one npz the cocotb process reads."""
-    ops = capture_attention(0, OPS)
-    path = SIM_BUILD / "capture" / "poly-sentence0.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for op, rec in ops.items():
-        for t in ("scores", "b", "delta"):
-            arrays[f"{op}/{t}.values"], arrays[f"{op}/{t}.scale"] = rec[t].values, rec[t].scale
-        arrays[f"{op}/mask"] = np.ones(rec["scores"].shape, bool) if rec["mask"] is None else rec["mask"]
-    np.savez(path, **arrays)
-    return path
+    return capture_file(0, OPS)
 
 
 @pytest.mark.parametrize("lanes,acc_bits,overflow,bits,n,p_stall,real", CASES)

@@ -60,6 +60,14 @@ def test_poly_rtl_warning_free(lanes, acc_bits, out_bits, n, saturate):
                         {"LANES": lanes, "ACC_BITS": acc_bits, "OUT_BITS": out_bits, "N": n, "SATURATE": saturate})
 
 
+@pytest.mark.parametrize("lanes,acc_bits,bits,saturate", [(CFG.cols, CFG.acc_bits, CFG.in_bits, 0), (1, 16, 6, 1),
+                                                           (3, 24, 10, 0)])
+def test_attn_norm_rtl_warning_free(lanes, acc_bits, bits, saturate):
+    """itx_attn_norm: row sum, per-lane dividers with rounding, the quotient's reduction and Eq. 10 stage."""
+    assert_warning_free("itx_attn_norm", [str(HW_DIR / "itx_attn_norm.v"), str(HW_DIR / "itx_divider.v"), *STAGE_RTL],
+                        {"LANES": lanes, "ACC_BITS": acc_bits, "IN_BITS": bits, "OUT_BITS": bits, "SATURATE": saturate})
+
+
 @pytest.mark.skipif(simulator_available("icarus") is not None, reason="iverilog not on PATH")
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 1), (1, 4)])
 def test_degenerate_arrays_bit_exact(tmp_path, rows, cols):

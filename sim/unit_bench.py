@@ -129,10 +129,13 @@ def export_coverage(unit: str) -> Path:
 
 
 async def run_stream(dut, rng: random.Random, beats: list[dict], want: np.ndarray, rows: np.ndarray, lanes: int,
-                     bits: int, what: str, p_in: float, p_out: float, budget: int, sample) -> int:
+                     bits: int, what: str, p_in: float, p_out: float, budget: int, sample,
+                     sends: np.ndarray | None = None) -> int:
     """Drive `beats` (each with in_last) and check every output beat, in order, against want[beat] (lanes values of
-    `bits`) and out_last against in_last; `sample(facts)` sees each accepted beat's handshake facts. Raises on a
-    mismatch or when the unit has not answered within `budget` cycles per beat."""
+    `bits`) and out_last against in_last; sends[beat]: does the beat produce an output beat (default: all do).
+    `sample(facts)` sees each accepted beat's handshake facts. Raises on a mismatch or when the unit has not answered
+    within `budget` cycles per beat."""
+    sends = np.ones(len(beats), bool) if sends is None else np.asarray(sends, bool)
     from cocotb.triggers import with_timeout
     import cocotb
     from sim.stream import unpack
@@ -142,13 +145,15 @@ async def run_stream(dut, rng: random.Random, beats: list[dict], want: np.ndarra
     drv, mon = Driver(dut, rng, p_in), Monitor(dut, rng, p_out)
     t0 = get_sim_time("ns")
     cocotb.start_soon(drv.run(beats))
-    await with_timeout(mon.run(len(beats)), int(len(beats) * budget / (1 - max(p_in, p_out)) * 4 + 400) * 10, "ns")
+    await with_timeout(mon.run(int(sends.sum())), int(len(beats) * budget / (1 - max(p_in, p_out)) * 4 + 400) * 10,
+                       "ns")
     dut._log.info("%s: %d beats in %d cycles (stall p %.2f / %.2f)", what, len(beats),
                   (get_sim_time("ns") - t0) // 10, p_in, p_out)
-    for (i, idle, wait), (_, _, blocked) in zip(drv.accepted, mon.beats):
-        sample({"in_idle": run_length(idle), "in_wait_run": run_length(wait), "in_wait": wait > 0,
-                "out_blocked": run_length(blocked)})
-    order = np.array([i for i, _, _ in drv.accepted])
+    for _, idle, wait in drv.accepted:
+        sample({"in_idle": run_length(idle), "in_wait_run": run_length(wait), "in_wait": wait > 0})
+    for _, _, blocked in mon.beats:
+        sample({"out_blocked": run_length(blocked)})
+    order = np.array([i for i, _, _ in drv.accepted if sends[i]])
     got = np.array([unpack(word, lanes, bits) for word, _, _ in mon.beats], dtype=np.int64)
     lasts = [last for _, last, _ in mon.beats]
     want_last = [int(beats[i]["in_last"]) for i in order]
