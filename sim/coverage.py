@@ -27,8 +27,8 @@ def merge_coverage(unit: str, builds: list[str]) -> tuple[Path, dict[str, list[s
             for b, n in hits.items():
                 acc[str(b)] = acc.get(str(b), 0) + int(n)
     uncovered = {name: [b for b, n in bins.items() if n == 0] for name, bins in sorted(merged.items())}
-    report = {name: {"hits": bins, "uncovered": uncovered[name],
-                     "covered": f"{sum(n > 0 for n in bins.values())}/{len(bins)}"} for name, bins in sorted(merged.items())}
+    report = {name: {"hits": bins, "uncovered": uncovered[name], "covered": f"{sum(n > 0 for n in bins.values())}/"
+                     f"{len(bins)}"} for name, bins in sorted(merged.items())}
     out = COVERAGE_DIR / f"{unit}.yml"
     out.write_text(yaml.safe_dump({"builds": builds, "points": report}, sort_keys=True))
     return out, {k: v for k, v in uncovered.items() if v}

@@ -30,7 +30,8 @@ def check_knobs(match: str | None, rescale_mode: str, rounding: str) -> None:
     if match is not None and match not in STAGE_MODES:
         raise ValueError(f"match={match!r}: the RTL matches scales by one of {STAGE_MODES}")
     if rescale_mode not in RTL_RESCALE_MODES:
-        raise ValueError(f"rescale={rescale_mode!r}: the RTL re-scales by one of {RTL_RESCALE_MODES} (a multiplier-shift)")
+        raise ValueError(f"rescale={rescale_mode!r}: the RTL re-scales by one of {RTL_RESCALE_MODES} "
+                         "(a multiplier-shift)")
     check_rounding(rounding)
 
 
@@ -75,7 +76,7 @@ class PolyVectors:
     match: str
     rescale: str
     want: np.ndarray
-    stages: dict   # golden's intermediates (flat values): "add_b", "pow_exact", "add_delta_exact" for coverage
+    stages: dict   # golden's intermediates (flat values) for the coverage model
 
 
 def poly_vectors(scores: QTensor, b: QTensor, delta: QTensor, n: int, bits: int, mask=None, match: str = "dyadic",
@@ -103,16 +104,15 @@ def poly_vectors(scores: QTensor, b: QTensor, delta: QTensor, n: int, bits: int,
     m4, sh4 = factor(pw.scale, ps.scale)
     want = poly(xm, b, delta, n, bits, mask, match, rounding, rescale_mode, acc_bits, overflow)
     flat = (-1, shape[-1])
-    exact_b = xs.values + bs.values   # before the accumulator's reduction (coverage: wrap / saturate hits)
-    stages = {"add_b": np.broadcast_to(exact_b, shape).reshape(flat), "pow_exact": (q.values ** n).reshape(flat),
+    # before the accumulator's reductions (coverage: wrap / saturate hits, headroom) and each stage's input (ties)
+    stages = {"add_b": np.broadcast_to(xs.values + bs.values, shape).reshape(flat),
+              "pow_exact": (q.values ** n).reshape(flat),
               "add_delta_exact": np.broadcast_to(ps.values + ds.values, shape).reshape(flat),
-              "m_sh": [(m1, sh1), (_row(m2, shape, "M2"), _row(sh2, shape, "M2")), (_row(m4, shape, "M4"),
-                                                                                      _row(sh4, shape, "M4"))],
               "match_in": [scores.values.reshape(flat), xm.values.reshape(flat), pw.values.reshape(flat)],
               "r": r.values.reshape(flat), "pw_scale": pw.scale}
     return PolyVectors(scores.values.reshape(flat), keep.reshape(flat), m1.astype(np.int64), sh1.astype(np.int64),
-                       stages["m_sh"][1][0], stages["m_sh"][1][1], _row(bs.values, shape, "b'"), rmul, rsh,
-                       stages["m_sh"][2][0], stages["m_sh"][2][1], _row(ds.values, shape, "|delta|'"),
+                       _row(m2, shape, "M2"), _row(sh2, shape, "M2"), _row(bs.values, shape, "b'"), rmul, rsh,
+                       _row(m4, shape, "M4"), _row(sh4, shape, "M4"), _row(ds.values, shape, "|delta|'"),
                        rounding, match, rescale_mode, want.values.reshape(flat), stages)
 
 
@@ -213,8 +213,8 @@ def capture_attention(sentence: int = 0, layers: tuple[str, ...] = ("enc.0.self_
                     c.rescale, None, c.rounding)
         if not np.array_equal(p.values, rec["poly"].values):
             raise AssertionError(f"{name}: golden.attention.poly of the captured scores differs from the model's P")
-        ctx = attention_output(rec["num"], rec["p"], rec["v_scale"], rec["f"], c.bits, c.rescale, c.rounding, c.acc_bits,
-                               c.overflow)
+        ctx = attention_output(rec["num"], rec["p"], rec["v_scale"], rec["f"], c.bits, c.rescale, c.rounding,
+                               c.acc_bits, c.overflow)
         if not np.array_equal(ctx.values, rec["context"].values):
             raise AssertionError(f"{name}: golden.attention.attention_output of the capture differs from the model's")
         out[name] = rec

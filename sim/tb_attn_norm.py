@@ -7,11 +7,8 @@ row sum positive / zero / negative and its wrap or saturation, quotient wrap or 
 per rounding, F, Eq. 10 identity or re-scale, stalls."""
 from __future__ import annotations
 
-import random
-
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotb_coverage.coverage import CoverPoint, coverage_section
 
@@ -21,8 +18,8 @@ from golden.rounding import ROUNDINGS, round_div_or_zero
 from sim.poly import RTL_RESCALE_MODES, NormVectors, norm_vectors
 from sim.requant import STAGE_MODES, rounding_code, stage_code
 from sim.stream import pack
-from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, acc_fact, export_coverage, headroom, run_stream,
-                            stall_points)
+from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, captured, export_coverage,
+                            headroom, run_stream, stall_points)
 
 NORM_COVER = coverage_section(
     *stall_points("norm"),
@@ -30,7 +27,8 @@ NORM_COVER = coverage_section(
     CoverPoint("norm.acc.den", xf=lambda d: d.get("den_acc"), bins=list(ACC_FACTS)),
     CoverPoint("norm.acc.quotient", xf=lambda d: d.get("q_acc"), bins=list(ACC_FACTS)),
     CoverPoint("norm.headroom.quotient", xf=lambda d: d.get("q_room"), bins=list(HEADROOM)),
-    CoverPoint("norm.tie", xf=lambda d: d.get("ties", ()), rel=lambda val, b: b in val, inj=False, bins=list(ROUNDINGS)),
+    CoverPoint("norm.tie", xf=lambda d: d.get("ties", ()), rel=lambda val, b: b in val, inj=False,
+               bins=list(ROUNDINGS)),
     CoverPoint("norm.frac_bits", xf=lambda d: d.get("f"), bins=["0", "1..15", "16"]),
     CoverPoint("norm.eq10", xf=lambda d: d.get("eq10"), bins=["fits (identity)", "re-scaled"]),
     CoverPoint("norm.mode", xf=lambda d: d.get("mode"), bins=list(RTL_RESCALE_MODES)),
@@ -42,32 +40,16 @@ def sample(facts: dict) -> None:
     """Coverage sampling point (the cover points read `facts`)."""
 
 
-class NormBench:
+class NormBench(UnitBench):
     def __init__(self, dut):
-        self.dut = dut
         p = CFG["params"]
         self.lanes, self.in_bits, self.acc, self.out = p["LANES"], p["IN_BITS"], p["ACC_BITS"], p["OUT_BITS"]
         self.mul_bits, self.sh_bits, self.saturate = p["MUL_BITS"], p["SH_BITS"], bool(p["SATURATE"])
-        for port, width in (("in_p", self.lanes * self.in_bits), ("in_num", self.lanes * self.acc),
-                            ("out_data", self.lanes * self.out), ("in_rmul", self.mul_bits)):
-            assert len(getattr(dut, port)) == width, f"port {port}: {len(getattr(dut, port))} bits, expected {width}"
-        self.rng = random.Random(CFG["seed"])
-        self.np_rng = np.random.default_rng(CFG["seed"])
+        super().__init__(dut, {"in_p": self.lanes * self.in_bits, "in_num": self.lanes * self.acc,
+                               "out_data": self.lanes * self.out, "in_rmul": self.mul_bits})
         self.lo, self.hi = -(1 << (self.acc - 1)), (1 << (self.acc - 1)) - 1
         self.qmax = (1 << (self.in_bits - 1)) - 1
         self.overflow = "saturate" if self.saturate else "wrap"
-
-    async def start(self) -> None:
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
-        self.dut.in_valid.value = 0
-        self.dut.out_ready.value = 0
-        await self.reset()
-
-    async def reset(self) -> None:
-        self.dut.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
 
     def rows(self, count: int, tk: int, dv: int) -> tuple[QTensor, QTensor]:
         """Random P in [0, qmax] (a Poly row after Eq. 10) and num of mixed magnitudes, edge rows first: P all zero
@@ -186,12 +168,10 @@ async def real_sentence(dut):
         return
     tb = NormBench(dut)
     await tb.start()
-    data = np.load(CFG["capture"])
-    n = 0
+    data, n = np.load(CFG["capture"]), 0
     for op in CFG["capture_ops"]:
-        p = QTensor(data[f"{op}/p.values"], data[f"{op}/p.scale"], tb.in_bits)
-        num = QTensor(data[f"{op}/num.values"], data[f"{op}/num.scale"], tb.acc)
-        v = norm_vectors(num, p, data[f"{op}/v_scale"], int(data[f"{op}/f"]), tb.out, "dyadic", "half_away", tb.acc,
+        v = norm_vectors(captured(data, op, "num", tb.acc), captured(data, op, "p", tb.in_bits),
+                         data[f"{op}/v_scale"], int(data[f"{op}/f"]), tb.out, "dyadic", "half_away", tb.acc,
                          tb.overflow)
         n += await tb.check(v, f"norm {op} (sentence {CFG['sentence']})")
     dut._log.info("real_sentence: %d values bit-exact", n)

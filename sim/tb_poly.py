@@ -6,11 +6,8 @@ the unit's per-row factors from golden's intermediate scales). Functional covera
 wrap / saturate hits, headroom, rounding ties per stage, masked rows and stalls goes to sim_build/coverage/."""
 from __future__ import annotations
 
-import random
-
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotb_coverage.coverage import CoverPoint, coverage_section
 
@@ -20,8 +17,8 @@ from golden.tflite import TFLITE_MODES
 from sim.poly import RTL_RESCALE_MODES, PolyVectors, poly_vectors
 from sim.requant import STAGE_MODES, rounding_code, stage_code
 from sim.stream import pack
-from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, acc_fact, export_coverage, headroom, is_tie, run_stream,
-                            stall_points)
+from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, captured, export_coverage,
+                            headroom, is_tie, run_stream, stall_points)
 
 STAGES = ("M1", "M2", "R", "M4")
 TIE_BINS = [f"{s}:{r}" for s in STAGES for r in ROUNDINGS + TFLITE_MODES]
@@ -34,7 +31,8 @@ POLY_COVER = coverage_section(
     CoverPoint("poly.tie", xf=lambda d: d.get("ties", ()), rel=lambda val, b: b in val, inj=False, bins=TIE_BINS),
     CoverPoint("poly.mask.row", xf=lambda d: d.get("mask_row"), bins=["none masked", "partly", "fully masked"]),
     CoverPoint("poly.eq10", xf=lambda d: d.get("eq10"), bins=["fits (identity)", "re-scaled"]),
-    CoverPoint("poly.mode", xf=lambda d: d.get("mode"), bins=[f"{m}/{r}" for m in STAGE_MODES for r in RTL_RESCALE_MODES]),
+    CoverPoint("poly.mode", xf=lambda d: d.get("mode"),
+               bins=[f"{m}/{r}" for m in STAGE_MODES for r in RTL_RESCALE_MODES]),
 )
 
 
@@ -43,31 +41,15 @@ def sample(facts: dict) -> None:
     """Coverage sampling point (the cover points read `facts`)."""
 
 
-class PolyBench:
+class PolyBench(UnitBench):
     def __init__(self, dut):
-        self.dut = dut
         p = CFG["params"]
         self.lanes, self.acc, self.bits, self.n = p["LANES"], p["ACC_BITS"], p["OUT_BITS"], p["N"]
         self.mul_bits, self.sh_bits, self.saturate = p["MUL_BITS"], p["SH_BITS"], bool(p["SATURATE"])
-        for port, width in (("in_x", self.lanes * self.acc), ("in_m1", self.lanes * self.mul_bits),
-                            ("in_keep", self.lanes), ("out_data", self.lanes * self.acc), ("in_b", self.acc)):
-            assert len(getattr(dut, port)) == width, f"port {port}: {len(getattr(dut, port))} bits, expected {width}"
-        self.rng = random.Random(CFG["seed"])
-        self.np_rng = np.random.default_rng(CFG["seed"])
+        super().__init__(dut, {"in_x": self.lanes * self.acc, "in_m1": self.lanes * self.mul_bits,
+                               "in_keep": self.lanes, "out_data": self.lanes * self.acc, "in_b": self.acc})
         self.lo, self.hi = -(1 << (self.acc - 1)), (1 << (self.acc - 1)) - 1
         self.overflow = "saturate" if self.saturate else "wrap"
-
-    async def start(self) -> None:
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
-        self.dut.in_valid.value = 0
-        self.dut.out_ready.value = 0
-        await self.reset()
-
-    async def reset(self) -> None:
-        self.dut.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
 
     # ---- stimulus ------------------------------------------------------------------------------------------
     def scores(self, heads: int, tq: int, tk: int, pow2_scales: bool = False) -> tuple[QTensor, np.ndarray]:
@@ -124,14 +106,13 @@ class PolyBench:
                 row_of.append(r)
                 kept = v.keep[r]
                 ties = set()
-                (m1, sh1), (m2, sh2), (m4, sh4) = st["m_sh"]
                 xin, xm, pw = st["match_in"]
                 mlabel = label.get(v.match, v.match)
                 rlabel = label.get(v.rescale if v.rescale in STAGE_MODES else "dyadic", v.rescale)
-                for name, x, m, sh, lab in (("M1", xin[r, sl], m1[r, sl], sh1[r, sl], mlabel),
-                                            ("M2", xm[r, sl], m2[r], sh2[r], mlabel),
+                for name, x, m, sh, lab in (("M1", xin[r, sl], v.m1[r, sl], v.sh1[r, sl], mlabel),
+                                            ("M2", xm[r, sl], v.m2[r], v.sh2[r], mlabel),
                                             ("R", st["r"][r, sl], v.rmul[r], v.rsh[r], rlabel),
-                                            ("M4", pw[r, sl], m4[r], sh4[r], mlabel)):
+                                            ("M4", pw[r, sl], v.m4[r], v.sh4[r], mlabel)):
                     if is_tie(x, m, sh).any():
                         ties.add(f"{name}:{lab}")
                 facts.append({
@@ -214,13 +195,10 @@ async def real_sentence(dut):
         return
     tb = PolyBench(dut)
     await tb.start()
-    data = np.load(CFG["capture"])
-    n = 0
+    data, n = np.load(CFG["capture"]), 0
     for op in CFG["capture_ops"]:
-        scores = QTensor(data[f"{op}/scores.values"], data[f"{op}/scores.scale"], tb.acc)
-        b = QTensor(data[f"{op}/b.values"], data[f"{op}/b.scale"], 16)
-        delta = QTensor(data[f"{op}/delta.values"], data[f"{op}/delta.scale"], 16)
-        v = tb.vectors(scores, data[f"{op}/mask"], b, delta, "dyadic", "dyadic", "half_away")
+        v = tb.vectors(captured(data, op, "scores", tb.acc), data[f"{op}/mask"], captured(data, op, "b", 16),
+                       captured(data, op, "delta", 16), "dyadic", "dyadic", "half_away")
         n += await tb.check(v, f"poly {op} (sentence {CFG['sentence']})")
     dut._log.info("real_sentence: %d values bit-exact", n)
     export_coverage("poly")
@@ -235,7 +213,6 @@ async def reset_mid_stream(dut):
     scores, keep = tb.scores(2, 6, tb.lanes * 2)
     v = tb.vectors(scores, keep, tb.param(2, False), tb.param(2, False), "dyadic", "dyadic", "half_away")
     beats, _, _, _ = tb.beats(v)
-    from sim.unit_bench import Driver
     drv = Driver(dut, tb.rng, 0.2)
     task = cocotb.start_soon(drv.run(beats))
     while not (drv.accepted and dut.out_valid.value):   # out_ready is low: the output register holds a beat

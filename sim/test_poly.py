@@ -43,7 +43,6 @@ def test_poly_icarus(request, lanes, acc_bits, overflow, bits, n, p_stall, real)
 
 # Bins the swept stimulus does not reach, and why; any other uncovered bin fails test_poly_coverage.
 KNOWN_HOLES = {
-    "poly.acc.add_delta": {"wrap"},   # pw' + |delta|' > 2^(acc-1) - 1 needs near-equal scales at acc 16 (pw <= qmax^n)
     # a tie of TFLite's R needs qmax / max|ReLU| a power of two with odd values (its multiplier is otherwise not 2^30)
     "poly.tie": {"R:tflite", "R:tflite_single"},
 }

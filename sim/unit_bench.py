@@ -36,7 +36,9 @@ def headroom(exact: np.ndarray, acc_bits: int) -> str:
     """Bits a group of exact values uses (signed) against the accumulator's: <= half, below, all, beyond."""
     big = int(np.abs(np.asarray(exact, np.int64)).max(initial=0))
     used = big.bit_length() + 1
-    return "<=half" if used <= acc_bits // 2 else "below" if used < acc_bits else "all" if used == acc_bits else "beyond"
+    if used <= acc_bits // 2:
+        return "<=half"
+    return "below" if used < acc_bits else "all" if used == acc_bits else "beyond"
 
 
 HEADROOM = ("<=half", "below", "all", "beyond")
@@ -57,6 +59,40 @@ def stall_points(prefix: str):
             CoverPoint(f"{prefix}.stall.out_blocked_run", xf=lambda d: d.get("out_blocked"), bins=list(RUN_LENGTHS)),
             CoverPoint(f"{prefix}.stall.in_backpressure", xf=lambda d: d.get("in_wait"), bins=[False, True]),
             CoverPoint(f"{prefix}.reset.mid_stream", xf=lambda d: d.get("reset"), bins=[True])]
+
+
+class UnitBench:
+    """A unit under test: its parameters (ITX_TB) checked against the DUT's port widths, seeded random sources, the
+    clock and a synchronous reset."""
+
+    def __init__(self, dut, widths: dict[str, int]):
+        self.dut, self.params = dut, CFG["params"]
+        for port, width in widths.items():
+            assert len(getattr(dut, port)) == width, f"port {port}: {len(getattr(dut, port))} bits, expected {width}"
+        self.rng = random.Random(CFG["seed"])
+        self.np_rng = np.random.default_rng(CFG["seed"])
+
+    async def start(self) -> None:
+        import cocotb
+        from cocotb.clock import Clock
+
+        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
+        self.dut.in_valid.value = 0
+        self.dut.out_ready.value = 0
+        await self.reset()
+
+    async def reset(self) -> None:
+        self.dut.rst.value = 1
+        for _ in range(2):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+
+def captured(data, op: str, tensor: str, bits: int):
+    """A QTensor of sim.poly.capture_file's npz."""
+    from golden.qtensor import QTensor
+
+    return QTensor(data[f"{op}/{tensor}.values"], data[f"{op}/{tensor}.scale"], bits)
 
 
 class Driver:
