@@ -4,7 +4,7 @@
 //   q = R(r)                                    Eq. 10 to OUT_BITS before the power, factors (rmul, rsh) per row
 //   p = to_acc(M4(to_acc(q^N)) + |delta|)       Eq. 8 again (M4, per row); |delta| arrives matched
 //   out = keep ? p : 0                          masked scores are exactly 0 (no |delta|)
-// Every M and R is an itx_dyadic_mode multiplier-shift (in_mmode for the M stages, in_rmode for R; in_rnd the rounding),
+// Every M and R is an itx_dyadic_mode multiplier-shift (in_mmode for the M stages, in_rmode for R, in_rnd rounding),
 // every to_acc is golden.config.to_accumulator (itx_to_acc: wrap, or saturate if SATURATE). One beat = LANES scores of
 // one row; one beat per cycle, one cycle of latency (output register). Row statistics (the factors) come from the
 // golden side (sim.poly), the RTL does all per-element arithmetic.
