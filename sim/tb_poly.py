@@ -183,6 +183,14 @@ async def ties(dut):
         delta = QTensor(delta.values, np.float32(np.median(s_pw)) / np.float32(2), 16)
         v = tb.vectors(scores, keep, b, delta, match, rescale, rounding)
         n += await tb.check(v, f"poly ties {match}/{rescale} {rounding}", 0.5, 0.5)
+    # TFLite's Eq. 10 ties: max|ReLU| = 2 qmax makes its multiplier exactly 1/2 (QuantizeMultiplier (2^30, 0)), so odd
+    # values tie; one scale everywhere and b matched to 0 (a far larger scale) keep the scores as they are up to R
+    qmax = (1 << (tb.bits - 1)) - 1
+    x = np.tile(np.r_[2 * qmax, 2 * np.arange(tb.lanes) + 1], (1, 2, 2, 1))
+    zero_b = QTensor(np.zeros((2, 1, 1), np.int64), np.float32(2.0 ** 20), 16)
+    for mode in TFLITE_MODES:
+        v = tb.vectors(QTensor(x, np.float32(1), tb.acc), None, zero_b, tb.param(2, False), mode, mode, "half_away")
+        n += await tb.check(v, f"poly Eq. 10 ties {mode}")
     dut._log.info("ties: %d values bit-exact", n)
     export_coverage("poly")
 

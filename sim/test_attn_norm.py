@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from golden.config import load_hw_config
-from sim.coverage import COVERAGE_DIR, merge_coverage
+from sim.coverage import assert_covered, build_name, run_unit
 from sim.poly import capture_file, norm_parameters
-from sim.runner import _key, run_cocotb, simulator_available
+from sim.runner import simulator_available
 
 CFG = load_hw_config()
 OPS = ("enc.0.self_attn", "dec.0.self_attn")
@@ -17,7 +17,7 @@ CASES = [(CFG.cols, CFG.acc_bits, CFG.overflow, CFG.in_bits, 0.3, True),
          (3, 16, "saturate", 8, 0.5, False),
          (2, 16, "wrap", 6, 0.0, False),
          (4, 24, "saturate", 10, 0.2, False)]
-BUILDS = [_key(norm_parameters(acc, bits, ovf, lanes)) for lanes, acc, ovf, bits, _, _ in CASES]
+BUILDS = [build_name(norm_parameters(acc, bits, ovf, lanes)) for lanes, acc, ovf, bits, _, _ in CASES]
 # Bins the swept stimulus does not reach, and why; any other uncovered bin fails test_norm_coverage.
 KNOWN_HOLES = {
     # a beat behind a num beat waits for the whole division (ACC_BITS + 16 cycles); a 1..3-cycle wait needs the
@@ -34,22 +34,24 @@ def sentence0():
 @pytest.mark.parametrize("lanes,acc_bits,overflow,bits,p_stall,real", CASES)
 def test_attn_norm_icarus(request, lanes, acc_bits, overflow, bits, p_stall, real):
     """Random and edge rows, a row sum beyond the accumulator, every supported knob value, reset mid-division."""
-    reason = simulator_available("icarus")
-    if reason:
-        pytest.skip(reason)
-    params = norm_parameters(acc_bits, bits, overflow, lanes)
-    tb = {"seed": 3 + lanes + acc_bits, "rows": 5, "p_in": p_stall, "p_out": p_stall, "build": _key(params),
-          "coverage_dir": str(COVERAGE_DIR), "sentence": 0, "capture_ops": list(OPS)}
-    if real:
-        tb["capture"] = str(request.getfixturevalue("sentence0"))
-    run_cocotb("tb_attn_norm", params, tb, top="itx_attn_norm", seed=tb["seed"])
+    run_norm(request, "icarus", lanes, acc_bits, overflow, bits, p_stall, real)
+
+
+@pytest.mark.slow
+def test_attn_norm_verilator(request):
+    """The configured datapath's build under Verilator (about 100 s to build)."""
+    run_norm(request, "verilator", *CASES[0])
+
+
+def run_norm(request, sim, lanes, acc_bits, overflow, bits, p_stall, real):
+    tb = {"seed": 3 + lanes + acc_bits, "rows": 5, "p_in": p_stall, "p_out": p_stall, "sentence": 0,
+          "capture_ops": list(OPS)}
+    run_unit(sim, "tb_attn_norm", "itx_attn_norm", norm_parameters(acc_bits, bits, overflow, lanes), tb,
+             request.getfixturevalue("sentence0") if real else None)
 
 
 def test_norm_coverage():
     """Merged coverage of the builds above (sim_build/coverage/norm.yml): every bin is hit but the known holes."""
     if simulator_available("icarus"):
         pytest.skip("no simulation ran")
-    path, uncovered = merge_coverage("norm", BUILDS)
-    print(f"{path}: uncovered {uncovered}")
-    new = {k: set(v) - KNOWN_HOLES.get(k, set()) for k, v in uncovered.items()}
-    assert not any(new.values()), f"uncovered bins (see {path}): {new}"
+    assert_covered("norm", BUILDS, KNOWN_HOLES)

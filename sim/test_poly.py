@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from golden.config import load_hw_config
-from sim.coverage import COVERAGE_DIR, merge_coverage
+from sim.coverage import assert_covered, build_name, run_unit
 from sim.poly import capture_file, poly_parameters
-from sim.runner import _key, run_cocotb, simulator_available
+from sim.runner import simulator_available
 
 CFG = load_hw_config()
 OPS = ("enc.0.self_attn", "dec.0.self_attn")   # dec.0: causal mask
@@ -18,7 +18,7 @@ CASES = [(CFG.cols, CFG.acc_bits, CFG.overflow, CFG.in_bits, 3, 0.3, True),
          (1, 16, "wrap", 8, 3, 0.0, False),
          (5, 24, "saturate", 10, 2, 0.3, False),
          (2, 20, "wrap", 6, 1, 0.1, False)]
-BUILDS = [_key(poly_parameters(acc, bits, n, ovf, lanes)) for lanes, acc, ovf, bits, n, _, _ in CASES]
+BUILDS = [build_name(poly_parameters(acc, bits, n, ovf, lanes)) for lanes, acc, ovf, bits, n, _, _ in CASES]
 
 
 @pytest.fixture(scope="module")
@@ -30,29 +30,28 @@ def sentence0():
 @pytest.mark.parametrize("lanes,acc_bits,overflow,bits,n,p_stall,real", CASES)
 def test_poly_icarus(request, lanes, acc_bits, overflow, bits, n, p_stall, real):
     """Random, edge and tie rows under every supported knob value, reset mid-stream; zero mismatches."""
-    reason = simulator_available("icarus")
-    if reason:
-        pytest.skip(reason)
-    params = poly_parameters(acc_bits, bits, n, overflow, lanes)
-    tb = {"seed": 5 + lanes + acc_bits, "tq": 5, "p_in": p_stall, "p_out": p_stall, "build": _key(params),
-          "coverage_dir": str(COVERAGE_DIR), "sentence": 0, "capture_ops": list(OPS)}
-    if real:
-        tb["capture"] = str(request.getfixturevalue("sentence0"))
-    run_cocotb("tb_poly", params, tb, top="itx_poly", seed=tb["seed"])
+    run_poly(request, "icarus", lanes, acc_bits, overflow, bits, n, p_stall, real)
+
+
+@pytest.mark.slow
+def test_poly_verilator(request):
+    """The configured datapath's build under Verilator (about 100 s to build)."""
+    run_poly(request, "verilator", *CASES[0])
+
+
+def run_poly(request, sim, lanes, acc_bits, overflow, bits, n, p_stall, real):
+    tb = {"seed": 5 + lanes + acc_bits, "tq": 5, "p_in": p_stall, "p_out": p_stall, "sentence": 0,
+          "capture_ops": list(OPS)}
+    run_unit(sim, "tb_poly", "itx_poly", poly_parameters(acc_bits, bits, n, overflow, lanes), tb,
+             request.getfixturevalue("sentence0") if real else None)
 
 
 # Bins the swept stimulus does not reach, and why; any other uncovered bin fails test_poly_coverage.
-KNOWN_HOLES = {
-    # a tie of TFLite's R needs qmax / max|ReLU| a power of two with odd values (its multiplier is otherwise not 2^30)
-    "poly.tie": {"R:tflite", "R:tflite_single"},
-}
+KNOWN_HOLES: dict[str, set[str]] = {}
 
 
 def test_poly_coverage():
     """Merged coverage of the builds above (sim_build/coverage/poly.yml): every bin is hit but the known holes."""
     if simulator_available("icarus"):
         pytest.skip("no simulation ran")
-    path, uncovered = merge_coverage("poly", BUILDS)
-    print(f"{path}: uncovered {uncovered}")
-    new = {k: set(v) - KNOWN_HOLES.get(k, set()) for k, v in uncovered.items()}
-    assert not any(new.values()), f"uncovered bins (see {path}): {new}"
+    assert_covered("poly", BUILDS, KNOWN_HOLES)
