@@ -16,8 +16,8 @@ from sim.runner import beat_counts, run_manifest, simulator_available, verilator
 
 CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
-REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic", "itx_round_shift", "itx_round",
-                                                "itx_divider")]
+REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
+                                                "itx_round", "itx_divider")]
 STAGE_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_to_acc", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
                                                "itx_round")]
 LINT_CASES = [(1, 1, 0, 32), (3, 1, 1, 16), (1, 4, 0, 16), (6, 10, 1, 32)]
