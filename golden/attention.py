@@ -74,7 +74,7 @@ def attention_output(num: QTensor, p: QTensor, v_scale: np.ndarray, f: int, bits
 def attention_quotient(num: QTensor, p: QTensor, f: int, rounding: str = DEFAULT_ROUNDING,
                        acc_bits: int | None = None, overflow: str | None = None) -> np.ndarray:
     """Eq. 12's integer quotient before the re-scale: den = to_acc(sum_j P), to_acc(round(num 2^f / den)), 0 where
-    den <= 0 (the values itx_attn_norm divides and sim.poly takes the Eq. 10 factors of)."""
+    den <= 0 (what the attention-normalisation RTL computes before its Eq. 10 stage)."""
     acc_bits, overflow = accumulator(acc_bits, overflow)
     den = to_accumulator(p.values.sum(axis=-1, keepdims=True), acc_bits, overflow)
     return to_accumulator(round_div_or_zero(num.values << f, den, rounding), acc_bits, overflow)
