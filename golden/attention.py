@@ -66,10 +66,18 @@ def attention_output(num: QTensor, p: QTensor, v_scale: np.ndarray, f: int, bits
     (num 2^f exact in int64: |num| < 2^31, f <= 16), 0 where den <= 0 (fully masked row), in the accumulator, at
     V's scale x 2^f, then re-scaled to `bits` per row (Alg. 1)."""
     acc_bits, overflow = accumulator(acc_bits, overflow)
-    den = to_accumulator(p.values.sum(axis=-1, keepdims=True), acc_bits, overflow)
-    out = to_accumulator(round_div_or_zero(num.values << f, den, rounding), acc_bits, overflow)
+    out = attention_quotient(num, p, f, rounding, acc_bits, overflow)
     return rescale(QTensor.trusted(out, v_scale * np.float32(1 << f), acc_bits), bits, "row", rescale_mode, None,
                    rounding)
+
+
+def attention_quotient(num: QTensor, p: QTensor, f: int, rounding: str = DEFAULT_ROUNDING,
+                       acc_bits: int | None = None, overflow: str | None = None) -> np.ndarray:
+    """Eq. 12's integer quotient before the re-scale: den = to_acc(sum_j P), to_acc(round(num 2^f / den)), 0 where
+    den <= 0 (what the attention-normalisation RTL computes before its Eq. 10 stage)."""
+    acc_bits, overflow = accumulator(acc_bits, overflow)
+    den = to_accumulator(p.values.sum(axis=-1, keepdims=True), acc_bits, overflow)
+    return to_accumulator(round_div_or_zero(num.values << f, den, rounding), acc_bits, overflow)
 
 
 def poly_attention(q: QTensor, k: QTensor, v: QTensor, b: QTensor, delta: QTensor, n: int = 3,

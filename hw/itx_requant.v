@@ -54,11 +54,6 @@ module itx_requant #(
     assign in_ready = !busy && (!out_valid || out_ready);
     wire fire     = in_valid && in_ready;
     wire div_fin  = busy && &div_done;         // all lanes start together and take the same cycles
-    // per-stage rounding and double-rounding flag of itx_dyadic
-    wire [1:0] m_rnd = in_mmode == 2'd2 ? 2'd3 : in_mmode == 2'd1 ? 2'd0 : in_rnd;
-    wire [1:0] r_rnd = in_rmode == 2'd2 ? 2'd3 : in_rmode == 2'd1 ? 2'd0 : in_rnd;
-    wire       m_dbl = in_mmode == 2'd1;
-    wire       r_dbl = in_rmode == 2'd1;
 
     // {overflow flag, y saturated to OUT_BITS}
     function [OUT_BITS:0] saturate;
@@ -98,18 +93,18 @@ module itx_requant #(
         for (i = 0; i < LANES; i = i + 1) begin : g_lane
             wire signed [ACC_BITS-1:0] x = in_data[i*ACC_BITS +: ACC_BITS];
             wire        [PW:0]         a;
-            itx_dyadic #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_match (
-                .x(x), .m(in_mul[i*MUL_BITS +: MUL_BITS]), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(m_rnd), .dbl(m_dbl),
-                .y(a));
+            itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_match (
+                .x(x), .m(in_mul[i*MUL_BITS +: MUL_BITS]), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd),
+                .mode(in_mmode), .y(a));
             wire signed [PW+1:0]       t     = $signed(a) + $signed({{(PW+2-ACC_BITS){in_bias[(i+1)*ACC_BITS-1]}},
                                                                        in_bias[i*ACC_BITS +: ACC_BITS]});
             wire                       t_ovf = t > ACC_MAX || t < ACC_MIN;
             wire        [ACC_BITS-1:0] tn    = t[ACC_BITS-1:0];
 
             wire [PW:0] ys;     // any rmul, rsh: |t rmul| < 2^(PW-1), saturated below
-            itx_dyadic #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_rescale (
-                .x(tn), .m(in_rmul[i*MUL_BITS +: MUL_BITS]), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(r_rnd),
-                .dbl(r_dbl), .y(ys));
+            itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_rescale (
+                .x(tn), .m(in_rmul[i*MUL_BITS +: MUL_BITS]), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd),
+                .mode(in_rmode), .y(ys));
 
             reg                 neg_q, ovf_q;
             reg  [ACC_BITS-1:0] d_q;

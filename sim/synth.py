@@ -96,8 +96,8 @@ UNITS = {
                lambda p: {k: v for k, v in rtl_parameters(p.hw).items() if k not in ("ROWS", "COLS")}),
     "array": Unit("itx_gemm_ctrl", ARRAY_FILES, ("rows", "cols", "in_bits", "acc_bits", "overflow"),
                   lambda p: rtl_parameters(p.hw, p.rows, p.cols)),
-    "requant": Unit("itx_requant", ("itx_requant.v", "itx_dyadic.v", "itx_round_shift.v", "itx_round.v",
-                                    "itx_divider.v"), ("cols", "in_bits", "acc_bits", "rescale"),
+    "requant": Unit("itx_requant", ("itx_requant.v", "itx_dyadic_mode.v", "itx_dyadic.v", "itx_round_shift.v",
+                                    "itx_round.v", "itx_divider.v"), ("cols", "in_bits", "acc_bits", "rescale"),
                     lambda p: requant_parameters(p.hw), _requant_ties),
 }
 

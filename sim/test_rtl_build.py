@@ -16,8 +16,10 @@ from sim.runner import beat_counts, run_manifest, simulator_available, verilator
 
 CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
-REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic", "itx_round_shift", "itx_round",
-                                                "itx_divider")]
+REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
+                                                "itx_round", "itx_divider")]
+STAGE_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_to_acc", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
+                                               "itx_round")]
 LINT_CASES = [(1, 1, 0, 32), (3, 1, 1, 16), (1, 4, 0, 16), (6, 10, 1, 32)]
 
 
@@ -48,6 +50,22 @@ def test_requant_rtl_warning_free(lanes, acc_bits, out_bits):
     """itx_requant with both multiplier-shifts (itx_dyadic) and the divider, narrow and wide."""
     assert_warning_free("itx_requant", REQUANT_RTL,
                         {**requant_parameters(CFG, lanes), "ACC_BITS": acc_bits, "OUT_BITS": out_bits})
+
+
+@pytest.mark.parametrize("lanes,acc_bits,out_bits,n,saturate", [(CFG.cols, CFG.acc_bits, CFG.in_bits, 3, 0),
+                                                                 (1, 16, 6, 1, 1), (3, 24, 10, 2, 0)])
+def test_poly_rtl_warning_free(lanes, acc_bits, out_bits, n, saturate):
+    """itx_poly: its four multiplier-shifts, the power and the three accumulator reductions, narrow and wide."""
+    assert_warning_free("itx_poly", [str(HW_DIR / "itx_poly.v"), *STAGE_RTL],
+                        {"LANES": lanes, "ACC_BITS": acc_bits, "OUT_BITS": out_bits, "N": n, "SATURATE": saturate})
+
+
+@pytest.mark.parametrize("lanes,acc_bits,bits,saturate", [(CFG.cols, CFG.acc_bits, CFG.in_bits, 0), (1, 16, 6, 1),
+                                                           (3, 24, 10, 0)])
+def test_attn_norm_rtl_warning_free(lanes, acc_bits, bits, saturate):
+    """itx_attn_norm: row sum, per-lane dividers with rounding, the quotient's reduction and Eq. 10 stage."""
+    assert_warning_free("itx_attn_norm", [str(HW_DIR / "itx_attn_norm.v"), str(HW_DIR / "itx_divider.v"), *STAGE_RTL],
+                        {"LANES": lanes, "ACC_BITS": acc_bits, "IN_BITS": bits, "OUT_BITS": bits, "SATURATE": saturate})
 
 
 @pytest.mark.skipif(simulator_available("icarus") is not None, reason="iverilog not on PATH")
