@@ -136,27 +136,29 @@ def _key(params: dict[str, int]) -> str:
 
 
 def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: str = "icarus",
-               testcase: str | None = None, seed: int = 0) -> None:
-    """Build itx_gemm_ctrl with `params` and run cocotb tests from sim/`test_module`; fail on any failure."""
+               testcase: str | None = None, seed: int = 0, top: str = TOP) -> Path:
+    """Build `top` (default itx_gemm_ctrl) with `params` and run cocotb tests from sim/`test_module`; fail on any
+    failure. Returns the build directory (where results and coverage files land)."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     waves = waves_requested()
-    build_dir = SIM_BUILD / sim / f"{TOP}-{_key(params)}{'-waves' if waves else ''}"
+    build_dir = SIM_BUILD / sim / f"{top}-{_key(params)}{'-waves' if waves else ''}"
     runner = get_runner(sim)
     build_args = ["--timing", "-Wno-fatal"] if sim == "verilator" else []
     with _sim_env(sim):
-        runner.build(sources=list(RTL_SOURCES), hdl_toplevel=TOP, parameters=params, build_dir=build_dir,
+        runner.build(sources=list(RTL_SOURCES), hdl_toplevel=top, parameters=params, build_dir=build_dir,
                      build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
                      log_file=build_dir / "build.log")
     env = {"ITX_TB": json.dumps({**tb_config, "params": params}), "PYTHONPATH": _pythonpath()}
-    results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=TOP, testcase=testcase, seed=seed,
+    results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=top, testcase=testcase, seed=seed,
                           extra_env=env, waves=waves, build_dir=build_dir, test_dir=build_dir,
                           results_xml=str(build_dir / f"results-{testcase or 'all'}.xml"))
     total, failed = get_results(Path(results))
     if total == 0 or failed:
-        raise AssertionError(f"{sim} {TOP} {_key(params)}: {failed} of {total} cocotb tests failed "
+        raise AssertionError(f"{sim} {top} {_key(params)}: {failed} of {total} cocotb tests failed "
                              f"(log above; results {results})")
+    return build_dir
 
 
 def _pythonpath() -> str:

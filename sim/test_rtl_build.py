@@ -11,6 +11,7 @@ import pytest
 from golden.config import load_hw_config
 from golden.vectors import read_manifest, write_manifest
 from sim.requant import requant_parameters
+from sim.rowunits import unit_parameters
 from sim.rtl import HW_DIR
 from sim.runner import beat_counts, run_manifest, simulator_available, verilator_lint_command, write_beats
 
@@ -18,6 +19,8 @@ CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
 REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic", "itx_round_shift", "itx_round",
                                                 "itx_divider")]
+ROW_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_row_rescale", "itx_acc_reduce", "itx_divider", "itx_dyadic",
+                                            "itx_round_shift", "itx_round")]
 LINT_CASES = [(1, 1, 0, 32), (3, 1, 1, 16), (1, 4, 0, 16), (6, 10, 1, 32)]
 
 
@@ -48,6 +51,15 @@ def test_requant_rtl_warning_free(lanes, acc_bits, out_bits):
     """itx_requant with both multiplier-shifts (itx_dyadic) and the divider, narrow and wide."""
     assert_warning_free("itx_requant", REQUANT_RTL,
                         {**requant_parameters(CFG, lanes), "ACC_BITS": acc_bits, "OUT_BITS": out_bits})
+
+
+@pytest.mark.parametrize("lanes,in_bits,acc_bits,saturate", [(CFG.cols, CFG.in_bits, CFG.acc_bits, 0), (1, 6, 16, 1),
+                                                              (3, 10, 24, 0), (4, 16, 16, 1)])
+def test_residual_rtl_warning_free(lanes, in_bits, acc_bits, saturate):
+    """itx_residual (matching adder + itx_row_rescale), narrow and wide, one lane and a ragged lane count."""
+    params = {**unit_parameters("itx_residual", CFG, lanes), "IN_BITS": in_bits, "OUT_BITS": in_bits,
+              "ACC_BITS": acc_bits, "SATURATE": saturate}
+    assert_warning_free("itx_residual", [str(HW_DIR / "itx_residual.v"), *ROW_RTL], params)
 
 
 @pytest.mark.skipif(simulator_available("icarus") is not None, reason="iverilog not on PATH")
