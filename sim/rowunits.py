@@ -72,6 +72,14 @@ def _per_row(t) -> tuple[np.ndarray, np.ndarray]:
     return t.values.reshape(-1, n), np.broadcast_to(t.scale, t.shape[:-1] + (1,)).reshape(-1)
 
 
+def sentence_row_ops(sentence: int = 0) -> Path:
+    """capture_row_ops of a test sentence, cached in sim_build/rowops/ (the golden model takes ~15 s)."""
+    from sim.rtl import SIM_BUILD
+
+    path = SIM_BUILD / "rowops" / f"sentence{sentence}.npz"
+    return path if path.is_file() else capture_row_ops(path, sentence)
+
+
 def capture_row_ops(out: Path, sentence: int = 0, pair: str = "en-de", model: str = "integer") -> Path:
     """The inputs of every residual add and L1 LayerNorm of a real sentence (teacher-forced, default IntConfig) as
     out (npz): for residual `name`: name.x, name.sx, name.z, name.sz (rows, per-row scales); for LayerNorm:

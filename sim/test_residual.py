@@ -4,24 +4,15 @@ residual inputs of sentence 0 of the trained model. Coverage lands in sim_build/
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-
 import pytest
 
 from golden.config import load_hw_config
-from sim.rowunits import capture_row_ops, unit_parameters
+from sim.rowunits import sentence_row_ops, unit_parameters
 from sim.rtl import SIM_BUILD
 from sim.runner import run_cocotb, simulator_available
 
 TOP = "itx_residual"
 CFG = load_hw_config()
-REAL = SIM_BUILD / "rowops" / "sentence0.npz"
-
-
-def real_inputs() -> Path:
-    """The row-op inputs of sentence 0 (captured once per checkout: ~15 s of golden model)."""
-    return REAL if REAL.is_file() else capture_row_ops(REAL)
-
 
 @pytest.mark.parametrize("lanes,in_bits,acc_bits,overflow,p_stall,real", [
     (CFG.cols, CFG.in_bits, CFG.acc_bits, CFG.overflow, 0.3, True),
@@ -39,6 +30,6 @@ def test_residual_icarus(lanes, in_bits, acc_bits, overflow, p_stall, real):
     cov = SIM_BUILD / "coverage" / f"residual-l{lanes}-i{in_bits}-a{acc_bits}-{overflow}"
     tb = {"rows": 40, "seed": 3 + lanes, "p_in": p_stall, "p_out": p_stall, "coverage": str(cov)}
     if real:
-        tb["real"] = str(real_inputs())
+        tb["real"] = str(sentence_row_ops(0))
     run_cocotb("tb_residual", params, tb, top=TOP, seed=tb["seed"])
     assert (cov / "residual.yml").is_file()

@@ -62,6 +62,16 @@ def test_residual_rtl_warning_free(lanes, in_bits, acc_bits, saturate):
     assert_warning_free("itx_residual", [str(HW_DIR / "itx_residual.v"), *ROW_RTL], params)
 
 
+@pytest.mark.parametrize("lanes,in_bits,acc_bits,saturate,max_n", [(CFG.cols, CFG.in_bits, CFG.acc_bits, 0, 1024),
+                                                                    (1, 16, 16, 1, 1), (3, 10, 24, 0, 256)])
+def test_layernorm_rtl_warning_free(lanes, in_bits, acc_bits, saturate, max_n):
+    """itx_layernorm (row and lane dividers, matching, itx_row_rescale), narrow and wide, a one-element row."""
+    params = {**unit_parameters("itx_layernorm", CFG, lanes, max_n), "IN_BITS": in_bits, "OUT_BITS": in_bits,
+              "ACC_BITS": acc_bits, "SATURATE": saturate}
+    assert_warning_free("itx_layernorm", [str(HW_DIR / f) for f in ("itx_layernorm.v", "itx_round_divider.v")] + ROW_RTL,
+                        params)
+
+
 @pytest.mark.skipif(simulator_available("icarus") is not None, reason="iverilog not on PATH")
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 1), (1, 4)])
 def test_degenerate_arrays_bit_exact(tmp_path, rows, cols):
