@@ -222,3 +222,28 @@ class RowBench:
             raise self.checker.error
         self.stalls = getattr(self, "stalls", []) + driver.stalls
         return len(rows)
+
+
+async def measure_cycles(bench: RowBench, rows: list) -> tuple[int, int]:
+    """(latency, interval) in cycles with no stalls and out_ready always 1: from the first beat of the first row
+    accepted to the last output beat of it, and between the last output beats of the last two rows (the steady
+    state of identical rows streamed back to back). The rows are checked as in run_rows."""
+    dut = bench.dut
+    saved = bench.p_in, bench.p_out, bench.out.p_stall
+    bench.p_in = bench.p_out = bench.out.p_stall = 0.0
+    cycle, ends, first = [0], [], []
+
+    async def count():
+        while True:
+            await RisingEdge(dut.clk)
+            cycle[0] += 1
+            if dut.in_valid.value and dut.in_ready.value and not first:
+                first.append(cycle[0])
+            if dut.out_valid.value and dut.out_ready.value and dut.out_last.value:
+                ends.append(cycle[0])
+    from cocotb import start_soon
+    task = start_soon(count())
+    await bench.run_rows(rows)
+    task.cancel()
+    bench.p_in, bench.p_out, bench.out.p_stall = saved
+    return ends[0] - first[0] + 1, ends[-1] - ends[-2]

@@ -113,3 +113,26 @@ def capture_row_ops(out: Path, sentence: int = 0, pair: str = "en-de", model: st
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, residual=json.dumps(names["residual"]), norm=json.dumps(names["norm"]), **arrays)
     return out
+
+
+def _beats(n: int, lanes: int) -> int:
+    return -(-n // lanes)
+
+
+def residual_cycles(n: int, lanes: int, in_bits: int, acc_bits: int, divides: bool) -> tuple[int, int]:
+    """itx_residual, no stalls: (latency from a row's first beat in to its last beat out, interval between rows
+    streamed back to back). B = ceil(n / lanes) beats in, the factor (1 cycle; + VW + 32 for the dyadic division of a
+    row with max|v| > q, VW = min(in_bits + 1, acc_bits)), B beats out; the next row enters after the last beat."""
+    b, vw = _beats(n, lanes), min(in_bits + 1, acc_bits)
+    interval = 2 * b + 1 + (vw + 32 if divides else 0)
+    return interval + 1, interval
+
+
+def layernorm_cycles(n: int, lanes: int, acc_bits: int, max_n: int, paper: bool, divides: bool) -> tuple[int, int]:
+    """itx_layernorm, no stalls: (latency, interval) as residual_cycles. Per row B (in) + ACC_BITS + 3 (mean) + B
+    (l1) [+ ACC_BITS + 2 for paper's mad] + B (NUMW + 3) (lane divisions, NUMW = ACC_BITS + clog2(MAX_N + 1) + 16,
+    and the push into the re-scale unit), which re-scales while the next row enters: latency adds B + 2 beats out and,
+    for a dyadic row with max|o| > q, its division (ACC_BITS + 32)."""
+    b, numw = _beats(n, lanes), acc_bits + max_n.bit_length() + 16
+    interval = b * (numw + 5) + acc_bits + 3 + (acc_bits + 2 if paper else 0)
+    return interval + b + 2 + (acc_bits + 32 if divides else 0), interval

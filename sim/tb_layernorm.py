@@ -21,8 +21,8 @@ from golden.qtensor import QTensor
 from golden.rounding import ROUNDINGS, round_div, round_div_or_zero
 from sim.coverage import division_tie, headroom_bins, stall_bin, write_coverage
 from sim.requant import rounding_code
-from sim.rowbench import RowBench, lanes_word
-from sim.rowunits import KNOBS, PARAM_BITS, layernorm_factors, output_scale
+from sim.rowbench import RowBench, lanes_word, measure_cycles
+from sim.rowunits import KNOBS, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
 from sim.stream import unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
@@ -234,6 +234,24 @@ async def real_sentence(dut):
     rows = [Row(x, data[f"{k}.g"], data[f"{k}.gs"], data[f"{k}.b"], data[f"{k}.bs"], tag=f"{k} row {i}")
             for k in names for i, x in enumerate(data[f"{k}.x"][:CFG.get("real_rows", 99)])]
     await run(dut, rows, "real_sentence")
+
+
+@cocotb.test()
+async def cycles(dut):
+    """Latency and back-to-back interval of identical rows, no stalls, against sim.rowunits.layernorm_cycles."""
+    tb = LayerNormBench(dut)
+    await tb.start()
+    for n in sorted({1, tb.lanes, 3 * tb.lanes + 1, min(tb.max_n, 32 * tb.lanes)}):
+        for division in KNOBS["ln_division"]:
+            for mode in KNOBS["rescale"]:
+                g, gs, b, bs = params_of(tb, n)
+                row = Row(tb.np_rng.integers(tb.lo, tb.hi + 1, n), g, gs, b, bs, division, 7, "half_away", mode)
+                got = await measure_cycles(tb, [row] * 3)
+                divides = mode == "dyadic" and tb.golden(row, row.x, g, b).scale.reshape(()) != \
+                    layernorm_factors(gs, bs, row.frac)[2]
+                want = layernorm_cycles(n, tb.lanes, tb.acc_bits, tb.max_n, division == "paper", divides)
+                dut._log.info("cycles n=%d %s %s: latency %d, interval %d", n, division, mode, *got)
+                assert got == want, f"n={n} {division} {mode}: (latency, interval) {got}, formula {want}"
 
 
 @cocotb.test()

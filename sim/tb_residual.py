@@ -20,8 +20,8 @@ from golden.qtensor import QTensor
 from golden.quant import rescale
 from golden.rounding import ROUNDINGS
 from sim.requant import rounding_code
-from sim.rowbench import RowBench, lanes_word
-from sim.rowunits import KNOBS, match_factor, output_scale
+from sim.rowbench import RowBench, lanes_word, measure_cycles
+from sim.rowunits import KNOBS, match_factor, output_scale, residual_cycles
 from sim.stream import unpack
 from sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
 
@@ -71,12 +71,15 @@ class ResidualBench(RowBench):
         z = np.concatenate([unpack(b["in_z"], self.lanes, self.in_bits) for b in beats])[:n]
         return x.astype(np.int64), z.astype(np.int64)
 
+    def golden(self, r: Row, x: np.ndarray, z: np.ndarray) -> QTensor:
+        one = np.ones((1, 1), np.float32)
+        return rescale(add(QTensor(x[None], one * r.sx, self.in_bits), QTensor(z[None], one * r.sz, self.in_bits),
+                           "dyadic", r.rounding, self.acc_bits, self.overflow), self.out_bits, "row", r.rescale,
+                       None, r.rounding)
+
     def expect(self, beats, r: Row):
         x, z = self.accepted_row(beats)
-        one = np.ones((1, 1), np.float32)
-        out = rescale(add(QTensor(x[None], one * r.sx, self.in_bits), QTensor(z[None], one * r.sz, self.in_bits),
-                          "dyadic", r.rounding, self.acc_bits, self.overflow), self.out_bits, "row", r.rescale,
-                      None, r.rounding)
+        out = self.golden(r, x, z)
         return (f"{r.tag} n={len(x)} {r.rounding} {r.rescale}", lambda j: f"x {x[j]} at {r.sx}, z {z[j]} at {r.sz}",
                 out.values[0], out.scale.reshape(()), np.minimum(r.sx, r.sz))
 
@@ -195,6 +198,22 @@ async def real_sentence(dut):
                                                      data[f"{name}.sz"]))]
     n = await tb.run_rows(rows)
     dut._log.info("real_sentence: %d rows bit-exact", n)
+
+
+@cocotb.test()
+async def cycles(dut):
+    """Latency and back-to-back interval of identical rows, no stalls, against sim.rowunits.residual_cycles."""
+    tb = ResidualBench(dut)
+    await tb.start()
+    for n in sorted({1, tb.lanes, 3 * tb.lanes + 1, 256}):
+        for mode in KNOBS["rescale"]:
+            x = np.full(n, tb.hi, np.int64)
+            row = Row(x, np.float32(1), x, np.float32(1), "half_away", mode)
+            got = await measure_cycles(tb, [row] * 3)
+            divides = mode == "dyadic" and tb.golden(row, x, x).scale.reshape(()) != np.float32(1)   # max|v| > q
+            want = residual_cycles(n, tb.lanes, tb.in_bits, tb.acc_bits, divides)
+            dut._log.info("cycles n=%d %s: latency %d, interval %d", n, mode, *got)
+            assert got == want, f"n={n} {mode}: (latency, interval) {got}, formula {want}"
 
 
 @cocotb.test()
