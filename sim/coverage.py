@@ -41,3 +41,27 @@ def write_coverage(db, name: str, out: Path) -> list[str]:
             holes += [f"{key}: {b}" for b, hits in item.detailed_coverage.items() if hits < item.at_least]
     (out / f"{name}.holes.txt").write_text("".join(h + "\n" for h in holes))
     return holes
+
+
+def summarize(root: Path, name: str) -> list[str]:
+    """Merge every <root>/*/<name>.yml (one per width configuration run): root/<name>.summary.txt lists, per
+    coverage point, the bins no configuration hit, and the configurations each bin was missed in. Returns the bins
+    no configuration hit."""
+    import yaml
+
+    hits: dict[str, dict[str, int]] = {}
+    missed: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(root.glob(f"*/{name}.yml")):
+        for point, item in yaml.safe_load(path.read_text()).items():
+            for b, n in (item.get("bins:_hits") or {}).items() if isinstance(item, dict) else ():
+                hits.setdefault(point, {}).setdefault(str(b), 0)
+                hits[point][str(b)] += n
+                if n < item.get("at_least", 1):
+                    missed.setdefault((point, str(b)), []).append(path.parent.name)
+    never = [f"{p}: {b}" for p, bins in sorted(hits.items()) for b, n in bins.items() if n == 0]
+    lines = [f"{name}: {sum(len(b) for b in hits.values())} bins, {len(never)} hit in no configuration"]
+    lines += [f"  never: {h}" for h in never]
+    lines += [f"  missed in {', '.join(cfgs)}: {p}: {b}" for (p, b), cfgs in sorted(missed.items())
+              if f"{p}: {b}" not in never]
+    (root / f"{name}.summary.txt").write_text("\n".join(lines) + "\n")
+    return never

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from golden.config import load_hw_config
+from sim.coverage import summarize
 from sim.rowunits import sentence_row_ops, unit_parameters
 from sim.rtl import SIM_BUILD
 from sim.runner import run_cocotb, simulator_available
@@ -29,6 +30,7 @@ def run_layernorm(lanes: int, in_bits: int, acc_bits: int, overflow: str, p_stal
         tb.update(real=str(sentence_row_ops(0)), **real)
     run_cocotb("tb_layernorm", params, tb, top=TOP, seed=tb["seed"])
     assert (cov / "layernorm.yml").is_file()
+    summarize(cov.parent, "layernorm")
 
 
 @pytest.mark.parametrize("lanes,in_bits,acc_bits,overflow,p_stall,real", [

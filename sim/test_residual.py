@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from golden.config import load_hw_config
+from sim.coverage import summarize
 from sim.rowunits import sentence_row_ops, unit_parameters
 from sim.rtl import SIM_BUILD
 from sim.runner import run_cocotb, simulator_available
@@ -33,3 +34,4 @@ def test_residual_icarus(lanes, in_bits, acc_bits, overflow, p_stall, real):
         tb["real"] = str(sentence_row_ops(0))
     run_cocotb("tb_residual", params, tb, top=TOP, seed=tb["seed"])
     assert (cov / "residual.yml").is_file()
+    summarize(cov.parent, "residual")
