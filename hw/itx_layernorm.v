@@ -163,7 +163,9 @@ module itx_layernorm #(
 
     // ---- control -----------------------------------------------------------------------------------------------
     wire rs_ready;
-    wire push = state == S_PUSH;
+    wire push   = state == S_PUSH;
+    wire step   = fire || state == S_L1 || (push && rs_ready);   // a beat of pass 1, 2 or 3 is done
+    wire at_end = state == S_IN ? last : ptr == nbeat;
     always @(posedge clk) begin
         div_go <= 1'b0;
         rd_go  <= 1'b0;
@@ -193,13 +195,8 @@ module itx_layernorm #(
                     end
                     if (last) begin
                         nbeat <= ptr;
-                        ptr   <= 0;
-                        base  <= 0;
                         rd_go <= 1'b1;
                         state <= S_MU;
-                    end else begin
-                        ptr  <= ptr + 1'b1;
-                        base <= next[NB-1:0];
                     end
                 end
                 S_MU: if (rd_done) begin
@@ -208,14 +205,7 @@ module itx_layernorm #(
                 end
                 S_L1: begin               // one beat a cycle: l1 += sum |x - mu|
                     l1sum <= beat_l1;
-                    if (ptr == nbeat) begin
-                        ptr   <= 0;
-                        base  <= 0;
-                        state <= S_DEN;
-                    end else begin
-                        ptr  <= ptr + 1'b1;
-                        base <= next[NB-1:0];
-                    end
+                    if (ptr == nbeat) state <= S_DEN;
                 end
                 S_DEN: begin              // l1 is final: the divisor is l1 (fixed) or round(l1 / n) (paper)
                     den    <= l1;
@@ -231,19 +221,19 @@ module itx_layernorm #(
                 S_DIV: if (lane_done[0]) state <= S_PUSH;   // all lanes start together and take NUMW cycles
                 default: if (rs_ready) begin             // S_PUSH: o of this beat into the re-scale unit
                     if (ptr == nbeat) begin
-                        ptr   <= 0;
-                        base  <= 0;
                         sum   <= 0;
                         l1sum <= 0;
                         state <= S_IN;
                     end else begin
-                        ptr    <= ptr + 1'b1;
-                        base   <= next[NB-1:0];
                         div_go <= 1'b1;
                         state  <= S_DIV;
                     end
                 end
             endcase
+            if (step) begin           // the beat pointer of every pass: to the next beat, or back to the first
+                ptr  <= at_end ? {AW{1'b0}} : ptr + 1'b1;
+                base <= at_end ? {NB{1'b0}} : next[NB-1:0];
+            end
         end
     end
 

@@ -190,6 +190,16 @@ class RowBench:
     def sample(self, row, beats) -> None:
         """Coverage of one accepted row (subclasses)."""
 
+    def sample_stream(self, stalls: list[int], backpressured: int) -> None:
+        """Coverage of a test's stall pattern: input idle runs, output beats that waited (subclasses)."""
+
+    async def test(self, rows: list, what: str, reset_after: int | None = None) -> None:
+        """A whole cocotb test: start, stream and check the rows (run_rows), sample the stall coverage, log."""
+        await self.start()
+        n = await self.run_rows(rows, reset_after)
+        self.sample_stream(self.stalls, self.out.backpressured)
+        self.dut._log.info("%s: %d rows bit-exact", what, n)
+
     async def run_rows(self, rows: list, reset_after: int | None = None) -> int:
         """Stream rows; with reset_after, assert reset once that many beats were accepted (the rows in flight are
         dropped on both sides), then stream the rows again. Returns the rows checked; fails on the first mismatch."""

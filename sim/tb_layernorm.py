@@ -96,6 +96,10 @@ class LayerNormBench(RowBench):
         return (f"{r.tag} n={len(x)} {r.division} F={r.frac} {r.rounding} {r.rescale}",
                 lambda j: f"x {x[j]}, g {g[j]}, b {b[j]}", out.values[0], out.scale.reshape(()), s)
 
+    def sample_stream(self, stalls: list[int], backpressured: int) -> None:
+        [sample_stall(s) for s in stalls]
+        sample_backpressure(backpressured)
+
     def sample(self, r: Row, beats) -> None:
         """Coverage from golden's intermediate values of Eq. 13 (golden.layernorm's steps, classified here)."""
         x, g, b = self.accepted_row(beats)
@@ -197,25 +201,18 @@ def edge_rows(tb: LayerNormBench) -> list[Row]:
     return rows
 
 
-async def run(dut, rows: list[Row], what: str, reset_after: int | None = None) -> None:
-    tb = LayerNormBench(dut)
-    await tb.start()
-    n = await tb.run_rows(rows, reset_after)
-    [sample_stall(s) for s in tb.stalls]
-    sample_backpressure(tb.out.backpressured)
-    dut._log.info("%s: %d rows bit-exact", what, n)
-
-
 @cocotb.test()
 async def random_stream(dut):
     """Random rows (lengths 1..3 lanes + 1, random offsets, gains, biases, F), both divisions, every rounding and
     Eq. 10 mode, stalls on both sides."""
-    await run(dut, random_rows(LayerNormBench(dut), CFG["rows"]), "random_stream")
+    tb = LayerNormBench(dut)
+    await tb.test(random_rows(tb, CFG["rows"]), "random_stream")
 
 
 @cocotb.test()
 async def edge_cases(dut):
-    await run(dut, edge_rows(LayerNormBench(dut)), "edge_cases")
+    tb = LayerNormBench(dut)
+    await tb.test(edge_rows(tb), "edge_cases")
 
 
 @cocotb.test()
@@ -223,7 +220,7 @@ async def reset_mid_stream(dut):
     """Reset after a third of the beats: the rows in flight are dropped, the stream after it is exact."""
     tb = LayerNormBench(dut)
     rows = random_rows(tb, 10)
-    await run(dut, rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
+    await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
 
 
 @cocotb.test(skip="real" not in CFG)
@@ -233,7 +230,7 @@ async def real_sentence(dut):
     names = json.loads(str(data["norm"]))[:CFG.get("real_ops", 99)]
     rows = [Row(x, data[f"{k}.g"], data[f"{k}.gs"], data[f"{k}.b"], data[f"{k}.bs"], tag=f"{k} row {i}")
             for k in names for i, x in enumerate(data[f"{k}.x"][:CFG.get("real_rows", 99)])]
-    await run(dut, rows, "real_sentence")
+    await LayerNormBench(dut).test(rows, "real_sentence")
 
 
 @cocotb.test()

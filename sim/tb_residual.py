@@ -83,6 +83,10 @@ class ResidualBench(RowBench):
         return (f"{r.tag} n={len(x)} {r.rounding} {r.rescale}", lambda j: f"x {x[j]} at {r.sx}, z {z[j]} at {r.sz}",
                 out.values[0], out.scale.reshape(()), np.minimum(r.sx, r.sz))
 
+    def sample_stream(self, stalls: list[int], backpressured: int) -> None:
+        [sample_stall(s) for s in stalls]
+        sample_backpressure(backpressured)
+
     def sample(self, r: Row, beats) -> None:
         x, z = self.accepted_row(beats)
         s = np.minimum(r.sx, r.sz)
@@ -160,44 +164,31 @@ def edge_rows(tb: ResidualBench) -> list[Row]:
 async def random_stream(dut):
     """Random rows (lengths 1..3 lanes + 1, random scales), every rounding and Eq. 10 mode, stalls both sides."""
     tb = ResidualBench(dut)
-    await tb.start()
-    n = await tb.run_rows(random_rows(tb, CFG["rows"]))
-    [sample_stall(s) for s in tb.stalls]
-    sample_backpressure(tb.out.backpressured)
-    dut._log.info("random_stream: %d rows bit-exact", n)
+    await tb.test(random_rows(tb, CFG["rows"]), "random_stream")
 
 
 @cocotb.test()
 async def edge_cases(dut):
     tb = ResidualBench(dut)
-    await tb.start()
-    n = await tb.run_rows(edge_rows(tb))
-    [sample_stall(s) for s in tb.stalls]
-    sample_backpressure(tb.out.backpressured)
-    dut._log.info("edge_cases: %d rows bit-exact", n)
+    await tb.test(edge_rows(tb), "edge_cases")
 
 
 @cocotb.test()
 async def reset_mid_stream(dut):
     """Reset after a third of the beats: the rows in flight are dropped, the stream after it is exact."""
     tb = ResidualBench(dut)
-    await tb.start()
     rows = random_rows(tb, 12)
-    n = await tb.run_rows(rows, reset_after=sum(len(tb.beats(r)) for r in rows) // 3)
-    dut._log.info("reset_mid_stream: %d rows bit-exact after the reset", n)
+    await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
 
 
 @cocotb.test(skip="real" not in CFG)
 async def real_sentence(dut):
     """IntTransformer.residual's inputs of a real sentence (rows of (x, s_x), (z, s_z)), default knobs."""
-    tb = ResidualBench(dut)
-    await tb.start()
     data = np.load(CFG["real"])
     rows = [Row(x, sx, z, sz, "half_away", "dyadic", f"{name} row {i}") for name in json.loads(str(data["residual"]))
             for i, (x, sx, z, sz) in enumerate(zip(data[f"{name}.x"], data[f"{name}.sx"], data[f"{name}.z"],
                                                      data[f"{name}.sz"]))]
-    n = await tb.run_rows(rows)
-    dut._log.info("real_sentence: %d rows bit-exact", n)
+    await ResidualBench(dut).test(rows, "real_sentence")
 
 
 @cocotb.test()

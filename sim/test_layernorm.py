@@ -9,12 +9,9 @@ from dataclasses import replace
 import pytest
 
 from golden.config import load_hw_config
-from sim.coverage import summarize
-from sim.rowunits import sentence_row_ops, unit_parameters
-from sim.rtl import SIM_BUILD
-from sim.runner import run_cocotb, simulator_available
+from sim.rowunits import run_unit, sentence_row_ops
+from sim.runner import simulator_available
 
-TOP = "itx_layernorm"
 CFG = load_hw_config()
 
 
@@ -22,15 +19,9 @@ def run_layernorm(lanes: int, in_bits: int, acc_bits: int, overflow: str, p_stal
     reason = simulator_available("icarus")
     if reason:
         pytest.skip(reason)
-    cfg = replace(CFG, in_bits=in_bits, acc_bits=acc_bits, overflow=overflow)
-    params = unit_parameters(TOP, cfg, lanes, max_n=256)
-    cov = SIM_BUILD / "coverage" / f"layernorm-l{lanes}-i{in_bits}-a{acc_bits}-{overflow}"
-    tb = {"rows": 36, "seed": 5 + lanes, "p_in": p_stall, "p_out": p_stall, "coverage": str(cov)}
-    if real is not None:
-        tb.update(real=str(sentence_row_ops(0)), **real)
-    run_cocotb("tb_layernorm", params, tb, top=TOP, seed=tb["seed"])
-    assert (cov / "layernorm.yml").is_file()
-    summarize(cov.parent, "layernorm")
+    tb = {"rows": 36, **({"real": str(sentence_row_ops(0)), **real} if real is not None else {})}
+    run_unit("itx_layernorm", lanes, replace(CFG, in_bits=in_bits, acc_bits=acc_bits, overflow=overflow), p_stall,
+             tb)
 
 
 @pytest.mark.parametrize("lanes,in_bits,acc_bits,overflow,p_stall,real", [

@@ -4,16 +4,15 @@ residual inputs of sentence 0 of the trained model. Coverage lands in sim_build/
 from __future__ import annotations
 
 from dataclasses import replace
+
 import pytest
 
 from golden.config import load_hw_config
-from sim.coverage import summarize
-from sim.rowunits import sentence_row_ops, unit_parameters
-from sim.rtl import SIM_BUILD
-from sim.runner import run_cocotb, simulator_available
+from sim.rowunits import run_unit, sentence_row_ops
+from sim.runner import simulator_available
 
-TOP = "itx_residual"
 CFG = load_hw_config()
+
 
 @pytest.mark.parametrize("lanes,in_bits,acc_bits,overflow,p_stall,real", [
     (CFG.cols, CFG.in_bits, CFG.acc_bits, CFG.overflow, 0.3, True),
@@ -26,12 +25,5 @@ def test_residual_icarus(lanes, in_bits, acc_bits, overflow, p_stall, real):
     reason = simulator_available("icarus")
     if reason:
         pytest.skip(reason)
-    cfg = replace(CFG, in_bits=in_bits, acc_bits=acc_bits, overflow=overflow)
-    params = unit_parameters(TOP, cfg, lanes, max_n=256)
-    cov = SIM_BUILD / "coverage" / f"residual-l{lanes}-i{in_bits}-a{acc_bits}-{overflow}"
-    tb = {"rows": 40, "seed": 3 + lanes, "p_in": p_stall, "p_out": p_stall, "coverage": str(cov)}
-    if real:
-        tb["real"] = str(sentence_row_ops(0))
-    run_cocotb("tb_residual", params, tb, top=TOP, seed=tb["seed"])
-    assert (cov / "residual.yml").is_file()
-    summarize(cov.parent, "residual")
+    tb = {"rows": 40, **({"real": str(sentence_row_ops(0))} if real else {})}
+    run_unit("itx_residual", lanes, replace(CFG, in_bits=in_bits, acc_bits=acc_bits, overflow=overflow), p_stall, tb)
