@@ -72,12 +72,17 @@ def _per_row(t) -> tuple[np.ndarray, np.ndarray]:
     return t.values.reshape(-1, n), np.broadcast_to(t.scale, t.shape[:-1] + (1,)).reshape(-1)
 
 
-def sentence_row_ops(sentence: int = 0) -> Path:
-    """capture_row_ops of a test sentence, cached in sim_build/rowops/ (the golden model takes ~15 s)."""
+def sentence_row_ops(sentence: int = 0, model: str = "integer") -> Path:
+    """capture_row_ops of a test sentence, cached in sim_build/rowops/ under the model weights' hash (the golden model
+    takes ~15 s)."""
+    import hashlib
+
+    from golden.model import model_dir
     from sim.rtl import SIM_BUILD
 
-    path = SIM_BUILD / "rowops" / f"sentence{sentence}.npz"
-    return path if path.is_file() else capture_row_ops(path, sentence)
+    digest = hashlib.sha256((model_dir(model) / "weights.npz").read_bytes()).hexdigest()[:12]
+    path = SIM_BUILD / "rowops" / f"sentence{sentence}-{model}-{digest}.npz"
+    return path if path.is_file() else capture_row_ops(path, sentence, model=model)
 
 
 def capture_row_ops(out: Path, sentence: int = 0, pair: str = "en-de", model: str = "integer") -> Path:

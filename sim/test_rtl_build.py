@@ -1,4 +1,4 @@
-"""The array and re-scaling RTL build warning-free (iverilog -Wall, verilator --lint-only -Wall) at edge shapes and both
+"""The array, re-scaling and row-unit (residual, LayerNorm) RTL build warning-free (iverilog -Wall, verilator --lint-only -Wall) at edge shapes and both
 overflow modes, degenerate arrays run bit-exact, and the testbench beat files hold the stream's lanes."""
 from __future__ import annotations
 
