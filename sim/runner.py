@@ -153,8 +153,9 @@ def _key(params: dict[str, int]) -> str:
 
 
 def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: str = "icarus",
-               testcase: str | None = None, seed: int = 0, top: str = TOP) -> None:
-    """Build hw/`top` with `params` and run cocotb tests from sim/`test_module`; fail on any failure."""
+               testcase: str | None = None, seed: int = 0, top: str = TOP) -> Path:
+    """Build `top` (default itx_gemm_ctrl) with `params` and run cocotb tests from sim/`test_module`; fail on any
+    failure. Returns the build directory (where results and coverage files land)."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -177,6 +178,7 @@ def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: s
     if total == 0 or failed:
         raise AssertionError(f"{sim} {top} {_key(params)}: {failed} of {total} cocotb tests failed "
                              f"(log above; results {results})")
+    return build_dir
 
 
 def _pythonpath() -> str:

@@ -1,4 +1,4 @@
-"""The array and re-scaling RTL build warning-free (iverilog -Wall, verilator --lint-only -Wall) at edge shapes and both
+"""The array, re-scaling and row-unit (residual, LayerNorm) RTL build warning-free (iverilog -Wall, verilator --lint-only -Wall) at edge shapes and both
 overflow modes, degenerate arrays run bit-exact, and the testbench beat files hold the stream's lanes."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from golden.config import load_hw_config
 from golden.vectors import read_manifest, write_manifest
 from sim.requant import requant_parameters
+from sim.rowunits import unit_parameters
 from sim.rtl import HW_DIR
 from sim.runner import beat_counts, run_manifest, simulator_available, verilator_lint_command, write_beats
 
@@ -20,6 +21,8 @@ REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic_mode"
                                                 "itx_round", "itx_divider")]
 STAGE_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_to_acc", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
                                                "itx_round")]
+ROW_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_row_rescale", "itx_acc_reduce", "itx_divider", "itx_dyadic",
+                                            "itx_round_shift", "itx_round")]
 LINT_CASES = [(1, 1, 0, 32), (3, 1, 1, 16), (1, 4, 0, 16), (6, 10, 1, 32)]
 
 
@@ -66,6 +69,23 @@ def test_attn_norm_rtl_warning_free(lanes, acc_bits, bits, saturate):
     """itx_attn_norm: row sum, per-lane dividers with rounding, the quotient's reduction and Eq. 10 stage."""
     assert_warning_free("itx_attn_norm", [str(HW_DIR / "itx_attn_norm.v"), str(HW_DIR / "itx_divider.v"), *STAGE_RTL],
                         {"LANES": lanes, "ACC_BITS": acc_bits, "IN_BITS": bits, "OUT_BITS": bits, "SATURATE": saturate})
+@pytest.mark.parametrize("lanes,in_bits,acc_bits,saturate", [(CFG.cols, CFG.in_bits, CFG.acc_bits, 0), (1, 6, 16, 1),
+                                                              (3, 10, 24, 0), (4, 16, 16, 1)])
+def test_residual_rtl_warning_free(lanes, in_bits, acc_bits, saturate):
+    """itx_residual (matching adder + itx_row_rescale), narrow and wide, one lane and a ragged lane count."""
+    params = {**unit_parameters("itx_residual", CFG, lanes), "IN_BITS": in_bits, "OUT_BITS": in_bits,
+              "ACC_BITS": acc_bits, "SATURATE": saturate}
+    assert_warning_free("itx_residual", [str(HW_DIR / "itx_residual.v"), *ROW_RTL], params)
+
+
+@pytest.mark.parametrize("lanes,in_bits,acc_bits,saturate,max_n", [(CFG.cols, CFG.in_bits, CFG.acc_bits, 0, 1024),
+                                                                    (1, 16, 16, 1, 1), (3, 10, 24, 0, 256)])
+def test_layernorm_rtl_warning_free(lanes, in_bits, acc_bits, saturate, max_n):
+    """itx_layernorm (row and lane dividers, matching, itx_row_rescale), narrow and wide, a one-element row."""
+    params = {**unit_parameters("itx_layernorm", CFG, lanes, max_n), "IN_BITS": in_bits, "OUT_BITS": in_bits,
+              "ACC_BITS": acc_bits, "SATURATE": saturate}
+    assert_warning_free("itx_layernorm", [str(HW_DIR / f) for f in ("itx_layernorm.v", "itx_round_divider.v")] + ROW_RTL,
+                        params)
 
 
 @pytest.mark.skipif(simulator_available("icarus") is not None, reason="iverilog not on PATH")

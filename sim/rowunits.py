@@ -1,0 +1,161 @@
+"""The golden side of the row units hw/itx_residual.v and hw/itx_layernorm.v: their parameters from hw/config.toml,
+the Eq. 8 factors (dyadic multiplier-shifts taken from the float32 scales, like the weights: scale bookkeeping is not
+part of the integer data path), the knob values each unit implements, and the output scale from the factor the unit
+reports. Expected values always come from golden (golden.ops.add + rescale, golden.layernorm.l1_layernorm)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from golden.config import HwConfig
+from golden.layernorm import C_L1
+from golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors
+from golden.requant import SH_BITS
+from sim.rtl import rtl_module
+
+PARAM_BITS = 16        # LayerNorm gain and bias: IntConfig.param_bits' maximum (they enter the accumulator)
+F_MAX = 16             # golden.attention.fixed_point_bits: frac_bits 0..16
+# The knob values the RTL implements (hw/README.md); every other value is refused by golden_knobs.
+KNOBS = {"match": ("dyadic",), "rescale": ("dyadic", "pow2"), "rounding": ("half_away", "half_even", "floor"),
+         "overflow": ("wrap", "saturate"), "ln_division": ("paper", "fixed"), "granularity": ("row",)}
+
+
+def unit_parameters(top: str, cfg: HwConfig, lanes: int | None = None, max_n: int = 1024) -> dict[str, int]:
+    """Parameters of itx_residual / itx_layernorm: one lane per array column, in_bits in and out, the accumulator and
+    overflow of hw/config.toml; fails if the RTL lacks one."""
+    params = {"LANES": lanes or cfg.cols, "IN_BITS": cfg.in_bits, "ACC_BITS": cfg.acc_bits,
+              "SATURATE": int(cfg.overflow == "saturate"), "OUT_BITS": cfg.in_bits, "MAX_N": max_n,
+              "MUL_BITS": DYADIC_BITS, "SH_BITS": SH_BITS}
+    if top == "itx_layernorm":
+        params["PARAM_BITS"] = PARAM_BITS
+    missing = sorted(set(params) - set(rtl_module(top).params))
+    if missing:
+        raise ValueError(f"hw/{top}.v: missing parameter(s) {missing}")
+    return params
+
+
+def check_knobs(**knobs: str) -> None:
+    """One line naming the knob for a value the row units do not implement."""
+    for name, value in knobs.items():
+        if value not in KNOBS[name]:
+            raise ValueError(f"{name}={value!r}: the RTL row units implement {', '.join(KNOBS[name])}")
+
+
+def match_factor(s_from, s_to) -> tuple[int, int]:
+    """Eq. 8's dyadic (m, sh) taking scale s_from to s_to (golden.quant.divide_to): shifts past 62 round every
+    product to 0 in golden, so they become (0, 0)."""
+    m, sh = (int(v) for v in dyadic_factors(np.float32(s_from), np.float32(s_to)))
+    return (0, 0) if sh > _MAX_SHIFT else (m, sh)
+
+
+def layernorm_factors(g_scale, b_scale, f: int) -> tuple[tuple[int, int], tuple[int, int], np.float32]:
+    """Eq. 13's matching of g y (scale C 2^F s_g, float32 products in golden's order) and b: their (m, sh) to
+    s = min of the two, and s."""
+    with np.errstate(over="ignore"):
+        s_yg = np.float32(C_L1 * np.float32(1 << f)) * np.float32(g_scale)
+    s = np.minimum(s_yg, np.float32(b_scale))
+    return match_factor(s_yg, s), match_factor(b_scale, s), s
+
+
+def output_scale(s, m: int, sh: int) -> np.float32:
+    """The re-scaled row's scale s m / 2^sh (golden.quant.rescale: dyadic, and pow2 with m = 1)."""
+    return np.float32(np.ldexp(np.float64(s) * m, -sh))
+
+
+def _per_row(t) -> tuple[np.ndarray, np.ndarray]:
+    """(values [rows, n], scales [rows]) of a QTensor with one scale per row."""
+    n = t.shape[-1]
+    if t.scale.shape[-1] != 1:
+        raise ValueError(f"row units take one scale per row, got scale shape {t.scale.shape}")
+    return t.values.reshape(-1, n), np.broadcast_to(t.scale, t.shape[:-1] + (1,)).reshape(-1)
+
+
+def sentence_row_ops(sentence: int = 0, model: str = "integer") -> Path:
+    """capture_row_ops of a test sentence, cached in sim_build/rowops/ under the model weights' hash (the golden model
+    takes ~15 s)."""
+    import hashlib
+
+    from golden.model import model_dir
+    from sim.rtl import SIM_BUILD
+
+    digest = hashlib.sha256((model_dir(model) / "weights.npz").read_bytes()).hexdigest()[:12]
+    path = SIM_BUILD / "rowops" / f"sentence{sentence}-{model}-{digest}.npz"
+    return path if path.is_file() else capture_row_ops(path, sentence, model=model)
+
+
+def capture_row_ops(out: Path, sentence: int = 0, pair: str = "en-de", model: str = "integer") -> Path:
+    """The inputs of every residual add and L1 LayerNorm of a real sentence (teacher-forced, default IntConfig) as
+    out (npz): for residual `name`: name.x, name.sx, name.z, name.sz (rows, per-row scales); for LayerNorm:
+    name.x, name.sx, name.g, name.gs, name.b, name.bs; "residual" and "norm": the names in order, as JSON."""
+    from golden.int_model import IntTransformer
+    from golden.model import model_dir
+    from sim.model_run import sentence_ids
+
+    arrays: dict[str, np.ndarray] = {}
+    names: dict[str, list[str]] = {"residual": [], "norm": []}
+
+    class Recorder(IntTransformer):
+        def residual(self, name, x, y):
+            if self.icfg.is_int("res", name):
+                names["residual"].append(name)
+                (arrays[f"{name}.x"], arrays[f"{name}.sx"]), (arrays[f"{name}.z"], arrays[f"{name}.sz"]) = \
+                    _per_row(x), _per_row(y)
+            return super().residual(name, x, y)
+
+        def norm(self, name, x):
+            if self.icfg.is_int("ln", name):
+                names["norm"].append(name)
+                arrays[f"{name}.x"], arrays[f"{name}.sx"] = _per_row(x)
+                for k in "gb":
+                    p = self.q[f"{name}.{k}"]
+                    arrays[f"{name}.{k}"], arrays[f"{name}.{k}s"] = p.values.reshape(-1), p.scale.reshape(())
+            return super().norm(name, x)
+
+    src, tgt_in = sentence_ids(sentence, pair)
+    Recorder.from_dir(model_dir(model)).logits(np.array([src]), np.array([tgt_in]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, residual=json.dumps(names["residual"]), norm=json.dumps(names["norm"]), **arrays)
+    return out
+
+
+def _beats(n: int, lanes: int) -> int:
+    return -(-n // lanes)
+
+
+def residual_cycles(n: int, lanes: int, in_bits: int, acc_bits: int, divides: bool) -> tuple[int, int]:
+    """itx_residual, no stalls: (latency from a row's first beat in to its last beat out, interval between rows
+    streamed back to back). B = ceil(n / lanes) beats in, the factor (1 cycle; + VW + 32 for the dyadic division of a
+    row with max|v| > q, VW = min(in_bits + 1, acc_bits)), B beats out; the next row enters after the last beat."""
+    b, vw = _beats(n, lanes), min(in_bits + 1, acc_bits)
+    interval = 2 * b + 1 + (vw + 32 if divides else 0)
+    return interval + 1, interval
+
+
+def layernorm_cycles(n: int, lanes: int, acc_bits: int, max_n: int, paper: bool, divides: bool) -> tuple[int, int]:
+    """itx_layernorm, no stalls: (latency, interval) as residual_cycles. Per row B (in) + ACC_BITS + 3 (mean) + B
+    (l1) [+ ACC_BITS + 2 for paper's mad] + B (NUMW + 3) (lane divisions, NUMW = ACC_BITS + clog2(MAX_N + 1) + 16,
+    and the push into the re-scale unit), which re-scales while the next row enters: latency adds B + 2 beats out and,
+    for a dyadic row with max|o| > q, its division (ACC_BITS + 32)."""
+    b, numw = _beats(n, lanes), acc_bits + max_n.bit_length() + 16
+    interval = b * (numw + 5) + acc_bits + 3 + (acc_bits + 2 if paper else 0)
+    return interval + b + 2 + (acc_bits + 32 if divides else 0), interval
+
+
+def run_unit(top: str, lanes: int, cfg: HwConfig, p_stall: float, tb_config: dict, max_n: int = 256) -> Path:
+    """Build `top` (itx_residual / itx_layernorm) at cfg's widths and run its cocotb testbench sim/tb_<unit>.py with
+    back-pressure p_stall on both sides; coverage into sim_build/coverage/<unit>-<config>/ and the merged summary.
+    Returns the coverage directory; fails on any failed test."""
+    from sim.coverage import summarize
+    from sim.rtl import SIM_BUILD
+    from sim.runner import run_cocotb
+
+    unit = top.removeprefix("itx_")
+    cov = SIM_BUILD / "coverage" / f"{unit}-l{lanes}-i{cfg.in_bits}-a{cfg.acc_bits}-{cfg.overflow}"
+    tb = {"seed": lanes, "p_in": p_stall, "p_out": p_stall, "coverage": str(cov), **tb_config}
+    run_cocotb(f"tb_{unit}", unit_parameters(top, cfg, lanes, max_n), tb, top=top, seed=tb["seed"])
+    if not (cov / f"{unit}.yml").is_file():
+        raise AssertionError(f"{top}: the testbench wrote no coverage report in {cov}")
+    summarize(cov.parent, unit)
+    return cov
