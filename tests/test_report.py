@@ -158,6 +158,17 @@ def test_measurements_deterministic_without_cache():
     assert a == b and a["mse"]["enc.0.ffn.w2"] > 0 and a["kl"] > 0
 
 
+@pytest.mark.usefixtures("one_blas_thread")
+def test_reused_fp32_reference_is_exact():
+    """Teacher-forced metrics with the FP32 logits computed once per (model, pair) and reused equal those with the
+    reference recomputed for each point: 20 sentences (two teacher batches), both pairs, FP32 point first."""
+    on, off = Lab(20), Lab(20, reuse=False)
+    for pair in ("en-de", "en-fr"):
+        for run in (Run.of("fp32", "integer", pair), Run.of("sp", "integer", pair, bits=6)):
+            assert on.teacher(run) == off.teacher(run)
+    assert len(on._references["integer", "en-de"]) == 2 and not off._references
+
+
 def test_whole_split_by_default():
     lab = Lab()
     assert {p: len(r) for p, r in lab.rows.items()} == {"en-de": 1017, "en-fr": 944}

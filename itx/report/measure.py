@@ -83,12 +83,13 @@ def token_metrics(ref_logits: np.ndarray, logits: np.ndarray, targets: np.ndarra
 
 
 def real_logits(model, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
-    """Teacher-forced logits in real units: an IntTransformer's integer logits dequantized (DequantizedScores)."""
+    """Teacher-forced logits in real units, as the model computes them (FP32: float32; an IntTransformer's integer
+    logits dequantized by DequantizedScores)."""
     from golden.int_model import search_view
 
     view = search_view(model, beam=2)  # the dequantizing view (beam search scores real log-probabilities)
     mem, mask = view.encode(src)
-    return np.asarray(view.decode(tgt_in, mem, mask), np.float64)
+    return view.decode(tgt_in, mem, mask)
 
 
 def compare(hyps: list[str], base: list[str], refs: list[str], resamples: int = BOOTSTRAP["resamples"],
@@ -141,21 +142,31 @@ def teacher_batches(tok, rows: list, pair: str, size: int = 16):
         yield padded([src[i] for i in idx]), padded([[BOS] + tgt[i][:-1] for i in idx]), padded([tgt[i] for i in idx])
 
 
-def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...] = ()) -> dict:
+def reference_logits(ref, tok, rows: list, pair: str) -> list[np.ndarray]:
+    """real_logits of `ref` on every teacher batch of rows, in teacher_batches order: what teacher_forced computes
+    for the reference, to be computed once and passed to it for every model measured on the same rows."""
+    return [real_logits(ref, src, tgt_in) for src, tgt_in, _ in teacher_batches(tok, rows, pair)]
+
+
+def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...] = (),
+                   reference: list[np.ndarray] | None = None) -> dict:
     """Teacher-forced on the reference translations of rows, padding excluded, `model` against `ref` (FP32;
     model None: ref itself): cross-entropy per target token of the model ("nll") and of ref ("nll_fp32"),
     KL(ref || model) per token ("kl"), nats, and per activation in `acts` the mean squared error ref vs
-    dequantized model ("mse")."""
+    dequantized model ("mse"). reference: reference_logits(ref, tok, rows, pair), already computed (the same
+    numbers; without acts only: their reference activations need ref to run)."""
     from golden.tokenizer import PAD
 
+    if reference is not None and acts:
+        raise ValueError("teacher_forced: activations need the reference to run; pass reference without acts")
     sums, sq, count = {"nll_ref": 0.0, "nll": 0.0, "kl": 0.0, "tokens": 0}, dict.fromkeys(acts, 0.0), {}
-    for src, tgt_in, tgt in teacher_batches(tok, rows, pair):
+    for b, (src, tgt_in, tgt) in enumerate(teacher_batches(tok, rows, pair)):
         got: list[dict] = [{}, {}]
         for m, store in zip((ref, model), got):
             if m is not None:
                 m.hook = lambda name, x, store=store: store.__setitem__(name, x) if name in acts else None
-        ref_logits = real_logits(ref, src, tgt_in)
-        logits = ref_logits if model is None else real_logits(model, src, tgt_in)
+        ref_logits = np.asarray(real_logits(ref, src, tgt_in) if reference is None else reference[b], np.float64)
+        logits = ref_logits if model is None else np.asarray(real_logits(model, src, tgt_in), np.float64)
         for k, v in token_metrics(ref_logits, logits, tgt, tgt != PAD).items():
             sums[k] += v
         for act in acts:
@@ -177,18 +188,21 @@ def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...]
 class Lab:
     """Loads each model once and measures (method, model, pair, knobs) points on `sentences` pairs of `split`
     evenly spaced (all when None): greedy outputs with BLEU/chrF, teacher-forced cross-entropy, KL and
-    activation MSE against the FP32 model, GEMM shapes of a sentence."""
+    activation MSE against the FP32 model, GEMM shapes of a sentence. reuse: exact savings across points
+    (the FP32 teacher-forced logits computed once per model and pair); False recomputes them for every point, the
+    same numbers (tests/test_report.py)."""
 
-    def __init__(self, sentences: int | None = None, split: str = "test") -> None:
+    def __init__(self, sentences: int | None = None, split: str = "test", reuse: bool = True) -> None:
         from golden.tokenizer import Tokenizer
         from itx import data
 
         if sentences is not None and (isinstance(sentences, bool) or not isinstance(sentences, int)
                                       or sentences < 1):
             raise ValueError(f"--sentences must be an integer >= 1, got {sentences!r}")
-        self.n, self.split = sentences, split
+        self.n, self.split, self.reuse = sentences, split, reuse
         self.tok, self.code = Tokenizer(), code_version()
         self._models: dict[str, tuple] = {}
+        self._references: dict[tuple[str, str], list] = {}
         self.rows = {}
         for pair in data.PAIRS:
             rows = data.read_tsv(data.split_path(split, pair))
@@ -244,13 +258,19 @@ class Lab:
                 "chrf": sacrebleu.metrics.CHRF().corpus_score(hyps, refs).score, **self.teacher(run, acts, model)}
 
     def teacher(self, run: Run, acts: tuple[str, ...] = (), model=None) -> dict:
-        """teacher_forced(FP32 model of the same weights, the run's model (`model` when already built))."""
+        """teacher_forced(FP32 model of the same weights, the run's model (`model` when already built)), the FP32
+        logits computed once per (model, pair) and reused by every point without activations."""
         from golden.model import FP32Transformer
 
         cfg, w, _ = self.model(run.model)
-        return teacher_forced(FP32Transformer(cfg, w), None if run.method == "fp32" else
-                              model if model is not None else self.build(run),
-                              self.tok, self.rows[run.pair], run.pair, acts)
+        ref, rows = FP32Transformer(cfg, w), self.rows[run.pair]
+        reference = None
+        if not acts and self.reuse:
+            if (run.model, run.pair) not in self._references:
+                self._references[run.model, run.pair] = reference_logits(ref, self.tok, rows, run.pair)
+            reference = self._references[run.model, run.pair]
+        return teacher_forced(ref, None if run.method == "fp32" else model if model is not None else self.build(run),
+                              self.tok, rows, run.pair, acts, reference)
 
     def gemm_shapes(self, run: Run, sentences: int) -> list[list[int]]:
         """[batch, M, K, N, count] of every integer GEMM while greedily translating each of the first
