@@ -176,7 +176,7 @@ def test_narrow_accumulator_reuse_is_exact():
     runs), one bit below none is, and both equal Lab(reuse=False)'s points; the narrower one differs from 32 bits."""
     on, off = Lab(2), Lab(2, reuse=False)
     wide = Run.of("sp", "integer", "en-de")
-    peak = max(bits for part in on.accumulator_peaks(wide).values() for bits, _ in part.values())
+    peak = max(bits for part in on.accumulator_peaks(wide).values() for bits, _ in part)
     ran = []
     build = on.build
     on.build = lambda run: setattr(m := build(run), "gemm_hook", lambda *a: ran.append(run)) or m
@@ -186,6 +186,8 @@ def test_narrow_accumulator_reuse_is_exact():
         assert got == off.point(run)
         assert bool(ran) == (acc < peak), f"acc_bits {acc}: the narrow model ran {len(ran)} GEMMs (peak {peak})"
     assert got != off.point(wide) and on.point(Run.of("sp", "integer", "en-de", acc_bits=peak)) == off.point(wide)
+    ran.clear()
+    assert on.point(wide) == off.point(wide) and not ran, "the recorded 32-bit run was computed again"
 
 
 def test_whole_split_by_default():

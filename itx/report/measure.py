@@ -249,17 +249,21 @@ class Lab:
                 "sentences": self.n, "knobs": run.options, "code": self.code, **extra}
 
     # --- measurements ------------------------------------------------------------------------------------------
-    def point(self, run: Run, acts: tuple[str, ...] = ()) -> dict:
-        """Greedy outputs ("hyps") with corpus BLEU and chrF, and teacher-forced metrics (see teacher)."""
+    def point(self, run: Run, acts: tuple[str, ...] = (), peaks: dict | None = None) -> dict:
+        """Greedy outputs ("hyps") with corpus BLEU and chrF, and teacher-forced metrics (see teacher). peaks:
+        accumulator_peaks of run's 32-bit twin (self.widest(run), or run itself), already recorded (by another
+        worker): the batches needing at most run's accumulator width are taken from it."""
         import sacrebleu
 
         from golden.model import translate
 
         rows, model = self.rows[run.pair], self.build(run)
         search = batch = None
-        wide = None if acts else self.widest(run)
-        if wide is not None:   # reuse every batch that the 32-bit run computed within this run's accumulator
-            width, peaks = acc_bits_of(run), self.accumulator_peaks(wide)
+        if peaks is None and not acts:
+            wide = self.widest(run)
+            peaks = self.accumulator_peaks(wide) if wide else self._peaks.get(run)
+        if peaks is not None and self.reuse and not acts and run.method == "sp":  # the batches the 32-bit run computed within this width
+            width = acc_bits_of(run)
             search, batch = (lambda i, compute, done=peaks[part]: done[i][1] if done[i][0] <= width else compute()
                              for part in ("search", "teacher"))
         hyps = translate(model, self.tok, [r[2] for r in rows], run.pair[3:], search=search)
@@ -282,20 +286,22 @@ class Lab:
     def accumulator_peaks(self, run: Run) -> dict:
         """Per greedy-search batch ("search") and per teacher batch ("teacher") of run (a 32-bit accumulator):
         (the accumulator width its integer ops needed, golden.config.accumulator_peak; its result: output ids,
-        token_metrics), recorded once per Lab on the numpy data path (golden.kernels off: their reductions are not
-        recorded; they are bit-identical to it). A batch whose width is <= w gives the very same result at acc_bits w."""
+        token_metrics) in batch order, recorded once per Lab on the numpy data path (golden.kernels off: their
+        reductions are not recorded; they are bit-identical to it). A batch whose width is <= w gives the very same
+        result at acc_bits w."""
         if run not in self._peaks:
             from golden.config import accumulator_peak
             from golden.model import translate
 
-            model, peaks = self.build(run), {"search": {}, "teacher": {}}
+            model, peaks = self.build(run), {"search": [], "teacher": []}
             model.kernels = False
 
             def record(part):
                 def batch(i, compute):
                     with accumulator_peak() as peak:
                         out = compute()
-                    peaks[part][i] = peak.bits, out
+                    assert i == len(peaks[part]), "batches recorded out of order"
+                    peaks[part].append([peak.bits, out])
                     return out
                 return batch
             translate(model, self.tok, [r[2] for r in self.rows[run.pair]], run.pair[3:], search=record("search"))
