@@ -167,6 +167,10 @@ def test_reused_fp32_reference_is_exact():
         for run in (Run.of("fp32", "integer", pair), Run.of("sp", "integer", pair, bits=6)):
             assert on.teacher(run) == off.teacher(run)
     assert len(on._references["integer", "en-de"]) == 2 and not off._references
+    vanilla = Run.of("fp32", "vanilla", "en-de")
+    assert on.teacher(vanilla) == off.teacher(vanilla)
+    assert list(on._references) == [("integer", "en-fr"), ("vanilla", "en-de")], "not the 2 most recently used"
+    assert on.teacher(Run.of("sp", "integer", "en-de")) == off.teacher(Run.of("sp", "integer", "en-de"))
 
 
 @pytest.mark.usefixtures("one_blas_thread")

@@ -21,6 +21,7 @@ CODE_FILES = ("golden/*.py", "itx/report/measure.py", "data/spm.model")
 # sacrebleu's paired bootstrap (Koehn 2004): resamples and seed (non-zero: sacrebleu treats seed 0 as "unseeded").
 BOOTSTRAP = {"resamples": 1000, "seed": 12345}
 SIGNIFICANCE = 0.05  # a difference with p >= this is "not significant"
+REFERENCES_KEPT = 2  # FP32 reference logits a Lab keeps, (model, pair) most recently used: 0.67 GiB each, whole split
 
 
 def sha256_of(paths) -> str:
@@ -318,9 +319,13 @@ class Lab:
         ref, rows = FP32Transformer(cfg, w), self.rows[run.pair]
         reference = None
         if not acts and self.reuse:
-            if (run.model, run.pair) not in self._references:
-                self._references[run.model, run.pair] = reference_logits(ref, self.tok, rows, run.pair)
-            reference = self._references[run.model, run.pair]
+            key = run.model, run.pair
+            reference = self._references.pop(key, None)     # re-inserted last: the most recently used
+            if reference is None:
+                if len(self._references) >= REFERENCES_KEPT:
+                    del self._references[next(iter(self._references))]
+                reference = reference_logits(ref, self.tok, rows, run.pair)
+            self._references[key] = reference
         return teacher_forced(ref, None if run.method == "fp32" else model if model is not None else self.build(run),
                               self.tok, rows, run.pair, acts, reference, batch)
 
