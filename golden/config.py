@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,47 @@ def load_hw_config(path: str | Path | None = None) -> HwConfig:
         raise ValueError(f"{path}: {exc}") from None
 
 
+class AccumulatorPeak:
+    """The width an accumulator needs for the exact values reduced while it is recording (see accumulator_peak):
+    bits = the smallest acc_bits whose range [-2^(bits-1), 2^(bits-1)) holds every one of them (1 before any)."""
+
+    def __init__(self) -> None:
+        self.bits = 1
+
+    def note(self, lo: int, hi: int) -> None:
+        """Exact values from lo to hi entered an accumulator (two's complement width of each end)."""
+        self.bits = max(self.bits, int(lo if lo >= 0 else ~lo).bit_length() + 1,
+                        int(hi if hi >= 0 else ~hi).bit_length() + 1)
+
+
+_PEAKS: list[AccumulatorPeak] = []   # the recording AccumulatorPeaks (usually none: nothing is scanned for them)
+
+
+@contextmanager
+def accumulator_peak():
+    """Record, within the block, every exact value that enters an accumulator reduction (to_accumulator, and
+    golden.gemm's sums or, for "saturate", the bound of its partial sums). Every such op reduces at any width >= the
+    yielded peak's bits exactly as at 32 bits, where nothing is reduced: so a computation (all of whose data-path
+    ops go through these reductions, i.e. without golden.kernels) whose peak is <= w gives bit-identical results with
+    acc_bits = w, every op seeing the same inputs by induction over the ops."""
+    peak = AccumulatorPeak()
+    _PEAKS.append(peak)
+    try:
+        yield peak
+    finally:
+        _PEAKS.remove(peak)
+
+
+def recording() -> bool:
+    """Is an accumulator_peak block active (values otherwise provably in range must be noted then)?"""
+    return bool(_PEAKS)
+
+
+def note_accumulator(lo: int, hi: int) -> None:
+    for peak in _PEAKS:
+        peak.note(lo, hi)
+
+
 def to_accumulator(values, acc_bits: int, overflow: str):
     """Exact int64 results as an acc_bits accumulator holds them (SPEC.md, "Accumulator"): "wrap" reduces mod
     2^acc_bits into [-2^(acc_bits-1), 2^(acc_bits-1)), "saturate" clips to that range. The one reduction of every
@@ -71,7 +113,12 @@ def to_accumulator(values, acc_bits: int, overflow: str):
     values already in range are returned as they are (two reductions, no temporaries)."""
     values = np.asarray(values, dtype=np.int64)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-    if not values.size or (lo <= np.minimum.reduce(values, axis=None) and np.maximum.reduce(values, axis=None) <= hi):
+    if not values.size:
+        return values
+    vmin, vmax = np.minimum.reduce(values, axis=None), np.maximum.reduce(values, axis=None)
+    if _PEAKS:
+        note_accumulator(int(vmin), int(vmax))
+    if lo <= vmin and vmax <= hi:
         return values
     if overflow == "saturate":
         return np.clip(values, lo, hi)

@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from golden.config import OVERFLOW_MODES, load_hw_config
+from golden.config import OVERFLOW_MODES, load_hw_config, note_accumulator, recording
 
 _F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32 (24-bit significand)
 _F64_EXACT = 1 << 53
@@ -482,6 +482,9 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     out = _library_matmul(a, b, in_bits, prep)
     if out is None:
         out = exact_matmul(a, b, bound_a, bound_b, prep, af, bf)
+    if recording() and out.size:  # golden.config.accumulator_peak: "wrap" reduces the sums, "saturate" every MAC
+        bound = a.shape[-1] * bound_a * bound_b
+        note_accumulator(*((int(out.min()), int(out.max())) if overflow == "wrap" else (-bound, bound)))
     if a.shape[-1] * bound_a * bound_b < 1 << (acc_bits - 1):  # no partial sum can reach the accumulator limits
         return out
     if overflow == "wrap":

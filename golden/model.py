@@ -406,9 +406,10 @@ def beam_search(model, srcs: list[list[int]], beam: int = 4, alpha: float = 0.6)
 
 
 def translate(model, tok, texts: list[str], to: str, beam: int = 1, alpha: float = 0.6, batch_size: int = 32,
-              progress=None) -> list[str]:
+              progress=None, search=None) -> list[str]:
     """Detokenized translations of texts into language `to`; sources batched by length (output order kept).
-    beam 1 is greedy search. progress(n) is called after each batch with its size."""
+    beam 1 is greedy search. progress(n) is called after each batch with its size. search(batch number, run):
+    the output ids of a batch, given run() that searches it (a caller that records or reuses batches)."""
     if isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= model.cfg.vocab_size:
         raise UserError(f"--beam: beam must be >= 1 and at most the vocabulary ({model.cfg.vocab_size}), got {beam!r}")
     if tok.vocab_size != model.cfg.vocab_size:
@@ -423,7 +424,9 @@ def translate(model, tok, texts: list[str], to: str, beam: int = 1, alpha: float
     for b in range(0, len(order), batch_size):
         idx = order[b: b + batch_size]
         batch = [srcs[i] for i in idx]
-        ids = greedy_search(model, batch) if beam == 1 else beam_search(model, batch, beam, alpha)
+        def run(batch=batch):
+            return greedy_search(model, batch) if beam == 1 else beam_search(model, batch, beam, alpha)
+        ids = run() if search is None else search(b // batch_size, run)
         for i, y in zip(idx, ids):
             out[i] = tok.decode(y)
         if progress:

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import OVERFLOW_MODES, load_hw_config, to_accumulator
+from .config import OVERFLOW_MODES, load_hw_config, recording, to_accumulator
 from .gemm import gemm
 from .qtensor import QTensor, check_bits, checked_scale
 from .quant import DEFAULT_MATCH, check_qtensor, match_along, match_scales
@@ -36,10 +36,11 @@ def _wide(op: str, values: np.ndarray, scale: np.ndarray, acc: tuple[int, str], 
           scale_valid: bool = False) -> QTensor:
     """Result in the accumulator (Alg. 1 line 1: "store x in INT32"): wrapped or saturated to acc = (acc_bits,
     overflow), like every op of the data path (config.to_accumulator). A sum of in_bits-bit operands with in_bits <
-    acc_bits provably fits, so its values are not scanned; scale_valid: scale is an operand's scale or s_min of them
+    acc_bits provably fits, so its values are not scanned (except while an accumulator_peak records: at a narrower
+    width they would be); scale_valid: scale is an operand's scale or s_min of them
     (valid for values' shape), so it is not re-checked; a computed scale that is not finite is a one-line error."""
     acc_bits, overflow = acc
-    if in_bits is None or in_bits >= acc_bits:
+    if in_bits is None or in_bits >= acc_bits or recording():
         values = to_accumulator(values, acc_bits, overflow)
     if scale_valid:
         return QTensor.trusted(values, scale, acc_bits)

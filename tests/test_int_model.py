@@ -381,3 +381,46 @@ def test_every_knob_reaches_every_site_it_claims(tiny, monkeypatch):
     assert {rnd for site, rnd in seen["rounding"] if site == "quantize"} == {"half_away"}
     assert len(seen["acc"]) > 20 and set(seen["acc"]) == {(24, "saturate")}
     assert seen["gemm"] and set(seen["gemm"]) == {(24, "saturate")}
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_accumulator_peak_is_the_width_a_run_needs(committed, overflow):
+    """golden.config.accumulator_peak over a 32-bit run of the real model (numpy data path, kernels off) names the
+    narrowest accumulator that gives bit-identical logits (kernels on): at the peak width they are equal, one bit
+    narrower they differ (a recording that missed the op needing most bits would fail the first check)."""
+    from golden.config import accumulator_peak
+
+    (cfg, w), _, _ = committed
+    _, src, tgt = _teacher_forced(committed, 2)
+    model = IntTransformer(cfg, w, IntConfig(overflow=overflow))
+    model.kernels = False
+    with accumulator_peak() as peak:
+        wide = model.logits(src, tgt)
+    assert 16 < peak.bits < 32
+    assert np.array_equal(IntTransformer(cfg, w, IntConfig(acc_bits=peak.bits, overflow=overflow)).logits(src, tgt),
+                          wide)
+    assert not np.array_equal(IntTransformer(cfg, w, IntConfig(acc_bits=peak.bits - 1, overflow=overflow)).logits(
+        src, tgt), wide)
+
+
+def test_accumulator_peak_records_gemm_sums_and_unscanned_adds():
+    """The recording sees a GEMM's exact sums ("wrap"; "saturate": the bound of its partial sums) and the adds of
+    narrow operands that golden.ops otherwise leaves unscanned; nothing is recorded outside the block."""
+    from golden.config import accumulator_peak
+
+    a, b = np.array([[100, 100]], np.int64), np.array([[100], [-100]], np.int64)   # sum 0, partial sums 10^4
+    with accumulator_peak() as peak:
+        gemm(a, b, 32, "wrap", in_bits=8)
+    assert peak.bits == 1
+    with accumulator_peak() as peak:
+        gemm(a, b, 32, "saturate", in_bits=8)
+    assert peak.bits == (2 * 100 * 100).bit_length() + 1          # K max|a| max|b|: a partial sum could be that
+    with accumulator_peak() as peak:
+        gemm(a, -np.abs(b), 32, "wrap", in_bits=8)
+    assert peak.bits == 16                                        # -20000 needs 16 bits
+    gemm(a, b, 16, "wrap", in_bits=8)
+    assert peak.bits == 16                                        # the block has ended
+    x = QTensor(np.array([[127, -128]]), np.array([[1.0]], np.float32), 8)
+    with accumulator_peak() as peak:
+        ops.add(x, x, acc_bits=32)
+    assert peak.bits == 9                                         # -256 needs 9 bits

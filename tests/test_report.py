@@ -158,6 +158,42 @@ def test_measurements_deterministic_without_cache():
     assert a == b and a["mse"]["enc.0.ffn.w2"] > 0 and a["kl"] > 0
 
 
+@pytest.mark.usefixtures("one_blas_thread")
+def test_reused_fp32_reference_is_exact():
+    """Teacher-forced metrics with the FP32 logits computed once per (model, pair) and reused equal those with the
+    reference recomputed for each point: 20 sentences (two teacher batches), both pairs, FP32 point first."""
+    on, off = Lab(20), Lab(20, reuse=False)
+    for pair in ("en-de", "en-fr"):
+        for run in (Run.of("fp32", "integer", pair), Run.of("sp", "integer", pair, bits=6)):
+            assert on.teacher(run) == off.teacher(run)
+    assert len(on._references["integer", "en-de"]) == 2 and not off._references
+    vanilla = Run.of("fp32", "vanilla", "en-de")
+    assert on.teacher(vanilla) == off.teacher(vanilla)
+    assert list(on._references) == [("integer", "en-fr"), ("vanilla", "en-de")], "not the 2 most recently used"
+    assert on.teacher(Run.of("sp", "integer", "en-de")) == off.teacher(Run.of("sp", "integer", "en-de"))
+
+
+@pytest.mark.usefixtures("one_blas_thread")
+def test_narrow_accumulator_reuse_is_exact():
+    """A narrow-accumulator point reuses the 32-bit run's batches whose ops needed at most its width, and equals the
+    point computed from scratch: at the widest peak of the batches every batch is reused (the narrow model never
+    runs), one bit below none is, and both equal Lab(reuse=False)'s points; the narrower one differs from 32 bits."""
+    on, off = Lab(2), Lab(2, reuse=False)
+    wide = Run.of("sp", "integer", "en-de")
+    peak = max(bits for part in on.accumulator_peaks(wide).values() for bits, _ in part)
+    ran = []
+    build = on.build
+    on.build = lambda run: setattr(m := build(run), "gemm_hook", lambda *a: ran.append(run)) or m
+    for acc in (peak, peak - 1):
+        run = Run.of("sp", "integer", "en-de", acc_bits=acc)
+        got = on.point(run)
+        assert got == off.point(run)
+        assert bool(ran) == (acc < peak), f"acc_bits {acc}: the narrow model ran {len(ran)} GEMMs (peak {peak})"
+    assert got != off.point(wide) and on.point(Run.of("sp", "integer", "en-de", acc_bits=peak)) == off.point(wide)
+    ran.clear()
+    assert on.point(wide) == off.point(wide) and not ran, "the recorded 32-bit run was computed again"
+
+
 def test_whole_split_by_default():
     lab = Lab()
     assert {p: len(r) for p, r in lab.rows.items()} == {"en-de": 1017, "en-fr": 944}

@@ -220,8 +220,15 @@ def measure_report(lab: Lab, profile: Profile, pairs: tuple[str, ...], executor)
     dry = Builder(lab, profile, pairs)
     dry.sections()
     traced, n = dry.cycles_run()
-    jobs = [Job(lab.key("point", run, acts=sorted(acts)), measure, (lab.n, lab.split, "point", run,
-                                                                     tuple(sorted(acts))), stamped=True)
+    keys = {run: lab.key("point", run, acts=sorted(acts)) for run, acts in dry.points.items()}
+    # First the 32-bit runs whose recorded batches the missing narrow-accumulator points, and they themselves, reuse.
+    wides = list(dict.fromkeys(lab.widest(run) for run, acts in dry.points.items()
+                               if not acts and lab.widest(run) and executor.cache.get(keys[run]) is None))
+    peaks = dict(zip(wides, executor.map([Job(lab.key("accumulator_peaks", wide), measure,
+                                              (lab.n, lab.split, "accumulator_peaks", wide), stamped=True)
+                                          for wide in wides], "accumulator peaks")))
+    jobs = [Job(keys[run], measure, (lab.n, lab.split, "point", run, tuple(sorted(acts)),
+                                     None if acts else peaks.get(lab.widest(run) or run)), stamped=True)
             for run, acts in dry.points.items()]
     jobs.append(Job(lab.key("gemm_shapes", traced, traced=n), measure, (lab.n, lab.split, "gemm_shapes", traced, n),
                     stamped=True))

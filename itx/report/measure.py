@@ -21,6 +21,7 @@ CODE_FILES = ("golden/*.py", "itx/report/measure.py", "data/spm.model")
 # sacrebleu's paired bootstrap (Koehn 2004): resamples and seed (non-zero: sacrebleu treats seed 0 as "unseeded").
 BOOTSTRAP = {"resamples": 1000, "seed": 12345}
 SIGNIFICANCE = 0.05  # a difference with p >= this is "not significant"
+REFERENCES_KEPT = 2  # FP32 reference logits a Lab keeps, (model, pair) most recently used: 0.67 GiB each, whole split
 
 
 def sha256_of(paths) -> str:
@@ -83,12 +84,13 @@ def token_metrics(ref_logits: np.ndarray, logits: np.ndarray, targets: np.ndarra
 
 
 def real_logits(model, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
-    """Teacher-forced logits in real units: an IntTransformer's integer logits dequantized (DequantizedScores)."""
+    """Teacher-forced logits in real units, as the model computes them (FP32: float32; an IntTransformer's integer
+    logits dequantized by DequantizedScores)."""
     from golden.int_model import search_view
 
     view = search_view(model, beam=2)  # the dequantizing view (beam search scores real log-probabilities)
     mem, mask = view.encode(src)
-    return np.asarray(view.decode(tgt_in, mem, mask), np.float64)
+    return view.decode(tgt_in, mem, mask)
 
 
 def compare(hyps: list[str], base: list[str], refs: list[str], resamples: int = BOOTSTRAP["resamples"],
@@ -141,22 +143,35 @@ def teacher_batches(tok, rows: list, pair: str, size: int = 16):
         yield padded([src[i] for i in idx]), padded([[BOS] + tgt[i][:-1] for i in idx]), padded([tgt[i] for i in idx])
 
 
-def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...] = ()) -> dict:
+def reference_logits(ref, tok, rows: list, pair: str) -> list[np.ndarray]:
+    """real_logits of `ref` on every teacher batch of rows, in teacher_batches order: what teacher_forced computes
+    for the reference, to be computed once and passed to it for every model measured on the same rows."""
+    return [real_logits(ref, src, tgt_in) for src, tgt_in, _ in teacher_batches(tok, rows, pair)]
+
+
+def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...] = (),
+                   reference: list[np.ndarray] | None = None, batch=None) -> dict:
     """Teacher-forced on the reference translations of rows, padding excluded, `model` against `ref` (FP32;
     model None: ref itself): cross-entropy per target token of the model ("nll") and of ref ("nll_fp32"),
     KL(ref || model) per token ("kl"), nats, and per activation in `acts` the mean squared error ref vs
-    dequantized model ("mse")."""
+    dequantized model ("mse"). reference: reference_logits(ref, tok, rows, pair), already computed (the same
+    numbers; without acts only: their reference activations need ref to run). batch(batch number, run): a
+    batch's token_metrics, given run() that computes them (a caller that records or reuses batches; without acts)."""
     from golden.tokenizer import PAD
 
+    if (reference is not None or batch is not None) and acts:
+        raise ValueError("teacher_forced: activations need both models to run; pass reference or batch without acts")
     sums, sq, count = {"nll_ref": 0.0, "nll": 0.0, "kl": 0.0, "tokens": 0}, dict.fromkeys(acts, 0.0), {}
-    for src, tgt_in, tgt in teacher_batches(tok, rows, pair):
+    for i, (src, tgt_in, tgt) in enumerate(teacher_batches(tok, rows, pair)):
         got: list[dict] = [{}, {}]
         for m, store in zip((ref, model), got):
             if m is not None:
                 m.hook = lambda name, x, store=store: store.__setitem__(name, x) if name in acts else None
-        ref_logits = real_logits(ref, src, tgt_in)
-        logits = ref_logits if model is None else real_logits(model, src, tgt_in)
-        for k, v in token_metrics(ref_logits, logits, tgt, tgt != PAD).items():
+        def run(i=i, src=src, tgt_in=tgt_in, tgt=tgt):
+            ref_logits = np.asarray(real_logits(ref, src, tgt_in) if reference is None else reference[i], np.float64)
+            logits = ref_logits if model is None else np.asarray(real_logits(model, src, tgt_in), np.float64)
+            return token_metrics(ref_logits, logits, tgt, tgt != PAD)
+        for k, v in (run() if batch is None else batch(i, run)).items():
             sums[k] += v
         for act in acts:
             if act not in got[0] or act not in got[1]:
@@ -177,18 +192,23 @@ def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...]
 class Lab:
     """Loads each model once and measures (method, model, pair, knobs) points on `sentences` pairs of `split`
     evenly spaced (all when None): greedy outputs with BLEU/chrF, teacher-forced cross-entropy, KL and
-    activation MSE against the FP32 model, GEMM shapes of a sentence."""
+    activation MSE against the FP32 model, GEMM shapes of a sentence. reuse: two exact savings across points, the
+    FP32 teacher-forced logits computed once per model and pair, and a narrow accumulator's point taking the 32-bit
+    results of every batch whose ops never needed more than its width (accumulator_peaks); False recomputes
+    everything for every point, the same numbers (tests/test_report.py)."""
 
-    def __init__(self, sentences: int | None = None, split: str = "test") -> None:
+    def __init__(self, sentences: int | None = None, split: str = "test", reuse: bool = True) -> None:
         from golden.tokenizer import Tokenizer
         from itx import data
 
         if sentences is not None and (isinstance(sentences, bool) or not isinstance(sentences, int)
                                       or sentences < 1):
             raise ValueError(f"--sentences must be an integer >= 1, got {sentences!r}")
-        self.n, self.split = sentences, split
+        self.n, self.split, self.reuse = sentences, split, reuse
         self.tok, self.code = Tokenizer(), code_version()
         self._models: dict[str, tuple] = {}
+        self._references: dict[tuple[str, str], list] = {}
+        self._peaks: dict[Run, dict] = {}
         self.rows = {}
         for pair in data.PAIRS:
             rows = data.read_tsv(data.split_path(split, pair))
@@ -230,27 +250,84 @@ class Lab:
                 "sentences": self.n, "knobs": run.options, "code": self.code, **extra}
 
     # --- measurements ------------------------------------------------------------------------------------------
-    def point(self, run: Run, acts: tuple[str, ...] = ()) -> dict:
-        """Greedy outputs ("hyps") with corpus BLEU and chrF, and teacher-forced metrics (see teacher)."""
+    def point(self, run: Run, acts: tuple[str, ...] = (), peaks: dict | None = None) -> dict:
+        """Greedy outputs ("hyps") with corpus BLEU and chrF, and teacher-forced metrics (see teacher). peaks:
+        accumulator_peaks of run's 32-bit twin (self.widest(run), or run itself), already recorded (by another
+        worker): the batches needing at most run's accumulator width are taken from it."""
         import sacrebleu
 
         from golden.model import translate
 
         rows, model = self.rows[run.pair], self.build(run)
-        hyps = translate(model, self.tok, [r[2] for r in rows], run.pair[3:])
+        search = batch = None
+        if peaks is None and not acts:
+            wide = self.widest(run)
+            peaks = self.accumulator_peaks(wide) if wide else self._peaks.get(run)
+        if peaks is not None and self.reuse and not acts and run.method == "sp":  # the batches the 32-bit run computed within this width
+            width = acc_bits_of(run)
+            search, batch = (lambda i, compute, done=peaks[part]: done[i][1] if done[i][0] <= width else compute()
+                             for part in ("search", "teacher"))
+        hyps = translate(model, self.tok, [r[2] for r in rows], run.pair[3:], search=search)
         refs = [[r[3] for r in rows]]
         bleu = sacrebleu.metrics.BLEU()
         return {"hyps": hyps, "bleu": bleu.corpus_score(hyps, refs).score, "signature": str(bleu.get_signature()),
-                "chrf": sacrebleu.metrics.CHRF().corpus_score(hyps, refs).score, **self.teacher(run, acts, model)}
+                "chrf": sacrebleu.metrics.CHRF().corpus_score(hyps, refs).score,
+                **self.teacher(run, acts, model, batch)}
 
-    def teacher(self, run: Run, acts: tuple[str, ...] = (), model=None) -> dict:
-        """teacher_forced(FP32 model of the same weights, the run's model (`model` when already built))."""
+    def widest(self, run: Run) -> Run | None:
+        """The same run with a 32-bit accumulator, when run has a narrower one (and reuse is on), else None."""
+        if not self.reuse or run.method != "sp" or acc_bits_of(run) >= 32:
+            return None
+        from golden.int_config import IntConfig
+
+        knobs = {k: v for k, v in run.options.items() if k != "acc_bits"}
+        return Run.of(run.method, run.model, run.pair, **knobs, **({} if IntConfig().acc_bits == 32 else
+                                                                     {"acc_bits": 32}))
+
+    def accumulator_peaks(self, run: Run) -> dict:
+        """Per greedy-search batch ("search") and per teacher batch ("teacher") of run (a 32-bit accumulator):
+        (the accumulator width its integer ops needed, golden.config.accumulator_peak; its result: output ids,
+        token_metrics) in batch order, recorded once per Lab on the numpy data path (golden.kernels off: their
+        reductions are not recorded; they are bit-identical to it). A batch whose width is <= w gives the very same
+        result at acc_bits w."""
+        if run not in self._peaks:
+            from golden.config import accumulator_peak
+            from golden.model import translate
+
+            model, peaks = self.build(run), {"search": [], "teacher": []}
+            model.kernels = False
+
+            def record(part):
+                def batch(i, compute):
+                    with accumulator_peak() as peak:
+                        out = compute()
+                    assert i == len(peaks[part]), "batches recorded out of order"
+                    peaks[part].append([peak.bits, out])
+                    return out
+                return batch
+            translate(model, self.tok, [r[2] for r in self.rows[run.pair]], run.pair[3:], search=record("search"))
+            self.teacher(run, (), model, record("teacher"))
+            self._peaks[run] = peaks
+        return self._peaks[run]
+
+    def teacher(self, run: Run, acts: tuple[str, ...] = (), model=None, batch=None) -> dict:
+        """teacher_forced(FP32 model of the same weights, the run's model (`model` when already built), batch), the
+        FP32 logits computed once per (model, pair) and reused by every point without activations."""
         from golden.model import FP32Transformer
 
         cfg, w, _ = self.model(run.model)
-        return teacher_forced(FP32Transformer(cfg, w), None if run.method == "fp32" else
-                              model if model is not None else self.build(run),
-                              self.tok, self.rows[run.pair], run.pair, acts)
+        ref, rows = FP32Transformer(cfg, w), self.rows[run.pair]
+        reference = None
+        if not acts and self.reuse:
+            key = run.model, run.pair
+            reference = self._references.pop(key, None)     # re-inserted last: the most recently used
+            if reference is None:
+                if len(self._references) >= REFERENCES_KEPT:
+                    del self._references[next(iter(self._references))]
+                reference = reference_logits(ref, self.tok, rows, run.pair)
+            self._references[key] = reference
+        return teacher_forced(ref, None if run.method == "fp32" else model if model is not None else self.build(run),
+                              self.tok, rows, run.pair, acts, reference, batch)
 
     def gemm_shapes(self, run: Run, sentences: int) -> list[list[int]]:
         """[batch, M, K, N, count] of every integer GEMM while greedily translating each of the first
@@ -268,6 +345,13 @@ class Lab:
         for r in self.rows[run.pair][:sentences]:
             greedy_search(model, [self.tok.encode_source(r[2], run.pair[3:])])
         return [[*s, n] for s, n in sorted(counts.items())]
+
+
+def acc_bits_of(run: Run) -> int:
+    """The accumulator width of an integer-model run (its knob, else hw/config.toml's)."""
+    from golden.int_config import IntConfig
+
+    return IntConfig(**run.options).acc_bits
 
 
 _LABS: dict[tuple, Lab] = {}
