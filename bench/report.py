@@ -13,7 +13,7 @@ POINTS = ({}, {"bits": 6}, {"acc_bits": 28}, {"acc_bits": 20})   # IntConfig kno
 
 
 def main(argv: list[str] | None = None) -> int:
-    from itx.commands.eval import one_blas_thread
+    from itx.evaluation import one_blas_thread
     from itx.report.measure import Lab
     from itx.report.plan import Run
 
