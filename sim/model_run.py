@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,7 @@ from golden.tokenizer import BOS, Tokenizer
 from golden.vectors import Manifest, read_hex, read_manifest, write_hex, write_manifest
 from sim.requant import SH_BITS, STAGE_MODES, Factors, linear_factors, rounding_code, stage_code
 from sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_parameters
-from sim.runner import SOURCE_TB, beat_counts, write_beats
+from sim.runner import SOURCE_TB, beat_counts, sim_env, simulator_available, write_beats
 
 LAYER_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_layer.v"
 REQUANT = "requant.json"
@@ -228,9 +227,9 @@ class LayerBench:
                  rows: int | None = None, cols: int | None = None):
         if sim not in SIMULATORS:
             raise ValueError(f"--sim must be one of {SIMULATORS}, got {sim!r}")
-        exe = "iverilog" if sim == "icarus" else "verilator"
-        if not shutil.which(exe):
-            raise ValueError(f"--sim {sim}: {exe} not on PATH")
+        reason = simulator_available(sim)
+        if reason:
+            raise ValueError(f"--sim {sim}: {reason}")
         self.sim, self.params = sim, rtl_parameters(cfg, rows, cols)
         self._procs: set[subprocess.Popen] = set()   # running simulations, killed by stop()
         self.stopped = False
@@ -251,7 +250,7 @@ class LayerBench:
             cmd = ["verilator", "--binary", "--timing", "-O3", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    "--top-module", "itx_tb_layer", "--Mdir", str(self.dir),
                    *(f"-G{k}={v}" for k, v in params.items()), *map(str, sources)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=sim_env(sim))
         if proc.returncode:
             raise ValueError(f"{sim} build of {LAYER_TB.name} failed: {(proc.stderr or proc.stdout)[-400:]}")
 
