@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu = _versus(cfg, rows, cols, vm, vk, vn, tmp, args.seed, args.reps, sims)
             med = {s: statistics.median(v) for s, v in cpu.items()}
             cells = " ".join(f"{med[s]:>12.3f} {vm * vk * vn / med[s]:>16,.0f}" for s in sims)
-            print(f"{rows}x{cols:<5} {cells}" + (f" {med['icarus'] / med['verilator']:>16.1f}x" if len(sims) == 2 else ""))
+            ratio = f" {med['icarus'] / med['verilator']:>16.1f}x" if len(sims) == 2 else ""
+            print(f"{rows}x{cols:<5} {cells}{ratio}")
         print()
         print(f"Icarus speed, 20x256 @ 256x256 GEMM (in_bits={cfg.in_bits}, acc_bits={cfg.acc_bits}, "
               f"{cfg.overflow}); wall time includes vvp start and $readmemh")

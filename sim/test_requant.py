@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,14 @@ def test_requant_icarus(lanes):
         pytest.skip(reason)
     run_requant_tb(requant_parameters(CFG, lanes), {"rows": 40, "seed": 11 + lanes})
 
+
+
+@pytest.mark.parametrize("out_bits", [6, 10])
+def test_requant_icarus_out_bits(out_bits):
+    """An INT6 / INT10 datapath (OUT_BITS = hw/config.toml's in_bits): the same tests, clamped to out_bits."""
+    reason = simulator_available("icarus")
+    if reason:
+        pytest.skip(reason)
+    params = requant_parameters(replace(CFG, in_bits=out_bits), 3)
+    assert params["OUT_BITS"] == out_bits
+    run_requant_tb(params, {"rows": 12, "seed": 11 + out_bits})
