@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HW_CONFIG = ROOT / "hw" / "config.toml"
 OVERFLOW_MODES = ("wrap", "saturate")
 MAX_ARRAY_DIM = 64      # rows/cols of a simulated array: 4096 PEs already take minutes to build and run
+# legal values (inclusive) of each integer field of hw/config.toml; tests sweep the RTL over them
+RANGES = {"rows": (1, MAX_ARRAY_DIM), "cols": (1, MAX_ARRAY_DIM), "in_bits": (2, 16), "acc_bits": (16, 32)}
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,13 @@ class HwConfig:
                 raise ValueError(f"{_FIELDS[name]} must be an integer, got {val!r}")
         if not isinstance(self.overflow, str):
             raise ValueError(f"datapath.overflow must be a string, got {self.overflow!r}")
-        if not (1 <= self.rows <= MAX_ARRAY_DIM and 1 <= self.cols <= MAX_ARRAY_DIM):
-            raise ValueError(f"array.rows and array.cols must be in 1..{MAX_ARRAY_DIM}, got {self.rows}x{self.cols}")
-        if not 2 <= self.in_bits <= 16:
-            raise ValueError(f"datapath.in_bits must be in 2..16, got {self.in_bits}")
-        if not 16 <= self.acc_bits <= 32:
-            raise ValueError(f"datapath.acc_bits must be in 16..32, got {self.acc_bits}")
+        (lo, hi), (in_lo, in_hi), (acc_lo, acc_hi) = RANGES["rows"], RANGES["in_bits"], RANGES["acc_bits"]
+        if not (lo <= self.rows <= hi and lo <= self.cols <= hi):
+            raise ValueError(f"array.rows and array.cols must be in {lo}..{hi}, got {self.rows}x{self.cols}")
+        if not in_lo <= self.in_bits <= in_hi:
+            raise ValueError(f"datapath.in_bits must be in {in_lo}..{in_hi}, got {self.in_bits}")
+        if not acc_lo <= self.acc_bits <= acc_hi:
+            raise ValueError(f"datapath.acc_bits must be in {acc_lo}..{acc_hi}, got {self.acc_bits}")
         if self.overflow not in OVERFLOW_MODES:
             raise ValueError(f"datapath.overflow must be one of {OVERFLOW_MODES}, got {self.overflow!r}")
 

@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from golden.config import OVERFLOW_MODES, load_hw_config, note_accumulator, recording
+from golden.config import OVERFLOW_MODES, RANGES, load_hw_config, note_accumulator, recording
 
 _F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32 (24-bit significand)
 _F64_EXACT = 1 << 53
@@ -466,8 +466,8 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     exact float32 copy, kept by a caller that extends b in place (a K/V cache), used when the chunks are float32.
     """
     in_bits = _default_in_bits() if in_bits is None else in_bits
-    _check_width("in_bits", in_bits, 2, 16)
-    _check_width("acc_bits", acc_bits, 16, 32)
+    _check_width("in_bits", in_bits, *RANGES["in_bits"])
+    _check_width("acc_bits", acc_bits, *RANGES["acc_bits"])
     if overflow not in OVERFLOW_MODES:
         raise ValueError(f"gemm: overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
     a, b = np.asarray(a), np.asarray(b)

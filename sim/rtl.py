@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from pathlib import Path
 from golden.config import ROOT, HwConfig
 
 HW_DIR = ROOT / "hw"
-SIM_BUILD = ROOT / "sim_build"
+# every build and simulation output; ITX_SIM_BUILD moves it (conftest.py gives each pytest-xdist worker its own)
+SIM_BUILD = Path(os.environ.get("ITX_SIM_BUILD") or ROOT / "sim_build")
 RTL_SOURCES = tuple(sorted(HW_DIR.glob("*.v")))
 TOP = "itx_gemm_ctrl"
 # hw/config.toml field -> controller parameter (value mapping in rtl_parameters)

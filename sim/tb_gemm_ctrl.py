@@ -87,8 +87,8 @@ class Bench:
             lasts = [last for _, last in rows]
             assert lasts == [0] * (count - 1) + [1], f"{where}: out_last pattern {lasts}"
             got = assemble([r for r, _ in rows], a.shape[0], b.shape[1], self.rows, self.cols)
-            check_gemm(gemm(a, b, acc_bits=self.acc_bits, overflow=self.overflow), got, self.rows, self.cols,
-                       where)
+            check_gemm(gemm(a, b, acc_bits=self.acc_bits, overflow=self.overflow, in_bits=self.in_bits), got,
+                       self.rows, self.cols, where)
             tiles += -(-a.shape[0] // self.rows) * -(-b.shape[1] // self.cols)
         for _ in range(3):  # nothing more may come out
             await RisingEdge(self.dut.clk)

@@ -1,17 +1,36 @@
 """pytest entry: cocotb testbenches of itx_gemm_ctrl (sim/tb_gemm_ctrl.py) via cocotb's runner, over array
-shapes, overflow modes and simulators. Default: >= 1000 random tiles in total; -m slow: >= 10,000."""
+shapes, operand widths, overflow modes and simulators; shapes and widths are also swept over hw/config.toml's legal
+ranges (golden.config.RANGES). Default: >= 1000 random tiles in total; -m slow: >= 10,000 and the ranges' upper ends."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
 
-from golden.config import load_hw_config
+from golden.config import RANGES, load_hw_config
 from sim.rtl import rtl_parameters
 from sim.runner import run_cocotb, simulator_available
 
 SHAPES = [(4, 4), (8, 8), (6, 10), (16, 16)]
 CFG = load_hw_config()
+
+
+def _swept(field: str, *inner: int, slow_top: bool = True) -> list[tuple[int, bool]]:
+    """(value, slow) over a hw/config.toml field's legal range (golden.config.RANGES): both ends and `inner`; the
+    upper end slow when it is the costly one."""
+    lo, hi = RANGES[field]
+    return [(v, slow_top and v == hi) for v in sorted({lo, *inner, hi})]
+
+
+def _case(*values: int, slow: bool, name: str):
+    return pytest.param(*values, marks=[pytest.mark.slow] if slow else [], id=name)
+
+
+# rows over their range at the configured cols, cols over theirs at the configured rows (light: 1x8 and 8x1)
+DIM_SWEEP = [_case(r, CFG.cols, slow=slow, name=f"{r}x{CFG.cols}") for r, slow in _swept("rows")] + \
+            [_case(CFG.rows, c, slow=slow, name=f"{CFG.rows}x{c}") for c, slow in _swept("cols")]
+# operand widths: the range's ends and the report's INT6 / INT10 (the RTL is otherwise only built at 8)
+IN_BITS_SWEEP = [_case(b, slow=slow, name=f"in{b}") for b, slow in _swept("in_bits", 6, 10, slow_top=False)]
 
 
 def _sim(sim: str) -> str:
@@ -27,6 +46,23 @@ def test_ctrl_icarus(rows, cols):
     params = rtl_parameters(CFG, rows, cols)
     run_cocotb("tb_gemm_ctrl", params, {"tiles": 250, "max_k": 2 * (rows + cols), "seed": rows * 100 + cols},
                sim=_sim("icarus"))
+
+
+@pytest.mark.parametrize("rows,cols", DIM_SWEEP)
+def test_ctrl_shape_range(rows, cols):
+    """Single-row/column arrays (and, -m slow, the largest legal ones) against the golden, stalls and edge tiles."""
+    params = rtl_parameters(CFG, rows, cols)
+    run_cocotb("tb_gemm_ctrl", params, {"tiles": 60, "max_k": 2 * (rows + cols), "seed": 31 * rows + cols},
+               sim=_sim("icarus"), testcase="edge_gemms,random_gemms")
+
+
+@pytest.mark.parametrize("in_bits", IN_BITS_SWEEP)
+def test_ctrl_in_bits(in_bits):
+    """IN_BITS != 8: RTL lanes and the golden GEMM at the same operand width (incl. all-minimum and extremes)."""
+    params = rtl_parameters(replace(CFG, in_bits=in_bits), 4, 4)
+    assert params["IN_BITS"] == in_bits
+    run_cocotb("tb_gemm_ctrl", params, {"tiles": 60, "max_k": 24, "seed": 50 + in_bits}, sim=_sim("icarus"),
+               testcase="edge_gemms,random_gemms")
 
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])

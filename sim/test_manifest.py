@@ -32,6 +32,16 @@ def test_manifest_bit_exact(tmp_path, rows, cols, stalls):
     assert all(cycles > 0 for _, cycles in report)
 
 
+@pytest.mark.parametrize("in_bits", [6, 10])
+def test_manifest_in_bits(tmp_path, in_bits):
+    """INT6 / INT10 operands through itx_tb_mem (IN_BITS-wide lanes of the beat files) on a 3x5 array."""
+    cfg = replace(CFG, in_bits=in_bits)
+    man = _manifest(tmp_path, cfg, [(7, 30, 11), (1, 3, 1), (6, 5, 10)], seed=in_bits)
+    assert man.in_bits == in_bits
+    report = run_manifest(man, cfg, rows=3, cols=5, stall_in=20, stall_out=20)
+    assert [layer for layer, _ in report] == [e.layer for e in man.gemms]
+
+
 def test_manifest_saturating_narrow_accumulator(tmp_path):
     cfg = replace(CFG, acc_bits=16, overflow="saturate")
     man = _manifest(tmp_path, cfg, [(9, 40, 9), (4, 2, 4)])

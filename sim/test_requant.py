@@ -2,6 +2,8 @@
 bit for bit against the golden model, at the configured width and at a narrow lane count."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -36,3 +38,13 @@ def test_requant_icarus(lanes):
     run_cocotb("tb_requant", requant_parameters(CFG, lanes), {"rows": 40, "seed": 11 + lanes}, seed=11 + lanes,
                top="itx_requant")
 
+
+@pytest.mark.parametrize("out_bits", [6, 10])
+def test_requant_icarus_out_bits(out_bits):
+    """An INT6 / INT10 datapath (OUT_BITS = hw/config.toml's in_bits): the same tests, clamped to out_bits."""
+    reason = simulator_available("icarus")
+    if reason:
+        pytest.skip(reason)
+    params = requant_parameters(replace(CFG, in_bits=out_bits), 3)
+    assert params["OUT_BITS"] == out_bits
+    run_cocotb("tb_requant", params, {"rows": 12, "seed": 11 + out_bits}, seed=11 + out_bits, top="itx_requant")
