@@ -15,11 +15,11 @@ from cocotb_coverage.coverage import CoverPoint, coverage_section
 from golden.config import to_accumulator
 from golden.qtensor import QTensor
 from golden.rounding import ROUNDINGS, round_div_or_zero
-from sim.poly import RTL_RESCALE_MODES, NormVectors, norm_vectors
+from sim.poly import RTL_RESCALE_MODES, NormVectors, captured, norm_vectors
 from golden.requant import STAGE_MODES
 from sim.requant import rounding_code, stage_code
 from sim.stream import pack, unpack
-from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, captured, check_rows,
+from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, check_rows,
                             export_coverage, headroom, run_length, run_stream, stall_points)
 
 NORM_COVER = coverage_section(
@@ -163,7 +163,7 @@ async def long_row(dut):
 
 @cocotb.test()
 async def real_sentence(dut):
-    """The normalisation of the attention ops of a real sentence (sim.poly.capture_attention, default knobs)."""
+    """The normalisation of the attention ops of a real sentence (golden.capture, default knobs)."""
     if not CFG.get("capture"):
         dut._log.info("real_sentence: no capture configured for this build")
         return
@@ -171,8 +171,9 @@ async def real_sentence(dut):
     await tb.start()
     data, n = np.load(CFG["capture"]), 0
     for op in CFG["capture_ops"]:
-        v = norm_vectors(captured(data, op, "num", tb.acc), captured(data, op, "p", tb.in_bits),
-                         data[f"{op}/v_scale"], int(data[f"{op}/f"]), tb.out, "dyadic", "half_away", tb.acc,
+        rec = f"{op}.context"
+        v = norm_vectors(captured(data, rec, "num", tb.acc), captured(data, rec, "p", tb.in_bits),
+                         data[f"{rec}/v_scale"], int(data[f"{rec}/f"]), tb.out, "dyadic", "half_away", tb.acc,
                          tb.overflow)
         n += await tb.check(v, f"norm {op} (sentence {CFG['sentence']})")
     dut._log.info("real_sentence: %d values bit-exact", n)

@@ -22,7 +22,7 @@ from golden.rounding import ROUNDINGS, round_div, round_div_or_zero
 from sim.coverage import division_tie, headroom_bins, stall_bin, write_coverage
 from sim.requant import rounding_code
 from sim.rowbench import RowBench, lanes_word, measure_cycles
-from sim.rowunits import KNOBS, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
+from sim.rowunits import KNOBS, captured_rows, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
 from sim.stream import unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
@@ -226,10 +226,9 @@ async def reset_mid_stream(dut):
 @cocotb.test(skip="real" not in CFG)
 async def real_sentence(dut):
     """IntTransformer.norm's inputs of a real sentence (rows of x, the layer's g and b), default knobs."""
-    data = np.load(CFG["real"])
-    names = json.loads(str(data["norm"]))[:CFG.get("real_ops", 99)]
-    rows = [Row(x, data[f"{k}.g"], data[f"{k}.gs"], data[f"{k}.b"], data[f"{k}.bs"], tag=f"{k} row {i}")
-            for k in names for i, x in enumerate(data[f"{k}.x"][:CFG.get("real_rows", 99)])]
+    ops = list(captured_rows(np.load(CFG["real"]), "layernorm").items())[:CFG.get("real_ops", 99)]
+    rows = [Row(x, r["g"], r["gs"], r["b"], r["bs"], tag=f"{k} row {i}")
+            for k, r in ops for i, x in enumerate(r["x"][:CFG.get("real_rows", 99)])]
     await LayerNormBench(dut).test(rows, "real_sentence")
 
 

@@ -21,7 +21,7 @@ from golden.quant import rescale
 from golden.rounding import ROUNDINGS
 from sim.requant import rounding_code
 from sim.rowbench import RowBench, lanes_word, measure_cycles
-from sim.rowunits import KNOBS, match_factor, output_scale, residual_cycles
+from sim.rowunits import KNOBS, captured_rows, match_factor, output_scale, residual_cycles
 from sim.stream import unpack
 from sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
 
@@ -184,10 +184,9 @@ async def reset_mid_stream(dut):
 @cocotb.test(skip="real" not in CFG)
 async def real_sentence(dut):
     """IntTransformer.residual's inputs of a real sentence (rows of (x, s_x), (z, s_z)), default knobs."""
-    data = np.load(CFG["real"])
-    rows = [Row(x, sx, z, sz, "half_away", "dyadic", f"{name} row {i}") for name in json.loads(str(data["residual"]))
-            for i, (x, sx, z, sz) in enumerate(zip(data[f"{name}.x"], data[f"{name}.sx"], data[f"{name}.z"],
-                                                     data[f"{name}.sz"]))]
+    rows = [Row(x, sx, z, sz, "half_away", "dyadic", f"{name} row {i}")
+            for name, r in captured_rows(np.load(CFG["real"]), "residual").items()
+            for i, (x, sx, z, sz) in enumerate(zip(r["x"], r["sx"], r["z"], r["sz"]))]
     await ResidualBench(dut).test(rows, "real_sentence")
 
 

@@ -8,18 +8,29 @@ from dataclasses import replace
 
 import pytest
 
+from golden.capture import sentence_ops
 from golden.config import load_hw_config
-from sim.rowunits import run_unit, sentence_row_ops
+from golden.int_config import IntConfig
+from golden.model import model_dir
+from itx.options import sentence_ids
+from sim.rowunits import run_unit
+from sim.rtl import SIM_BUILD
 from sim.runner import simulator_available
 
 CFG = load_hw_config()
+
+
+def sentence0() -> str:
+    """Golden's capture of test sentence 0 (en-de, default knobs): its ops' inputs (golden.capture.write_ops)."""
+    ids = sentence_ids("test", "en-de", 0)
+    return str(sentence_ops(model_dir("integer"), IntConfig(), *ids, SIM_BUILD / "capture"))
 
 
 def run_layernorm(lanes: int, in_bits: int, acc_bits: int, overflow: str, p_stall: float, real: dict | None) -> None:
     reason = simulator_available("icarus")
     if reason:
         pytest.skip(reason)
-    tb = {"rows": 36, **({"real": str(sentence_row_ops(0)), **real} if real is not None else {})}
+    tb = {"rows": 36, **({"real": sentence0(), **real} if real is not None else {})}
     run_unit("itx_layernorm", lanes, replace(CFG, in_bits=in_bits, acc_bits=acc_bits, overflow=overflow), p_stall,
              tb)
 

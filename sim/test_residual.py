@@ -7,11 +7,22 @@ from dataclasses import replace
 
 import pytest
 
+from golden.capture import sentence_ops
 from golden.config import load_hw_config
-from sim.rowunits import run_unit, sentence_row_ops
+from golden.int_config import IntConfig
+from golden.model import model_dir
+from itx.options import sentence_ids
+from sim.rowunits import run_unit
+from sim.rtl import SIM_BUILD
 from sim.runner import simulator_available
 
 CFG = load_hw_config()
+
+
+def sentence0() -> str:
+    """Golden's capture of test sentence 0 (en-de, default knobs): its ops' inputs (golden.capture.write_ops)."""
+    ids = sentence_ids("test", "en-de", 0)
+    return str(sentence_ops(model_dir("integer"), IntConfig(), *ids, SIM_BUILD / "capture"))
 
 
 @pytest.mark.parametrize("lanes,in_bits,acc_bits,overflow,p_stall,real", [
@@ -25,5 +36,5 @@ def test_residual_icarus(lanes, in_bits, acc_bits, overflow, p_stall, real):
     reason = simulator_available("icarus")
     if reason:
         pytest.skip(reason)
-    tb = {"rows": 40, **({"real": str(sentence_row_ops(0))} if real else {})}
+    tb = {"rows": 40, **({"real": sentence0()} if real else {})}
     run_unit("itx_residual", lanes, replace(CFG, in_bits=in_bits, acc_bits=acc_bits, overflow=overflow), p_stall, tb)

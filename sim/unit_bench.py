@@ -88,13 +88,6 @@ class UnitBench:
         self.dut.rst.value = 0
 
 
-def captured(data, op: str, tensor: str, bits: int):
-    """A QTensor of sim.poly.capture_file's npz."""
-    from golden.qtensor import QTensor
-
-    return QTensor(data[f"{op}/{tensor}.values"], data[f"{op}/{tensor}.scale"], bits)
-
-
 class Driver:
     """Presents beats (dicts port -> value) one at a time, idles with probability p_idle before each (seeded), holds
     valid until accepted; records (index, idle run, cycles waited for in_ready) of every accepted beat."""
