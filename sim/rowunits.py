@@ -4,7 +4,6 @@ part of the integer data path), the knob values each unit implements, and the ou
 reports. Expected values always come from golden (golden.ops.add + rescale, golden.layernorm.l1_layernorm)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -113,21 +112,3 @@ def layernorm_cycles(n: int, lanes: int, acc_bits: int, max_n: int, paper: bool,
     b, numw = _beats(n, lanes), acc_bits + max_n.bit_length() + 16
     interval = b * (numw + 5) + acc_bits + 3 + (acc_bits + 2 if paper else 0)
     return interval + b + 2 + (acc_bits + 32 if divides else 0), interval
-
-
-def run_unit(top: str, lanes: int, cfg: HwConfig, p_stall: float, tb_config: dict, max_n: int = 256) -> Path:
-    """Build `top` (itx_residual / itx_layernorm) at cfg's widths and run its cocotb testbench sim/tb_<unit>.py with
-    back-pressure p_stall on both sides; coverage into sim_build/coverage/<unit>-<config>/ and the merged summary.
-    Returns the coverage directory; fails on any failed test."""
-    from sim.coverage import summarize
-    from sim.rtl import SIM_BUILD
-    from sim.runner import run_cocotb
-
-    unit = top.removeprefix("itx_")
-    cov = SIM_BUILD / "coverage" / f"{unit}-l{lanes}-i{cfg.in_bits}-a{cfg.acc_bits}-{cfg.overflow}"
-    tb = {"seed": lanes, "p_in": p_stall, "p_out": p_stall, "coverage": str(cov), **tb_config}
-    run_cocotb(f"tb_{unit}", unit_parameters(top, cfg, lanes, max_n), tb, top=top, seed=tb["seed"])
-    if not (cov / f"{unit}.yml").is_file():
-        raise AssertionError(f"{top}: the testbench wrote no coverage report in {cov}")
-    summarize(cov.parent, unit)
-    return cov

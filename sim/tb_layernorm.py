@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb_coverage.coverage import CoverPoint, coverage_db
+from cocotb_coverage.coverage import CoverPoint
 
 from golden.config import to_accumulator
 from golden.layernorm import l1_layernorm
@@ -223,10 +222,10 @@ async def reset_mid_stream(dut):
     await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
 
 
-@cocotb.test(skip="real" not in CFG)
+@cocotb.test(skip="capture" not in CFG)
 async def real_sentence(dut):
     """IntTransformer.norm's inputs of a real sentence (rows of x, the layer's g and b), default knobs."""
-    ops = list(captured_rows(np.load(CFG["real"]), "layernorm").items())[:CFG.get("real_ops", 99)]
+    ops = list(captured_rows(np.load(CFG["capture"]), "layernorm").items())[:CFG.get("real_ops", 99)]
     rows = [Row(x, r["g"], r["gs"], r["b"], r["bs"], tag=f"{k} row {i}")
             for k, r in ops for i, x in enumerate(r["x"][:CFG.get("real_rows", 99)])]
     await LayerNormBench(dut).test(rows, "real_sentence")
@@ -253,4 +252,4 @@ async def cycles(dut):
 @cocotb.test()
 async def coverage_report(dut):
     """Writes the coverage of the tests above (runs last)."""
-    write_coverage(coverage_db, "layernorm", Path(CFG["coverage"]))
+    write_coverage("layernorm", CFG)
