@@ -237,7 +237,7 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         for name in sorted(arrays):
             data = io.BytesIO()
-            np.lib.format.write_array(data, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            np.lib.format.write_array(data, np.require(arrays[name], requirements="C"), allow_pickle=False)  # 0-d kept
             info = zipfile.ZipInfo(f"{name}.npy", date_time=NPZ_TIME)
             info.create_system, info.external_attr = 3, 0o644 << 16
             z.writestr(info, data.getvalue())

@@ -2,7 +2,7 @@
 //   den = to_acc(sum_j P_j)                          P beats (in_kind = 0): LANES probabilities each, in_first restarts
 //   y   = den > 0 ? to_acc(round(num 2^F / den)) : 0 num beats (in_kind = 1): LANES values of num = P V each
 //   out = R(y)                                       Eq. 10 per row, multiplier-shift (in_rmul, in_rsh, in_rmode)
-// round() is golden round_div by in_rnd (itx_round codes), to_acc is golden.config.to_accumulator (itx_to_acc). A P
+// round() is golden round_div by in_rnd (itx_round codes), to_acc is golden.config.to_accumulator (itx_acc_reduce). A P
 // beat takes one cycle and sends nothing; a num beat runs every lane's restoring divider (NW = ACC_BITS + FRAC_BITS
 // quotient bits, one per cycle) and sends one beat of LANES OUT_BITS values. The Eq. 10 factors of the row come from
 // the golden side (sim.poly.norm_vectors), as for itx_requant.
@@ -62,7 +62,7 @@ module itx_attn_norm #(
     wire                den_ovf;   // read by the testbench's coverage only
     /* verilator lint_on UNUSEDSIGNAL */
     wire [ACC_BITS-1:0] den;
-    itx_to_acc #(.W(SUM_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_den (.x(sum), .y(den), .ovf(den_ovf));
+    itx_acc_reduce #(.W(SUM_BITS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_den (.x(sum), .y(den), .hit(den_ovf));
     wire den_pos = !den[ACC_BITS-1] && |den;
 
     always @(posedge clk) begin
@@ -113,7 +113,7 @@ module itx_attn_norm #(
             wire [YW-1:0]       ys;        // |R(y)| <= 2^(OUT_BITS-1) - 1 (golden's Eq. 10 factors)
             /* verilator lint_on UNUSEDSIGNAL */
             wire [ACC_BITS-1:0] y;
-            itx_to_acc #(.W(NW + 1), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_q (.x(yq), .y(y), .ovf(q_ovf));
+            itx_acc_reduce #(.W(NW + 1), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_q (.x(yq), .y(y), .hit(q_ovf));
             itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_r (
                 .x(zero_q ? {ACC_BITS{1'b0}} : y), .m(rmul_q), .sh(rsh_q), .rnd(rnd_q), .mode(rmode_q), .y(ys));
             always @(posedge clk) begin

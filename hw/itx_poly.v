@@ -5,9 +5,9 @@
 //   p = to_acc(M4(to_acc(q^N)) + |delta|)       Eq. 8 again (M4, per row); |delta| arrives matched
 //   out = keep ? p : 0                          masked scores are exactly 0 (no |delta|)
 // Every M and R is an itx_dyadic_mode multiplier-shift (in_mmode for the M stages, in_rmode for R, in_rnd rounding),
-// every to_acc is golden.config.to_accumulator (itx_to_acc: wrap, or saturate if SATURATE). One beat = LANES scores of
-// one row; one beat per cycle, one cycle of latency (output register). Row statistics (the factors) come from the
-// golden side (sim.poly), the RTL does all per-element arithmetic.
+// every to_acc is golden.config.to_accumulator (itx_acc_reduce: wrap, or saturate if SATURATE). One beat = LANES
+// scores of one row; one beat per cycle, one cycle of latency (output register). Row statistics (the factors) come
+// from the golden side (sim.poly), the RTL does all per-element arithmetic.
 module itx_poly #(
     parameter LANES    = 8,
     parameter ACC_BITS = 32,
@@ -70,8 +70,8 @@ module itx_poly #(
                 .rnd(in_rnd), .mode(in_mmode), .y(y1));
             itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_m2 (
                 .x(y1[ACC_BITS-1:0]), .m(in_m2), .sh(in_sh2), .rnd(in_rnd), .mode(in_mmode), .y(y2));
-            itx_to_acc #(.W(ACC_BITS + 1), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_add_b (
-                .x({y2[ACC_BITS-1], y2[ACC_BITS-1:0]} + {in_b[ACC_BITS-1], in_b}), .y(yb), .ovf(ovf_b));
+            itx_acc_reduce #(.W(ACC_BITS + 1), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_add_b (
+                .x({y2[ACC_BITS-1], y2[ACC_BITS-1:0]} + {in_b[ACC_BITS-1], in_b}), .y(yb), .hit(ovf_b));
             wire [ACC_BITS-1:0] r = in_keep[i] && !yb[ACC_BITS-1] ? yb : {ACC_BITS{1'b0}};
             itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_r (
                 .x(r), .m(in_rmul), .sh(in_rsh), .rnd(in_rnd), .mode(in_rmode), .y(yq));
@@ -86,12 +86,12 @@ module itx_poly #(
                 end
             end
             localparam PAW = PW + 1 > ACC_BITS ? PW + 1 : ACC_BITS;
-            itx_to_acc #(.W(PAW), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_pow (
-                .x({{(PAW-PW){1'b0}}, pows[N-1]}), .y(pw_acc), .ovf(ovf_p));
+            itx_acc_reduce #(.W(PAW), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_pow (
+                .x({{(PAW-PW){1'b0}}, pows[N-1]}), .y(pw_acc), .hit(ovf_p));
             itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_m4 (
                 .x(pw_acc), .m(in_m4), .sh(in_sh4), .rnd(in_rnd), .mode(in_mmode), .y(y4));
-            itx_to_acc #(.W(ACC_BITS + 1), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_add_d (
-                .x({y4[ACC_BITS-1], y4[ACC_BITS-1:0]} + {in_delta[ACC_BITS-1], in_delta}), .y(pd), .ovf(ovf_d));
+            itx_acc_reduce #(.W(ACC_BITS + 1), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE)) u_add_d (
+                .x({y4[ACC_BITS-1], y4[ACC_BITS-1:0]} + {in_delta[ACC_BITS-1], in_delta}), .y(pd), .hit(ovf_d));
             always @(posedge clk)
                 if (fire) out_data[i*ACC_BITS +: ACC_BITS] <= in_keep[i] ? pd : {ACC_BITS{1'b0}};
         end

@@ -152,20 +152,27 @@ def sentence_source(args, icfg: IntConfig) -> dict:
             "layers": list(args.layer), "int_config": icfg.describe(), "rescale": icfg.rescale}
 
 
+def sentence_ids(split: str, pair: str, sentence: int) -> tuple[list[int], list[int]]:
+    """(source ids, target ids incl. EOS) of line `sentence` of the corpus split, as golden.capture.capture takes
+    them; out of range: one line naming --sentence."""
+    from golden.tokenizer import Tokenizer
+    from itx import data
+
+    rows = data.read_split(split, pair)
+    if not 0 <= sentence < len(rows):
+        raise UserError(f"--sentence must be in 0..{len(rows) - 1} for {split} {pair}, got {sentence}")
+    tok = Tokenizer()
+    _, _, src, ref = rows[sentence][:4]
+    return tok.encode_source(src, pair[3:]), tok.encode_target(ref)
+
+
 def capture_sentence(args, out: str | Path, hw: HwConfig, icfg: IntConfig):
     """Capture the sentence of add_sentence_args in the golden model (FP32 and integer, teacher-forced) and write
     its vectors into `out` (golden.capture.write); returns (Capture, manifest path)."""
     from golden import capture
     from golden.model import load, model_dir
-    from golden.tokenizer import Tokenizer
-    from itx import data
 
     capture.check_capture(out, icfg, hw)          # before the model runs
-    rows = data.read_split(args.split, args.pair)
-    if not 0 <= args.sentence < len(rows):
-        raise UserError(f"--sentence must be in 0..{len(rows) - 1} for {args.split} {args.pair}, got {args.sentence}")
-    cfg, weights = load(model_dir(args.model))
-    tok = Tokenizer()
-    _, _, src, ref = rows[args.sentence][:4]
-    cap = capture.capture(cfg, weights, icfg, tok.encode_source(src, args.pair[3:]), tok.encode_target(ref))
+    ids = sentence_ids(args.split, args.pair, args.sentence)
+    cap = capture.capture(*load(model_dir(args.model)), icfg, *ids)
     return cap, capture.write(cap, out, icfg, sentence_source(args, icfg), hw, tuple(args.layer))

@@ -1,6 +1,7 @@
-"""Functional coverage of the non-GEMM unit benches (cocotb-coverage). Bin functions and per-configuration
-reports of the row units (residual, LayerNorm); build runs and the merged per-unit report of the attention units
-(Poly, normalisation)."""
+"""Functional coverage of the non-GEMM unit benches (cocotb-coverage), one way for every unit: each build's cocotb
+run writes sim_build/coverage/<unit>-<build>.yml (write_coverage), merge_coverage sums a unit's builds into
+<unit>.yml and the one-line summary <unit>.summary.txt (bins hit / total, holes), assert_covered fails on any hole
+that is not a known one. Plus the bin functions of the row units' benches."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,6 +37,17 @@ def run_unit(sim: str, test_module: str, top: str, params: dict[str, int], tb: d
     run_cocotb(test_module, params, tb, sim=sim, top=top, seed=tb["seed"])
 
 
+def write_coverage(unit: str, cfg: dict) -> Path:
+    """In the cocotb process: this build's coverage (every test of the run so far) to
+    <cfg coverage_dir>/<unit>-<cfg build>.yml (cfg: the bench's ITX_TB config, completed by run_unit)."""
+    from cocotb_coverage.coverage import coverage_db
+
+    out = Path(cfg["coverage_dir"]) / f"{unit}-{cfg['build']}.yml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    coverage_db.export_to_yaml(str(out))
+    return out
+
+
 def merge_coverage(unit: str, builds: list[str]) -> tuple[Path, dict[str, list[str]]]:
     """Sum the bin hits of `unit`'s coverage files for `builds` (each written by one cocotb run); write
     <unit>.yml with, per cover point, hits per bin and the uncovered bins; return its path and {point: uncovered}."""
@@ -56,13 +68,22 @@ def merge_coverage(unit: str, builds: list[str]) -> tuple[Path, dict[str, list[s
                      f"{len(bins)}"} for name, bins in sorted(merged.items())}
     out = COVERAGE_DIR / f"{unit}.yml"
     out.write_text(yaml.safe_dump({"builds": builds, "points": report}, sort_keys=True))
+    (COVERAGE_DIR / f"{unit}.summary.txt").write_text(summary(unit, merged, uncovered, len(builds)) + "\n")
     return out, {k: v for k, v in uncovered.items() if v}
+
+
+def summary(unit: str, merged: dict[str, dict[str, int]], uncovered: dict[str, list[str]], builds: int) -> str:
+    """'<unit>: H/T bins hit over N builds; holes: point: bin, ...' (the README's coverage line)."""
+    total = sum(len(b) for b in merged.values())
+    holes = [f"{p}: {b}" for p, bins in uncovered.items() for b in bins]
+    return (f"{unit}: {total - len(holes)}/{total} bins hit over {builds} builds; "
+            f"holes: {', '.join(holes) if holes else 'none'}")
 
 
 def assert_covered(unit: str, builds: list[str], known_holes: dict[str, set[str]]) -> Path:
     """Merge `unit`'s coverage over `builds` and fail naming every uncovered bin that is not a known hole."""
     path, uncovered = merge_coverage(unit, builds)
-    print(f"{path}: uncovered {uncovered}")
+    print((COVERAGE_DIR / f"{unit}.summary.txt").read_text(), end="")
     new = {k: sorted(set(v) - known_holes.get(k, set())) for k, v in uncovered.items()}
     assert not any(new.values()), f"uncovered bins (see {path}): { {k: v for k, v in new.items() if v} }"
     return path
@@ -88,39 +109,3 @@ def division_tie(n: np.ndarray, d) -> bool:
 
 def stall_bin(idle: int) -> str:
     return "0" if idle == 0 else "1" if idle == 1 else "2-3" if idle <= 3 else "4+"
-
-
-def write_coverage(db, name: str, out: Path) -> list[str]:
-    """coverage_db's items under `name` as out/<name>.yml and their uncovered bins as out/<name>.holes.txt (one
-    'point: bin' a line); returns the holes."""
-    out.mkdir(parents=True, exist_ok=True)
-    db.export_to_yaml(str(out / f"{name}.yml"))
-    holes = []
-    for key in sorted(db):
-        item = db[key]
-        if key.startswith(name + ".") and hasattr(item, "detailed_coverage"):
-            holes += [f"{key}: {b}" for b, hits in item.detailed_coverage.items() if hits < item.at_least]
-    (out / f"{name}.holes.txt").write_text("".join(h + "\n" for h in holes))
-    return holes
-
-
-def summarize(root: Path, name: str) -> list[str]:
-    """Merge every <root>/*/<name>.yml (one per width configuration run): root/<name>.summary.txt lists, per
-    coverage point, the bins no configuration hit, and the configurations each bin was missed in. Returns the bins
-    no configuration hit."""
-    hits: dict[str, dict[str, int]] = {}
-    missed: dict[tuple[str, str], list[str]] = {}
-    for path in sorted(root.glob(f"*/{name}.yml")):
-        for point, item in yaml.safe_load(path.read_text()).items():
-            for b, n in (item.get("bins:_hits") or {}).items() if isinstance(item, dict) else ():
-                hits.setdefault(point, {}).setdefault(str(b), 0)
-                hits[point][str(b)] += n
-                if n < item.get("at_least", 1):
-                    missed.setdefault((point, str(b)), []).append(path.parent.name)
-    never = [f"{p}: {b}" for p, bins in sorted(hits.items()) for b, n in bins.items() if n == 0]
-    lines = [f"{name}: {sum(len(b) for b in hits.values())} bins, {len(never)} hit in no configuration"]
-    lines += [f"  never: {h}" for h in never]
-    lines += [f"  missed in {', '.join(cfgs)}: {p}: {b}" for (p, b), cfgs in sorted(missed.items())
-              if f"{p}: {b}" not in never]
-    (root / f"{name}.summary.txt").write_text("\n".join(lines) + "\n")
-    return never

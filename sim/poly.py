@@ -10,11 +10,13 @@ rounding; acc_bits 16..32 and both overflow modes (RTL parameters); attention di
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from golden.attention import attention_output, attention_quotient, lift, poly
 from golden.config import to_accumulator
+from golden.int_config import IntConfig
 from golden.ops import absolute, add, power, relu
 from golden.qtensor import QTensor
 from golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_along, match_scales, rescale
@@ -164,89 +166,31 @@ def accumulator_hit(exact: np.ndarray, acc_bits: int) -> np.ndarray:
     return to_accumulator(exact, acc_bits, "wrap") != exact
 
 
-def capture_attention(sentence: int = 0, layers: tuple[str, ...] = ("enc.0.self_attn", "dec.0.self_attn"),
-                      pair: str = "en-de", model: str = "integer", icfg=None) -> dict[str, dict]:
-    """The inputs of every attention op named in `layers` on one real sentence of the trained model (teacher-forced,
-    as `itx sim model` runs it): scores (scale with sqrt(d) folded in), poly b / delta, degree n, mask, and the
-    normalisation's num = P V, P and V's matched scale, F; checked against what the model computed (its `.poly`
-    probabilities and `.context` output), so a capture that drifted from golden.attention fails here."""
-    from golden.attention import fixed_point_bits
-    from golden.int_model import IntTransformer
-    from golden.model import model_dir
-    from sim.model_run import sentence_ids
-
-    class Recorder(IntTransformer):
-        def __init__(self, *args, **kwargs):
-            self.seen: dict[str, dict] = {}
-            super().__init__(*args, **kwargs, hook=self._hook)
-
-        def _hook(self, name, x):
-            op, _, what = name.rpartition(".")
-            if op in layers and what in ("scores", "poly", "context"):
-                self.seen.setdefault(op, {})[what] = x
-
-        def matmul(self, name, a, b, b_f32=None):
-            out = super().matmul(name, a, b, b_f32)
-            op, _, what = name.rpartition(".")
-            if op in layers and what == "context":
-                self.seen.setdefault(op, {}).update(p=a, v_scale=b.scale, num=out)
-            return out
-
-        def poly_attention(self, name, q, kt, v, mask, *f32):
-            if name in layers:
-                self.seen.setdefault(name, {})["mask"] = None if mask is None else \
-                    np.broadcast_to(mask, q.shape[:-1] + kt.shape[-1:])
-            return super().poly_attention(name, q, kt, v, mask, *f32)
-
-    src, tgt_in = sentence_ids(sentence, pair)
-    m = Recorder.from_dir(model_dir(model), icfg)
-    m.logits(np.array([src]), np.array([tgt_in]))
-    c, out = m.icfg, {}
-    for name in layers:
-        rec = m.seen.get(name)
-        if not rec or "num" not in rec:
-            raise ValueError(f"sentence {sentence}: attention op {name!r} not run (known: {sorted(m.seen)})")
-        rec.update(b=m.q[f"{name}.poly_b"], delta=m.q[f"{name}.poly_delta"], n=m.cfg.poly_n,
-                   f=fixed_point_bits(c.attn_division, c.attn_frac_bits))
-        p = rescale(poly(match_along(rec["scores"], -1, c.match, c.rounding), rec["b"], rec["delta"], rec["n"], c.bits,
-                         rec["mask"], c.match, c.rounding, c.rescale, c.acc_bits, c.overflow), c.bits, "row",
-                    c.rescale, None, c.rounding)
-        if not np.array_equal(p.values, rec["poly"].values):
-            raise AssertionError(f"{name}: golden.attention.poly of the captured scores differs from the model's P")
-        ctx = attention_output(rec["num"], rec["p"], rec["v_scale"], rec["f"], c.bits, c.rescale, c.rounding,
-                               c.acc_bits, c.overflow)
-        if not np.array_equal(ctx.values, rec["context"].values):
-            raise AssertionError(f"{name}: golden.attention.attention_output of the capture differs from the model's")
-        out[name] = rec
-    return out
+def attention_ops(path, ops: tuple[str, ...], icfg: IntConfig) -> Path:
+    """The attention modules `ops` (e.g. enc.0.self_attn) of golden's captured sentence (golden.capture.write_ops'
+    npz at `path`, captured with icfg): each must have its <op>.poly and <op>.context records, and golden.attention's
+    poly / attention_output of the captured inputs must give the model's own P and context, so a capture that
+    drifted from golden.attention fails here. Returns `path` for the cocotb process (tb_poly / tb_attn_norm)."""
+    data, c = np.load(path), icfg
+    for op in ops:
+        if f"{op}.poly/kind" not in data or f"{op}.context/kind" not in data:
+            raise ValueError(f"{path}: attention op {op!r} not captured (ops: {', '.join(map(str, data['ops']))})")
+        t = {k: captured(data, f"{op}.poly", k, b) for k, b in (("scores", c.acc_bits), ("b", c.param_bits),
+                                                                 ("delta", c.param_bits), ("out", c.bits))}
+        p = rescale(poly(match_along(t["scores"], -1, c.match, c.rounding), t["b"], t["delta"],
+                         int(data[f"{op}.poly/n"]), c.bits, data[f"{op}.poly/mask"], c.match, c.rounding, c.rescale,
+                         c.acc_bits, c.overflow), c.bits, "row", c.rescale, None, c.rounding)
+        if not np.array_equal(p.values, t["out"].values):
+            raise AssertionError(f"{op}: golden.attention.poly of the captured scores differs from the model's P")
+        n = {k: captured(data, f"{op}.context", k, b) for k, b in (("num", c.acc_bits), ("p", c.bits),
+                                                                    ("out", c.bits))}
+        ctx = attention_output(n["num"], n["p"], data[f"{op}.context/v_scale"], int(data[f"{op}.context/f"]), c.bits,
+                               c.rescale, c.rounding, c.acc_bits, c.overflow)
+        if not np.array_equal(ctx.values, n["out"].values):
+            raise AssertionError(f"{op}: golden.attention.attention_output of the capture differs from the model's")
+    return Path(path)
 
 
-def capture_file(sentence: int = 0, ops: tuple[str, ...] = ("enc.0.self_attn", "dec.0.self_attn"),
-                 model: str = "integer") -> "Path":
-    """capture_attention's tensors as one npz for a cocotb process (<op>/<tensor>.values / .scale, mask, v_scale, f),
-    cached in sim_build/capture/ under a hash of the model's weights, golden's sources and this file (a change to
-    any of them captures again)."""
-    import hashlib
-    from pathlib import Path
-
-    from golden.config import ROOT
-    from golden.model import model_dir
-    from sim.rtl import SIM_BUILD
-
-    h = hashlib.sha256(repr((sentence, ops, model)).encode())
-    for path in [Path(model_dir(model)) / "weights.npz", *sorted((ROOT / "golden").glob("*.py")), Path(__file__)]:
-        h.update(path.read_bytes())
-    out = SIM_BUILD / "capture" / f"attention-sentence{sentence}-{h.hexdigest()[:16]}.npz"
-    if out.is_file():
-        return out
-    arrays = {}
-    for op, rec in capture_attention(sentence, ops, model=model).items():
-        for t in ("scores", "b", "delta", "p", "num"):
-            arrays[f"{op}/{t}.values"], arrays[f"{op}/{t}.scale"] = rec[t].values, rec[t].scale
-        arrays[f"{op}/mask"] = np.ones(rec["scores"].shape, bool) if rec["mask"] is None else rec["mask"]
-        arrays[f"{op}/v_scale"], arrays[f"{op}/f"] = rec["v_scale"], np.int64(rec["f"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(out)
-    return out
+def captured(data, op: str, tensor: str, bits: int) -> QTensor:
+    """A QTensor of golden.capture.ops_arrays' npz, checked to fit `bits`."""
+    return QTensor(data[f"{op}/{tensor}.values"], data[f"{op}/{tensor}.scale"], bits)

@@ -1,5 +1,5 @@
-"""cocotb pieces of the row-unit testbenches (sim/tb_residual.py, sim/tb_layernorm.py), each one job: a driver of
-input beats (dicts of port values) with seeded random stalls, an input monitor that hands every accepted beat to the
+"""cocotb pieces of the row-unit testbenches (sim/tb_residual.py, sim/tb_layernorm.py), each one job: the unit
+benches' driver (sim.unit_bench.Driver: seeded random stalls), an input monitor that hands every accepted beat to the
 model, an output monitor driving out_ready with seeded back-pressure, and an in-order row checker whose mismatch
 names row, lane, input, expected and got. Stall runs are recorded for the coverage bins."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 
 from sim.stream import pack, unpack
+from sim.unit_bench import Driver, pulse_reset, start_clock_and_reset
 
 
 def lanes_word(values, lanes: int, bits: int, rng: random.Random | None = None) -> int:
@@ -22,31 +23,6 @@ def lanes_word(values, lanes: int, bits: int, rng: random.Random | None = None) 
 def row_beats(values: np.ndarray, lanes: int) -> list[np.ndarray]:
     """The beats of a row: LANES elements each, the last one short."""
     return [values[i:i + lanes] for i in range(0, len(values), lanes)]
-
-
-class Driver:
-    """Presents beats in order, holding each until accepted; idle cycles with probability p_stall."""
-
-    def __init__(self, dut, rng: random.Random, p_stall: float):
-        self.dut, self.rng, self.p_stall = dut, rng, p_stall
-        self.stalls: list[int] = []      # lengths of idle runs before a beat (coverage)
-
-    async def run(self, beats: list[dict[str, int]]) -> None:
-        dut = self.dut
-        for beat in beats:
-            idle = 0
-            while self.rng.random() < self.p_stall:
-                dut.in_valid.value = 0
-                idle += 1
-                await RisingEdge(dut.clk)
-            self.stalls.append(idle)
-            for port, value in beat.items():
-                getattr(dut, port).value = value
-            dut.in_valid.value = 1
-            await RisingEdge(dut.clk)
-            while not dut.in_ready.value:
-                await RisingEdge(dut.clk)
-        dut.in_valid.value = 0
 
 
 class InputMonitor:
@@ -155,23 +131,21 @@ class RowBench:
 
     async def start(self) -> None:
         from cocotb import start_soon
-        from cocotb.clock import Clock
 
         dut = self.dut
-        start_soon(Clock(dut.clk, 10, unit="ns").start())
-        dut.in_valid.value = 0
-        dut.out_ready.value = 0
-        await self.reset()
+        await start_clock_and_reset(dut)
+        self.clear()
         self.monitor = InputMonitor(dut, self.ports, self._accepted)
         self.out = OutputMonitor(dut, self.rng, self.p_out, self.lanes, self.out_bits, self.checker.check)
         start_soon(self.monitor.run())
         start_soon(self.out.run())
 
     async def reset(self, cycles: int = 2) -> None:
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+        await pulse_reset(self.dut, cycles)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the rows in flight (after a reset)."""
         self.part = []
         self.meta.clear()
         self.checker.clear()

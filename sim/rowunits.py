@@ -4,8 +4,6 @@ part of the integer data path), the knob values each unit implements, and the ou
 reports. Expected values always come from golden (golden.ops.add + rescale, golden.layernorm.l1_layernorm)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -64,59 +62,32 @@ def output_scale(s, m: int, sh: int) -> np.float32:
     return np.float32(np.ldexp(np.float64(s) * m, -sh))
 
 
-def _per_row(t) -> tuple[np.ndarray, np.ndarray]:
-    """(values [rows, n], scales [rows]) of a QTensor with one scale per row."""
-    n = t.shape[-1]
-    if t.scale.shape[-1] != 1:
-        raise ValueError(f"row units take one scale per row, got scale shape {t.scale.shape}")
-    return t.values.reshape(-1, n), np.broadcast_to(t.scale, t.shape[:-1] + (1,)).reshape(-1)
+def _per_row(values: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values [rows, n], scales [rows]) of a tensor with one scale per row."""
+    n = values.shape[-1]
+    if scale.shape[-1] != 1:
+        raise ValueError(f"row units take one scale per row, got scale shape {scale.shape}")
+    return values.reshape(-1, n), np.broadcast_to(scale, values.shape[:-1] + (1,)).reshape(-1)
 
 
-def sentence_row_ops(sentence: int = 0, model: str = "integer") -> Path:
-    """capture_row_ops of a test sentence, cached in sim_build/rowops/ under the model weights' hash (the golden model
-    takes ~15 s)."""
-    import hashlib
-
-    from golden.model import model_dir
-    from sim.rtl import SIM_BUILD
-
-    digest = hashlib.sha256((model_dir(model) / "weights.npz").read_bytes()).hexdigest()[:12]
-    path = SIM_BUILD / "rowops" / f"sentence{sentence}-{model}-{digest}.npz"
-    return path if path.is_file() else capture_row_ops(path, sentence, model=model)
-
-
-def capture_row_ops(out: Path, sentence: int = 0, pair: str = "en-de", model: str = "integer") -> Path:
-    """The inputs of every residual add and L1 LayerNorm of a real sentence (teacher-forced, default IntConfig) as
-    out (npz): for residual `name`: name.x, name.sx, name.z, name.sz (rows, per-row scales); for LayerNorm:
-    name.x, name.sx, name.g, name.gs, name.b, name.bs; "residual" and "norm": the names in order, as JSON."""
-    from golden.int_model import IntTransformer
-    from golden.model import model_dir
-    from sim.model_run import sentence_ids
-
-    arrays: dict[str, np.ndarray] = {}
-    names: dict[str, list[str]] = {"residual": [], "norm": []}
-
-    class Recorder(IntTransformer):
-        def residual(self, name, x, y):
-            if self.icfg.is_int("res", name):
-                names["residual"].append(name)
-                (arrays[f"{name}.x"], arrays[f"{name}.sx"]), (arrays[f"{name}.z"], arrays[f"{name}.sz"]) = \
-                    _per_row(x), _per_row(y)
-            return super().residual(name, x, y)
-
-        def norm(self, name, x):
-            if self.icfg.is_int("ln", name):
-                names["norm"].append(name)
-                arrays[f"{name}.x"], arrays[f"{name}.sx"] = _per_row(x)
-                for k in "gb":
-                    p = self.q[f"{name}.{k}"]
-                    arrays[f"{name}.{k}"], arrays[f"{name}.{k}s"] = p.values.reshape(-1), p.scale.reshape(())
-            return super().norm(name, x)
-
-    src, tgt_in = sentence_ids(sentence, pair)
-    Recorder.from_dir(model_dir(model)).logits(np.array([src]), np.array([tgt_in]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, residual=json.dumps(names["residual"]), norm=json.dumps(names["norm"]), **arrays)
+def captured_rows(data, kind: str) -> dict[str, dict[str, np.ndarray]]:
+    """The ops of `kind` ("residual" / "layernorm") in golden.capture.ops_arrays' npz, in the model's order, as the
+    row units take them: residual x, sx, z, sz (rows and per-row scales of both addends); LayerNorm x, sx and the
+    layer's g, gs, b, bs (flat values, one scale)."""
+    out = {}
+    for op in map(str, data["ops"]):
+        if str(data[f"{op}/kind"]) != kind:
+            continue
+        (x, sx), rec = _per_row(data[f"{op}/x.values"], data[f"{op}/x.scale"]), {}
+        if kind == "residual":
+            z, sz = _per_row(data[f"{op}/y.values"], data[f"{op}/y.scale"])
+            rec = {"z": z, "sz": sz}
+        else:
+            for k in "gb":
+                rec[k], rec[f"{k}s"] = data[f"{op}/{k}.values"].reshape(-1), data[f"{op}/{k}.scale"].reshape(())
+        out[op] = {"x": x, "sx": sx, **rec}
+    if not out:
+        raise ValueError(f"the capture holds no {kind} op")
     return out
 
 
@@ -141,21 +112,3 @@ def layernorm_cycles(n: int, lanes: int, acc_bits: int, max_n: int, paper: bool,
     b, numw = _beats(n, lanes), acc_bits + max_n.bit_length() + 16
     interval = b * (numw + 5) + acc_bits + 3 + (acc_bits + 2 if paper else 0)
     return interval + b + 2 + (acc_bits + 32 if divides else 0), interval
-
-
-def run_unit(top: str, lanes: int, cfg: HwConfig, p_stall: float, tb_config: dict, max_n: int = 256) -> Path:
-    """Build `top` (itx_residual / itx_layernorm) at cfg's widths and run its cocotb testbench sim/tb_<unit>.py with
-    back-pressure p_stall on both sides; coverage into sim_build/coverage/<unit>-<config>/ and the merged summary.
-    Returns the coverage directory; fails on any failed test."""
-    from sim.coverage import summarize
-    from sim.rtl import SIM_BUILD
-    from sim.runner import run_cocotb
-
-    unit = top.removeprefix("itx_")
-    cov = SIM_BUILD / "coverage" / f"{unit}-l{lanes}-i{cfg.in_bits}-a{cfg.acc_bits}-{cfg.overflow}"
-    tb = {"seed": lanes, "p_in": p_stall, "p_out": p_stall, "coverage": str(cov), **tb_config}
-    run_cocotb(f"tb_{unit}", unit_parameters(top, cfg, lanes, max_n), tb, top=top, seed=tb["seed"])
-    if not (cov / f"{unit}.yml").is_file():
-        raise AssertionError(f"{top}: the testbench wrote no coverage report in {cov}")
-    summarize(cov.parent, unit)
-    return cov

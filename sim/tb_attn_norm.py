@@ -15,12 +15,13 @@ from cocotb_coverage.coverage import CoverPoint, coverage_section
 from golden.config import to_accumulator
 from golden.qtensor import QTensor
 from golden.rounding import ROUNDINGS, round_div_or_zero
-from sim.poly import RTL_RESCALE_MODES, NormVectors, norm_vectors
+from sim.coverage import write_coverage
+from sim.poly import RTL_RESCALE_MODES, NormVectors, captured, norm_vectors
 from golden.requant import STAGE_MODES
 from sim.requant import rounding_code, stage_code
 from sim.stream import pack, unpack
-from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, captured, check_rows,
-                            export_coverage, headroom, run_length, run_stream, stall_points)
+from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, check_rows,
+                            headroom, run_length, run_stream, stall_points)
 
 NORM_COVER = coverage_section(
     *stall_points("norm"),
@@ -141,7 +142,7 @@ async def random_rows(dut):
         n += await tb.check(tb.vectors(p, num, f, rescale, rounding),
                             f"norm F={f} {rescale} {rounding} (run {k}, Tk {tk}, dv {dv})")
     dut._log.info("random_rows: %d values bit-exact", n)
-    export_coverage("norm")
+    write_coverage("norm", CFG)
 
 
 @cocotb.test()
@@ -158,25 +159,23 @@ async def long_row(dut):
     for rounding in ROUNDINGS:
         n += await tb.check(tb.vectors(p, num, 8, "dyadic", rounding), f"norm long row {rounding}", 0.1, 0.1)
     dut._log.info("long_row: %d values bit-exact", n)
-    export_coverage("norm")
+    write_coverage("norm", CFG)
 
 
-@cocotb.test()
+@cocotb.test(skip="capture" not in CFG)
 async def real_sentence(dut):
-    """The normalisation of the attention ops of a real sentence (sim.poly.capture_attention, default knobs)."""
-    if not CFG.get("capture"):
-        dut._log.info("real_sentence: no capture configured for this build")
-        return
+    """The normalisation of the attention ops of a real sentence (golden.capture, default knobs)."""
     tb = NormBench(dut)
     await tb.start()
     data, n = np.load(CFG["capture"]), 0
     for op in CFG["capture_ops"]:
-        v = norm_vectors(captured(data, op, "num", tb.acc), captured(data, op, "p", tb.in_bits),
-                         data[f"{op}/v_scale"], int(data[f"{op}/f"]), tb.out, "dyadic", "half_away", tb.acc,
+        rec = f"{op}.context"
+        v = norm_vectors(captured(data, rec, "num", tb.acc), captured(data, rec, "p", tb.in_bits),
+                         data[f"{rec}/v_scale"], int(data[f"{rec}/f"]), tb.out, "dyadic", "half_away", tb.acc,
                          tb.overflow)
         n += await tb.check(v, f"norm {op} (sentence {CFG['sentence']})")
     dut._log.info("real_sentence: %d values bit-exact", n)
-    export_coverage("norm")
+    write_coverage("norm", CFG)
 
 
 @cocotb.test()
@@ -200,7 +199,7 @@ async def reset_mid_stream(dut):
     sample({"reset": True})
     n = await tb.check(v, "norm after reset")
     dut._log.info("reset_mid_stream: %d values bit-exact", n)
-    export_coverage("norm")
+    write_coverage("norm", CFG)
 
 
 @cocotb.test()
@@ -243,4 +242,4 @@ async def directed_waits(dut):
     n = check_rows("norm directed waits", want[order], np.array([unpack(w, tb.lanes, tb.out) for w in out]),
                    rows[order])
     dut._log.info("directed_waits: %d values bit-exact, waits %s", n, got)
-    export_coverage("norm")
+    write_coverage("norm", CFG)

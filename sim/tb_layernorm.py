@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb_coverage.coverage import CoverPoint, coverage_db
+from cocotb_coverage.coverage import CoverPoint
 
 from golden.config import to_accumulator
 from golden.layernorm import l1_layernorm
@@ -22,7 +21,7 @@ from golden.rounding import ROUNDINGS, round_div, round_div_or_zero
 from sim.coverage import division_tie, headroom_bins, stall_bin, write_coverage
 from sim.requant import rounding_code
 from sim.rowbench import RowBench, lanes_word, measure_cycles
-from sim.rowunits import KNOBS, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
+from sim.rowunits import KNOBS, captured_rows, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
 from sim.stream import unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
@@ -223,13 +222,12 @@ async def reset_mid_stream(dut):
     await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
 
 
-@cocotb.test(skip="real" not in CFG)
+@cocotb.test(skip="capture" not in CFG)
 async def real_sentence(dut):
     """IntTransformer.norm's inputs of a real sentence (rows of x, the layer's g and b), default knobs."""
-    data = np.load(CFG["real"])
-    names = json.loads(str(data["norm"]))[:CFG.get("real_ops", 99)]
-    rows = [Row(x, data[f"{k}.g"], data[f"{k}.gs"], data[f"{k}.b"], data[f"{k}.bs"], tag=f"{k} row {i}")
-            for k in names for i, x in enumerate(data[f"{k}.x"][:CFG.get("real_rows", 99)])]
+    ops = list(captured_rows(np.load(CFG["capture"]), "layernorm").items())[:CFG.get("real_ops", 99)]
+    rows = [Row(x, r["g"], r["gs"], r["b"], r["bs"], tag=f"{k} row {i}")
+            for k, r in ops for i, x in enumerate(r["x"][:CFG.get("real_rows", 99)])]
     await LayerNormBench(dut).test(rows, "real_sentence")
 
 
@@ -254,4 +252,4 @@ async def cycles(dut):
 @cocotb.test()
 async def coverage_report(dut):
     """Writes the coverage of the tests above (runs last)."""
-    write_coverage(coverage_db, "layernorm", Path(CFG["coverage"]))
+    write_coverage("layernorm", CFG)

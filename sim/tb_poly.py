@@ -14,11 +14,12 @@ from cocotb_coverage.coverage import CoverPoint, coverage_section
 from golden.qtensor import QTensor
 from golden.rounding import ROUNDINGS
 from golden.tflite import TFLITE_MODES
-from sim.poly import RTL_RESCALE_MODES, PolyVectors, poly_vectors
+from sim.coverage import write_coverage
+from sim.poly import RTL_RESCALE_MODES, PolyVectors, captured, poly_vectors
 from golden.requant import STAGE_MODES
 from sim.requant import rounding_code, stage_code
 from sim.stream import pack
-from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, captured, export_coverage,
+from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact,
                             headroom, is_tie, run_stream, stall_points)
 
 STAGES = ("M1", "M2", "R", "M4")
@@ -165,7 +166,7 @@ async def random_rows(dut):
         v = tb.vectors(scores, keep, tb.param(heads, False), tb.param(heads, False), match, rescale, rounding)
         n += await tb.check(v, f"poly {match}/{rescale} {rounding} (run {k}, Tk {tk})")
     dut._log.info("random_rows: %d values bit-exact", n)
-    export_coverage("poly")
+    write_coverage("poly", CFG)
 
 
 @cocotb.test()
@@ -193,24 +194,21 @@ async def ties(dut):
         v = tb.vectors(QTensor(x, np.float32(1), tb.acc), None, zero_b, tb.param(2, False), mode, mode, "half_away")
         n += await tb.check(v, f"poly Eq. 10 ties {mode}")
     dut._log.info("ties: %d values bit-exact", n)
-    export_coverage("poly")
+    write_coverage("poly", CFG)
 
 
-@cocotb.test()
+@cocotb.test(skip="capture" not in CFG)
 async def real_sentence(dut):
-    """The attention ops of a real sentence of the trained model (sim.poly.capture_attention, default knobs)."""
-    if not CFG.get("capture"):
-        dut._log.info("real_sentence: no capture configured for this build")
-        return
+    """The attention ops of a real sentence of the trained model (golden.capture, default knobs)."""
     tb = PolyBench(dut)
     await tb.start()
     data, n = np.load(CFG["capture"]), 0
     for op in CFG["capture_ops"]:
-        v = tb.vectors(captured(data, op, "scores", tb.acc), data[f"{op}/mask"], captured(data, op, "b", 16),
-                       captured(data, op, "delta", 16), "dyadic", "dyadic", "half_away")
+        t = {k: captured(data, f"{op}.poly", k, b) for k, b in (("scores", tb.acc), ("b", 16), ("delta", 16))}
+        v = tb.vectors(t["scores"], data[f"{op}.poly/mask"], t["b"], t["delta"], "dyadic", "dyadic", "half_away")
         n += await tb.check(v, f"poly {op} (sentence {CFG['sentence']})")
     dut._log.info("real_sentence: %d values bit-exact", n)
-    export_coverage("poly")
+    write_coverage("poly", CFG)
 
 
 @cocotb.test()
@@ -233,4 +231,4 @@ async def reset_mid_stream(dut):
     sample({"reset": True})
     n = await tb.check(v, "poly after reset")
     dut._log.info("reset_mid_stream: %d values bit-exact", n)
-    export_coverage("poly")
+    write_coverage("poly", CFG)

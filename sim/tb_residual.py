@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb_coverage.coverage import CoverPoint, coverage_db
+from cocotb_coverage.coverage import CoverPoint
 
 from golden.ops import add
 from golden.qtensor import QTensor
@@ -21,7 +20,7 @@ from golden.quant import rescale
 from golden.rounding import ROUNDINGS
 from sim.requant import rounding_code
 from sim.rowbench import RowBench, lanes_word, measure_cycles
-from sim.rowunits import KNOBS, match_factor, output_scale, residual_cycles
+from sim.rowunits import KNOBS, captured_rows, match_factor, output_scale, residual_cycles
 from sim.stream import unpack
 from sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
 
@@ -181,13 +180,12 @@ async def reset_mid_stream(dut):
     await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
 
 
-@cocotb.test(skip="real" not in CFG)
+@cocotb.test(skip="capture" not in CFG)
 async def real_sentence(dut):
     """IntTransformer.residual's inputs of a real sentence (rows of (x, s_x), (z, s_z)), default knobs."""
-    data = np.load(CFG["real"])
-    rows = [Row(x, sx, z, sz, "half_away", "dyadic", f"{name} row {i}") for name in json.loads(str(data["residual"]))
-            for i, (x, sx, z, sz) in enumerate(zip(data[f"{name}.x"], data[f"{name}.sx"], data[f"{name}.z"],
-                                                     data[f"{name}.sz"]))]
+    rows = [Row(x, sx, z, sz, "half_away", "dyadic", f"{name} row {i}")
+            for name, r in captured_rows(np.load(CFG["capture"]), "residual").items()
+            for i, (x, sx, z, sz) in enumerate(zip(r["x"], r["sx"], r["z"], r["sz"]))]
     await ResidualBench(dut).test(rows, "real_sentence")
 
 
@@ -210,4 +208,4 @@ async def cycles(dut):
 @cocotb.test()
 async def coverage_report(dut):
     """Writes the coverage of the tests above (runs last)."""
-    write_coverage(coverage_db, "residual", Path(CFG["coverage"]))
+    write_coverage("residual", CFG)

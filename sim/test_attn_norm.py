@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from golden.capture import sentence_ops
 from golden.config import load_hw_config
+from golden.int_config import IntConfig
+from golden.model import model_dir
+from itx.options import sentence_ids
 from sim.coverage import assert_covered, build_name, run_unit
-from sim.poly import capture_file, norm_parameters
+from sim.poly import attention_ops, norm_parameters
+from sim.rtl import SIM_BUILD
 from sim.runner import simulator_available
 
 CFG = load_hw_config()
@@ -24,7 +29,9 @@ KNOWN_HOLES: dict[str, set[str]] = {}
 
 @pytest.fixture(scope="module")
 def sentence0():
-    return capture_file(0, OPS)
+    """The attention ops of test sentence 0 (en-de) as golden captured them, checked against golden.attention."""
+    ops = sentence_ops(model_dir("integer"), IntConfig(), *sentence_ids("test", "en-de", 0), SIM_BUILD / "capture")
+    return attention_ops(ops, OPS, IntConfig())
 
 
 @pytest.mark.parametrize("lanes,acc_bits,overflow,bits,p_stall,real", CASES)

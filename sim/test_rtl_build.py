@@ -19,7 +19,7 @@ CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
 REQUANT_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_requant", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
                                                 "itx_round", "itx_divider")]
-STAGE_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_to_acc", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
+STAGE_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_acc_reduce", "itx_dyadic_mode", "itx_dyadic", "itx_round_shift",
                                                "itx_round")]
 ROW_RTL = [str(HW_DIR / f"{m}.v") for m in ("itx_row_rescale", "itx_acc_reduce", "itx_divider", "itx_dyadic",
                                             "itx_round_shift", "itx_round")]

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 from cocotb.triggers import RisingEdge
-from cocotb_coverage.coverage import CoverPoint, coverage_db
+from cocotb_coverage.coverage import CoverPoint
 
 from golden.errors import Mismatch
 
@@ -73,35 +72,43 @@ class UnitBench:
         self.np_rng = np.random.default_rng(CFG["seed"])
 
     async def start(self) -> None:
-        import cocotb
-        from cocotb.clock import Clock
+        await start_clock_and_reset(self.dut)
 
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
-        self.dut.in_valid.value = 0
-        self.dut.out_ready.value = 0
-        await self.reset()
-
-    async def reset(self) -> None:
-        self.dut.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+    async def reset(self, cycles: int = 2) -> None:
+        await pulse_reset(self.dut, cycles)
 
 
-def captured(data, op: str, tensor: str, bits: int):
-    """A QTensor of sim.poly.capture_file's npz."""
-    from golden.qtensor import QTensor
+async def start_clock_and_reset(dut) -> None:
+    """A 10 ns clock, valid and ready low, then a synchronous reset (every unit bench's start)."""
+    import cocotb
+    from cocotb.clock import Clock
 
-    return QTensor(data[f"{op}/{tensor}.values"], data[f"{op}/{tensor}.scale"], bits)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.in_valid.value = 0
+    dut.out_ready.value = 0
+    await pulse_reset(dut)
+
+
+async def pulse_reset(dut, cycles: int = 2) -> None:
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
 
 
 class Driver:
-    """Presents beats (dicts port -> value) one at a time, idles with probability p_idle before each (seeded), holds
-    valid until accepted; records (index, idle run, cycles waited for in_ready) of every accepted beat."""
+    """The one input driver of the unit benches: presents beats (dicts port -> value) one at a time, idles with
+    probability p_idle before each (seeded), holds valid until accepted; records (index, idle run, cycles waited for
+    in_ready) of every accepted beat."""
 
     def __init__(self, dut, rng: random.Random, p_idle: float):
         self.dut, self.rng, self.p_idle = dut, rng, p_idle
         self.accepted: list[tuple[int, int, int]] = []
+
+    @property
+    def stalls(self) -> list[int]:
+        """The idle run before each accepted beat (coverage)."""
+        return [idle for _, idle, _ in self.accepted]
 
     async def run(self, beats: list[dict]) -> None:
         dut = self.dut
@@ -154,14 +161,6 @@ def check_rows(what: str, want: np.ndarray, got: np.ndarray, rows: np.ndarray) -
         raise Mismatch(f"{what}: beat {i} (row {int(rows[i])}) lane {j}: expected {int(want[i, j])}, got "
                        f"{int(got[i, j])} [{len(bad)} of {want.size} values differ]")
     return want.size
-
-
-def export_coverage(unit: str) -> Path:
-    """Write this build's coverage (every test of the cocotb run so far) to sim_build/coverage/<unit>-<build>.yml."""
-    out = Path(CFG["coverage_dir"]) / f"{unit}-{CFG['build']}.yml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    coverage_db.export_to_yaml(str(out))
-    return out
 
 
 async def run_stream(dut, rng: random.Random, beats: list[dict], want: np.ndarray, rows: np.ndarray, lanes: int,
