@@ -1,4 +1,4 @@
-"""pytest-xdist (`-n auto`): each worker builds and simulates in its own sim_build/<worker>/ (sim.rtl.SIM_BUILD),
+"""pytest-xdist (`-n auto`): each worker builds and simulates in its own sim_build/<worker>/ (itx.sim.rtl.SIM_BUILD),
 so no two processes compile into, run from or write results beside the same build."""
 import os
 from pathlib import Path

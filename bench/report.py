@@ -7,7 +7,7 @@ from __future__ import annotations
 from argparse import ArgumentParser
 import time
 
-from bench.gemm import median_times
+from itx.bench.gemm import median_times
 
 POINTS = ({}, {"bits": 6}, {"acc_bits": 28}, {"acc_bits": 20})   # IntConfig knobs of the timed sp points
 

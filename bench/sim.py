@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.config import MAX_ARRAY_DIM, load_hw_config
-from golden.vectors import read_hex, read_manifest, write_manifest
+from itx.golden.config import MAX_ARRAY_DIM, load_hw_config
+from itx.golden.vectors import read_hex, read_manifest, write_manifest
 from itx.errors import ArgumentParser, int_in, int_tuples
-from sim.model_run import LayerBench
-from sim.runner import SIMULATORS, MemBench, beat_counts, simulator_available
+from itx.sim.model_run import LayerBench
+from itx.sim.runner import SIMULATORS, MemBench, beat_counts, simulator_available
 
 
 def _cpu() -> float:

@@ -87,9 +87,9 @@ _PEAKS: list[AccumulatorPeak] = []   # the recording AccumulatorPeaks (usually n
 @contextmanager
 def accumulator_peak():
     """Record, within the block, every exact value that enters an accumulator reduction (to_accumulator, and
-    golden.gemm's sums or, for "saturate", the bound of its partial sums). Every such op reduces at any width >= the
+    itx.golden.gemm's sums or, for "saturate", the bound of its partial sums). Every such op reduces at any width >= the
     yielded peak's bits exactly as at 32 bits, where nothing is reduced: so a computation (all of whose data-path
-    ops go through these reductions, i.e. without golden.kernels) whose peak is <= w gives bit-identical results with
+    ops go through these reductions, i.e. without itx.golden.kernels) whose peak is <= w gives bit-identical results with
     acc_bits = w, every op seeing the same inputs by induction over the ops."""
     peak = AccumulatorPeak()
     _PEAKS.append(peak)

@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from golden.config import OVERFLOW_MODES, RANGES, load_hw_config, note_accumulator, recording
+from itx.golden.config import OVERFLOW_MODES, RANGES, load_hw_config, note_accumulator, recording
 
 _F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32 (24-bit significand)
 _F64_EXACT = 1 << 53
@@ -299,7 +299,7 @@ class _OnnxRuntime:
 
 class _Session:
     """An onnxruntime session and, per thread, its last io_binding (raw pointers: no per-call wrapping or output
-    allocation). Binding costs ~15 us a call here; golden.gemm's scratch buffers rarely move, so most calls re-run
+    allocation). Binding costs ~15 us a call here; itx.golden.gemm's scratch buffers rarely move, so most calls re-run
     the last binding."""
 
     def __init__(self, sess) -> None:
@@ -482,7 +482,7 @@ def gemm(a: np.ndarray, b: np.ndarray, acc_bits: int = 32, overflow: str = "wrap
     out = _library_matmul(a, b, in_bits, prep)
     if out is None:
         out = exact_matmul(a, b, bound_a, bound_b, prep, af, bf)
-    if recording() and out.size:  # golden.config.accumulator_peak: "wrap" reduces the sums, "saturate" every MAC
+    if recording() and out.size:  # itx.golden.config.accumulator_peak: "wrap" reduces the sums, "saturate" every MAC
         bound = a.shape[-1] * bound_a * bound_b
         note_accumulator(*((int(out.min()), int(out.max())) if overflow == "wrap" else (-bound, bound)))
     if a.shape[-1] * bound_a * bound_b < 1 << (acc_bits - 1):  # no partial sum can reach the accumulator limits

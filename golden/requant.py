@@ -1,5 +1,5 @@
 """The golden side of hw/itx_requant.v: per-element factors (dyadic multiplier/shift, matched bias, Eq. 10 divisor
-or multiplier/shift) chosen by golden.quant, and the unit's arithmetic composed from golden.rounding.round_div.
+or multiplier/shift) chosen by itx.golden.quant, and the unit's arithmetic composed from itx.golden.rounding.round_div.
 
 The RTL does the per-element arithmetic; group statistics (max|x| per row, the divisor or multiplier) come from
 here. golden/vectors.py writes these factors as vector files; sim/requant.py holds the unit's parameters and codes."""
@@ -17,7 +17,7 @@ from .tflite import TFLITE_MODES
 
 SH_BITS = 6   # shifts 0..63 cover the dyadic range (golden rounds shifts > 62 to 0 before the RTL sees them)
 # itx_requant's in_mmode / in_rmode codes (index): the arithmetic of a multiplier-shift stage. "dyadic": one rounding
-# by `rounding` (also pow2's shift and the identity); the TFLite modes: golden.tflite with (m, shift) = (mul, 31 - sh)
+# by `rounding` (also pow2's shift and the identity); the TFLite modes: itx.golden.tflite with (m, shift) = (mul, 31 - sh)
 STAGE_MODES = ("dyadic",) + TFLITE_MODES
 
 
@@ -44,7 +44,7 @@ class Factors:
 
 
 def _rescale_part(t: np.ndarray, bits: int, granularity: str, mode: str, block: int | None) -> dict:
-    """Eq. 10's second-stage factors of golden.quant.rescale(mode) for the group sums t, per element."""
+    """Eq. 10's second-stage factors of itx.golden.quant.rescale(mode) for the group sums t, per element."""
     ones, zeros = np.ones(t.shape, np.int64), np.zeros(t.shape, np.int64)
     if mode in TFLITE_MODES:   # TFLite's (multiplier, shift) as the RTL's (rmul, rsh = 31 - shift)
         m, shift = (np.broadcast_to(v, t.shape).astype(np.int64)
@@ -65,7 +65,7 @@ def _rescale_part(t: np.ndarray, bits: int, granularity: str, mode: str, block: 
 
 def rescale_factors(x: np.ndarray, bits: int, granularity: str = "row", mode: str = "paper",
                     block: int | None = None, rounding: str = "half_away") -> Factors:
-    """Eq. 10 alone (golden.quant.rescale): identity matching, then the group divisor."""
+    """Eq. 10 alone (itx.golden.quant.rescale): identity matching, then the group divisor."""
     x = np.asarray(x, dtype=np.int64)
     ones, zeros = np.ones_like(x), np.zeros_like(x)
     return Factors(ones, zeros, zeros, **_rescale_part(x, bits, granularity, mode, block),
@@ -116,7 +116,7 @@ def multiply_shift(x: np.ndarray, m: np.ndarray, sh: np.ndarray, mode: str, roun
     """One itx_dyadic stage for any factors (sh 0..63, |x m| < 2^62): mode "dyadic" round_div(x m, 2^sh); the TFLite
     modes round x m / 2^s1 half up (ties toward +infinity), s1 = sh (tflite_single) or min(sh, 31) (tflite: SRDHM),
     then tflite divides by the remaining 2^(sh - s1) half away (RoundingDivideByPOT). For TFLite factors these are
-    golden.tflite.multiply_by_quantized_multiplier(x, m, 31 - sh) (tested equal)."""
+    itx.golden.tflite.multiply_by_quantized_multiplier(x, m, 31 - sh) (tested equal)."""
     p = x * m
     if mode == "dyadic":
         return round_div(p, np.left_shift(np.int64(1), sh), rounding)

@@ -23,13 +23,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from golden.atomic import check_target, staged_dir
-from golden.config import OVERFLOW_MODES
-from golden.errors import Mismatch, UserError, compare
-from golden.gemm import gemm
-from golden.quant import DYADIC_BITS
-from golden.requant import SH_BITS, STAGE_MODES, Factors, requant_model
-from golden.rounding import ROUNDINGS
+from itx.golden.atomic import check_target, staged_dir
+from itx.golden.config import OVERFLOW_MODES
+from itx.golden.errors import Mismatch, UserError, compare
+from itx.golden.gemm import gemm
+from itx.golden.quant import DYADIC_BITS
+from itx.golden.requant import SH_BITS, STAGE_MODES, Factors, requant_model
+from itx.golden.rounding import ROUNDINGS
 
 FORMAT = "itx-gemm-vectors"
 VERSION = 2     # 2: per-GEMM `requant` entries (were sim/model_run.py's requant.json) and an .npz of every tensor
@@ -45,7 +45,7 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 class VectorGemm(NamedTuple):
     """What write_manifest writes for one GEMM: operands, optionally the accumulator the model computed (checked
-    equal to golden.gemm of the operands) and the re-scaling (factors, expected Y) of a linear layer."""
+    equal to itx.golden.gemm of the operands) and the re-scaling (factors, expected Y) of a linear layer."""
     layer: str
     a: np.ndarray
     b: np.ndarray
@@ -302,7 +302,7 @@ def write_manifest(directory: str | Path, gemms, *, in_bits: int, acc_bits: int,
         for i, g in enumerate(checked):
             c = gemm(g.a, g.b, acc_bits=acc_bits, overflow=overflow, in_bits=in_bits)
             if g.c is not None and not np.array_equal(np.asarray(g.c).reshape(c.shape), c):
-                raise Mismatch(f"{g.layer}: the model's accumulator differs from golden.gemm of its own operands")
+                raise Mismatch(f"{g.layer}: the model's accumulator differs from itx.golden.gemm of its own operands")
             stem = f"{i:04d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', g.layer)}"
             files, sums, tensors = {}, {}, {}
             for which, mat, bits in (("a", g.a, in_bits), ("b", g.b, in_bits), ("c", c, acc_bits)):
@@ -327,7 +327,7 @@ def write_manifest(directory: str | Path, gemms, *, in_bits: int, acc_bits: int,
 
 
 def check_vector_dir(directory: str | Path) -> Path:
-    """Refuse an output directory before long work (see golden.atomic.check_target)."""
+    """Refuse an output directory before long work (see itx.golden.atomic.check_target)."""
     return check_target(directory, MANIFEST, "vector directory")
 
 

@@ -12,20 +12,20 @@ MODELS = ("vanilla", "integer")
 
 
 def _fp32(path: Path, args=None):
-    from golden.model import FP32Transformer
+    from itx.golden.model import FP32Transformer
 
     return FP32Transformer.from_dir(path)
 
 
 def _int8(path: Path, args=None):
-    from golden.int_model import IntTransformer
+    from itx.golden.int_model import IntTransformer
 
     return IntTransformer.from_dir(path, int_config(args))
 
 
 def _qcd(path: Path, args=None):
-    from golden.model import load
-    from golden.qcd_baseline import QCDTransformer
+    from itx.golden.model import load
+    from itx.golden.qcd_baseline import QCDTransformer
 
     icfg = int_config(args)
     return QCDTransformer(*load(path), bits=icfg.bits, bucket=getattr(args, "bucket", 256))
@@ -50,8 +50,8 @@ def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: i
     import sacrebleu
     from tqdm import tqdm
 
-    from golden.int_model import search_view
-    from golden.model import translate
+    from itx.golden.int_model import search_view
+    from itx.golden.model import translate
     from itx import data
 
     rows = data.read_split(split, pair)

@@ -1,5 +1,5 @@
 """Command-line options that several commands take, each defined once: the integer model's knobs (every field of
-golden.int_config.IntConfig, the knobs of golden/SPEC.md's table), the datapath widths (hw/config.toml or
+itx.golden.int_config.IntConfig, the knobs of golden/SPEC.md's table), the datapath widths (hw/config.toml or
 --hw-config, overridable one by one), the array shape, and the corpus sentence a capture is of."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import re
 from dataclasses import fields, replace
 from pathlib import Path
 
-from golden.config import MAX_ARRAY_DIM, OVERFLOW_MODES, HwConfig, load_hw_config
-from golden.errors import UserError
-from golden.int_config import DIVISIONS, GRANULARITIES, MAX_BITS, MIN_BITS, MODULES, IntConfig, parse_modules
-from golden.quant import MATCH_MODES, RESCALE_MODES
-from golden.rounding import ROUNDINGS
+from itx.golden.config import MAX_ARRAY_DIM, OVERFLOW_MODES, HwConfig, load_hw_config
+from itx.golden.errors import UserError
+from itx.golden.int_config import DIVISIONS, GRANULARITIES, MAX_BITS, MIN_BITS, MODULES, IntConfig, parse_modules
+from itx.golden.quant import MATCH_MODES, RESCALE_MODES
+from itx.golden.rounding import ROUNDINGS
 from itx.errors import int_in, nonempty
 
 _DEFAULT = IntConfig()
@@ -153,9 +153,9 @@ def sentence_source(args, icfg: IntConfig) -> dict:
 
 
 def sentence_ids(split: str, pair: str, sentence: int) -> tuple[list[int], list[int]]:
-    """(source ids, target ids incl. EOS) of line `sentence` of the corpus split, as golden.capture.capture takes
+    """(source ids, target ids incl. EOS) of line `sentence` of the corpus split, as itx.golden.capture.capture takes
     them; out of range: one line naming --sentence."""
-    from golden.tokenizer import Tokenizer
+    from itx.golden.tokenizer import Tokenizer
     from itx import data
 
     rows = data.read_split(split, pair)
@@ -168,9 +168,9 @@ def sentence_ids(split: str, pair: str, sentence: int) -> tuple[list[int], list[
 
 def capture_sentence(args, out: str | Path, hw: HwConfig, icfg: IntConfig):
     """Capture the sentence of add_sentence_args in the golden model (FP32 and integer, teacher-forced) and write
-    its vectors into `out` (golden.capture.write); returns (Capture, manifest path)."""
-    from golden import capture
-    from golden.model import load, model_dir
+    its vectors into `out` (itx.golden.capture.write); returns (Capture, manifest path)."""
+    from itx.golden import capture
+    from itx.golden.model import load, model_dir
 
     capture.check_capture(out, icfg, hw)          # before the model runs
     ids = sentence_ids(args.split, args.pair, args.sentence)

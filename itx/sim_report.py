@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from golden.atomic import check_target, staged_files
-from golden.config import ROOT
-from golden.errors import UserError
-from sim.model_run import LayerResult
+from itx.golden.atomic import check_target, staged_files
+from itx.golden.config import ROOT
+from itx.golden.errors import UserError
+from itx.sim.model_run import LayerResult
 
 
 def first_mismatch(r: LayerResult) -> str:

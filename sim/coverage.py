@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from sim.rtl import SIM_BUILD
+from itx.sim.rtl import SIM_BUILD
 
 COVERAGE_DIR = SIM_BUILD / "coverage"
 
 
 def build_name(params: dict[str, int], sim: str = "icarus") -> str:
     """The coverage file's build name: the parameters (prefixed by the simulator unless Icarus)."""
-    from sim.runner import _key
+    from itx.sim.runner import _key
 
     return _key(params) if sim == "icarus" else f"{sim}-{_key(params)}"
 
@@ -26,7 +26,7 @@ def run_unit(sim: str, test_module: str, top: str, params: dict[str, int], tb: d
     (seed, stall probabilities, ...) completed with the build name, the coverage directory and the capture file."""
     import pytest
 
-    from sim.runner import run_cocotb, simulator_available
+    from itx.sim.runner import run_cocotb, simulator_available
 
     reason = simulator_available(sim)
     if reason:

@@ -11,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from golden.config import HwConfig
-from golden.errors import Difference, UserError, compare
-from golden.quant import DYADIC_BITS
-from golden.requant import SH_BITS
-from golden.vectors import FACTOR_FILES, Manifest, read_hex
-from sim.requant import rounding_code, stage_code
-from sim.rtl import rtl_parameters
-from sim.runner import Testbench, beat_counts, gemm_args, memory_size
+from itx.golden.config import HwConfig
+from itx.golden.errors import Difference, UserError, compare
+from itx.golden.quant import DYADIC_BITS
+from itx.golden.requant import SH_BITS
+from itx.golden.vectors import FACTOR_FILES, Manifest, read_hex
+from itx.sim.requant import rounding_code, stage_code
+from itx.sim.rtl import rtl_parameters
+from itx.sim.runner import Testbench, beat_counts, gemm_args, memory_size
 
 LAYER_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_layer.v"
 
@@ -63,7 +63,7 @@ class LayerResult:
     first: dict | None = None         # {"tensor", "index", "expected", "got"}
 
     def found(self, d: Difference | None) -> None:
-        """Record a comparison's first difference (golden.errors.compare)."""
+        """Record a comparison's first difference (itx.golden.errors.compare)."""
         if d is not None:
             self.mismatches, self.first = d.count, {"tensor": d.tensor, "index": list(d.index),
                                                     "expected": d.expected, "got": d.got}

@@ -1,6 +1,6 @@
 """The golden side of hw/itx_poly.v (Eq. 11) and hw/itx_attn_norm.v (Eq. 12's row sum, division and re-scale): per
 row, the scale-matching factors and Eq. 10 factors the units multiply by, read off golden's own intermediate scales
-and row maxima (golden.attention, golden.quant), and the expected outputs from golden.attention.poly and
+and row maxima (itx.golden.attention, itx.golden.quant), and the expected outputs from itx.golden.attention.poly and
 attention_output themselves. The RTL does every per-element step; row statistics and factor selection are here, as
 for itx_requant (sim/requant.py).
 
@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.attention import attention_output, attention_quotient, lift, poly
-from golden.config import to_accumulator
-from golden.int_config import IntConfig
-from golden.ops import absolute, add, power, relu
-from golden.qtensor import QTensor
-from golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_along, match_scales, rescale
-from golden.rounding import check_rounding
-from golden.requant import SH_BITS, STAGE_MODES, rescale_factors
+from itx.golden.attention import attention_output, attention_quotient, lift, poly
+from itx.golden.config import to_accumulator
+from itx.golden.int_config import IntConfig
+from itx.golden.ops import absolute, add, power, relu
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors, match_along, match_scales, rescale
+from itx.golden.rounding import check_rounding
+from itx.golden.requant import SH_BITS, STAGE_MODES, rescale_factors
 
 RTL_RESCALE_MODES = ("pow2", "dyadic") + STAGE_MODES[1:]
-MAX_FRAC_BITS = 16   # golden.attention.fixed_point_bits' range
+MAX_FRAC_BITS = 16   # itx.golden.attention.fixed_point_bits' range
 
 
 def check_knobs(match: str | None, rescale_mode: str, rounding: str) -> None:
@@ -54,14 +54,14 @@ def _row(a: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
 
 
 def _eq10(values: np.ndarray, bits: int, mode: str, rounding: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row Eq. 10 multiplier-shift (rmul, rsh) of golden.quant.rescale(mode) for rows of `values`."""
+    """Per-row Eq. 10 multiplier-shift (rmul, rsh) of itx.golden.quant.rescale(mode) for rows of `values`."""
     f = rescale_factors(values.reshape(-1, values.shape[-1]), bits, "row", mode, rounding=rounding)
     return f.rmul[:, 0].astype(np.int64), f.rsh[:, 0].astype(np.int64)
 
 
 @dataclass(frozen=True)
 class PolyVectors:
-    """Inputs of itx_poly for rows of scores, and golden.attention.poly's values (flat [rows, T] / [rows])."""
+    """Inputs of itx_poly for rows of scores, and itx.golden.attention.poly's values (flat [rows, T] / [rows])."""
     x: np.ndarray
     keep: np.ndarray
     m1: np.ndarray
@@ -121,7 +121,7 @@ def poly_vectors(scores: QTensor, b: QTensor, delta: QTensor, n: int, bits: int,
 @dataclass(frozen=True)
 class NormVectors:
     """Inputs of itx_attn_norm for rows of P (flat [rows, Tk]) and num = P V ([rows, dv]), the per-row Eq. 10
-    factors of the quotient, and golden.attention.attention_output's values."""
+    factors of the quotient, and itx.golden.attention.attention_output's values."""
     p: np.ndarray
     num: np.ndarray
     f: int
@@ -167,10 +167,10 @@ def accumulator_hit(exact: np.ndarray, acc_bits: int) -> np.ndarray:
 
 
 def attention_ops(path, ops: tuple[str, ...], icfg: IntConfig) -> Path:
-    """The attention modules `ops` (e.g. enc.0.self_attn) of golden's captured sentence (golden.capture.write_ops'
-    npz at `path`, captured with icfg): each must have its <op>.poly and <op>.context records, and golden.attention's
+    """The attention modules `ops` (e.g. enc.0.self_attn) of golden's captured sentence (itx.golden.capture.write_ops'
+    npz at `path`, captured with icfg): each must have its <op>.poly and <op>.context records, and itx.golden.attention's
     poly / attention_output of the captured inputs must give the model's own P and context, so a capture that
-    drifted from golden.attention fails here. Returns `path` for the cocotb process (tb_poly / tb_attn_norm)."""
+    drifted from itx.golden.attention fails here. Returns `path` for the cocotb process (tb_poly / tb_attn_norm)."""
     data, c = np.load(path), icfg
     for op in ops:
         if f"{op}.poly/kind" not in data or f"{op}.context/kind" not in data:
@@ -181,16 +181,16 @@ def attention_ops(path, ops: tuple[str, ...], icfg: IntConfig) -> Path:
                          int(data[f"{op}.poly/n"]), c.bits, data[f"{op}.poly/mask"], c.match, c.rounding, c.rescale,
                          c.acc_bits, c.overflow), c.bits, "row", c.rescale, None, c.rounding)
         if not np.array_equal(p.values, t["out"].values):
-            raise AssertionError(f"{op}: golden.attention.poly of the captured scores differs from the model's P")
+            raise AssertionError(f"{op}: itx.golden.attention.poly of the captured scores differs from the model's P")
         n = {k: captured(data, f"{op}.context", k, b) for k, b in (("num", c.acc_bits), ("p", c.bits),
                                                                     ("out", c.bits))}
         ctx = attention_output(n["num"], n["p"], data[f"{op}.context/v_scale"], int(data[f"{op}.context/f"]), c.bits,
                                c.rescale, c.rounding, c.acc_bits, c.overflow)
         if not np.array_equal(ctx.values, n["out"].values):
-            raise AssertionError(f"{op}: golden.attention.attention_output of the capture differs from the model's")
+            raise AssertionError(f"{op}: itx.golden.attention.attention_output of the capture differs from the model's")
     return Path(path)
 
 
 def captured(data, op: str, tensor: str, bits: int) -> QTensor:
-    """A QTensor of golden.capture.ops_arrays' npz, checked to fit `bits`."""
+    """A QTensor of itx.golden.capture.ops_arrays' npz, checked to fit `bits`."""
     return QTensor(data[f"{op}/{tensor}.values"], data[f"{op}/{tensor}.scale"], bits)

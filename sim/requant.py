@@ -2,10 +2,10 @@
 (golden/requant.py)."""
 from __future__ import annotations
 
-from golden.config import HwConfig
-from golden.quant import DYADIC_BITS
-from golden.requant import SH_BITS, STAGE_MODES
-from golden.rounding import ROUNDINGS, check_rounding
+from itx.golden.config import HwConfig
+from itx.golden.quant import DYADIC_BITS
+from itx.golden.requant import SH_BITS, STAGE_MODES
+from itx.golden.rounding import ROUNDINGS, check_rounding
 
 
 def requant_parameters(cfg: HwConfig, lanes: int | None = None) -> dict[str, int]:
@@ -15,12 +15,12 @@ def requant_parameters(cfg: HwConfig, lanes: int | None = None) -> dict[str, int
 
 
 def stage_code(mode: str) -> int:
-    """itx_requant's in_mmode / in_rmode: the index in golden.requant.STAGE_MODES."""
+    """itx_requant's in_mmode / in_rmode: the index in itx.golden.requant.STAGE_MODES."""
     if mode not in STAGE_MODES:
         raise ValueError(f"stage mode must be one of {STAGE_MODES}, got {mode!r}")
     return STAGE_MODES.index(mode)
 
 
 def rounding_code(rounding: str) -> int:
-    """itx_round's RND input: the index in golden.rounding.ROUNDINGS."""
+    """itx_round's RND input: the index in itx.golden.rounding.ROUNDINGS."""
     return ROUNDINGS.index(check_rounding(rounding))

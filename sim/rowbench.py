@@ -1,5 +1,5 @@
 """cocotb pieces of the row-unit testbenches (sim/tb_residual.py, sim/tb_layernorm.py), each one job: the unit
-benches' driver (sim.unit_bench.Driver: seeded random stalls), an input monitor that hands every accepted beat to the
+benches' driver (itx.sim.unit_bench.Driver: seeded random stalls), an input monitor that hands every accepted beat to the
 model, an output monitor driving out_ready with seeded back-pressure, and an in-order row checker whose mismatch
 names row, lane, input, expected and got. Stall runs are recorded for the coverage bins."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections import deque
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from sim.stream import pack, unpack
-from sim.unit_bench import Driver, pulse_reset, start_clock_and_reset
+from itx.sim.stream import pack, unpack
+from itx.sim.unit_bench import Driver, pulse_reset, start_clock_and_reset
 
 
 def lanes_word(values, lanes: int, bits: int, rng: random.Random | None = None) -> int:

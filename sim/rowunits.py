@@ -1,20 +1,20 @@
 """The golden side of the row units hw/itx_residual.v and hw/itx_layernorm.v: their parameters from hw/config.toml,
 the Eq. 8 factors (dyadic multiplier-shifts taken from the float32 scales, like the weights: scale bookkeeping is not
 part of the integer data path), the knob values each unit implements, and the output scale from the factor the unit
-reports. Expected values always come from golden (golden.ops.add + rescale, golden.layernorm.l1_layernorm)."""
+reports. Expected values always come from golden (itx.golden.ops.add + rescale, itx.golden.layernorm.l1_layernorm)."""
 from __future__ import annotations
 
 
 import numpy as np
 
-from golden.config import HwConfig
-from golden.layernorm import C_L1
-from golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors
-from golden.requant import SH_BITS
-from sim.rtl import rtl_module
+from itx.golden.config import HwConfig
+from itx.golden.layernorm import C_L1
+from itx.golden.quant import _MAX_SHIFT, DYADIC_BITS, dyadic_factors
+from itx.golden.requant import SH_BITS
+from itx.sim.rtl import rtl_module
 
 PARAM_BITS = 16        # LayerNorm gain and bias: IntConfig.param_bits' maximum (they enter the accumulator)
-F_MAX = 16             # golden.attention.fixed_point_bits: frac_bits 0..16
+F_MAX = 16             # itx.golden.attention.fixed_point_bits: frac_bits 0..16
 # The knob values the RTL implements (hw/README.md); every other value is refused by golden_knobs.
 KNOBS = {"match": ("dyadic",), "rescale": ("dyadic", "pow2"), "rounding": ("half_away", "half_even", "floor"),
          "overflow": ("wrap", "saturate"), "ln_division": ("paper", "fixed"), "granularity": ("row",)}
@@ -42,7 +42,7 @@ def check_knobs(**knobs: str) -> None:
 
 
 def match_factor(s_from, s_to) -> tuple[int, int]:
-    """Eq. 8's dyadic (m, sh) taking scale s_from to s_to (golden.quant.divide_to): shifts past 62 round every
+    """Eq. 8's dyadic (m, sh) taking scale s_from to s_to (itx.golden.quant.divide_to): shifts past 62 round every
     product to 0 in golden, so they become (0, 0)."""
     m, sh = (int(v) for v in dyadic_factors(np.float32(s_from), np.float32(s_to)))
     return (0, 0) if sh > _MAX_SHIFT else (m, sh)
@@ -58,7 +58,7 @@ def layernorm_factors(g_scale, b_scale, f: int) -> tuple[tuple[int, int], tuple[
 
 
 def output_scale(s, m: int, sh: int) -> np.float32:
-    """The re-scaled row's scale s m / 2^sh (golden.quant.rescale: dyadic, and pow2 with m = 1)."""
+    """The re-scaled row's scale s m / 2^sh (itx.golden.quant.rescale: dyadic, and pow2 with m = 1)."""
     return np.float32(np.ldexp(np.float64(s) * m, -sh))
 
 
@@ -71,7 +71,7 @@ def _per_row(values: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def captured_rows(data, kind: str) -> dict[str, dict[str, np.ndarray]]:
-    """The ops of `kind` ("residual" / "layernorm") in golden.capture.ops_arrays' npz, in the model's order, as the
+    """The ops of `kind` ("residual" / "layernorm") in itx.golden.capture.ops_arrays' npz, in the model's order, as the
     row units take them: residual x, sx, z, sz (rows and per-row scales of both addends); LayerNorm x, sx and the
     layer's g, gs, b, bs (flat values, one scale)."""
     out = {}

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from golden.config import ROOT, HwConfig
+from itx.golden.config import ROOT, HwConfig
 
 HW_DIR = ROOT / "hw"
 # every build and simulation output; ITX_SIM_BUILD moves it (conftest.py gives each pytest-xdist worker its own)

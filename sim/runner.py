@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.config import HwConfig
-from golden.errors import Mismatch
-from golden.vectors import Manifest, read_hex
-from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_module, rtl_parameters
-from sim.scoreboard import check_gemm
+from itx.golden.config import HwConfig
+from itx.golden.errors import Mismatch
+from itx.golden.vectors import Manifest, read_hex
+from itx.sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_module, rtl_parameters
+from itx.sim.scoreboard import check_gemm
 
 HDL = Path(__file__).resolve().parent / "hdl"
 MEM_TB = HDL / "itx_tb_mem.v"
@@ -51,7 +51,7 @@ def beat_lanes(a: np.ndarray, b: np.ndarray, rows: int, cols: int) -> tuple[np.n
     """The one input beat layout of itx_gemm_ctrl: A as (ceil(M/rows) * K) x rows lanes, word tm*K + k holding
     A[tm*rows + r][k] in lane r; B as (ceil(N/cols) * K) x cols lanes, word tn*K + k holding B[k][tn*cols + c] in
     lane c; padding lanes zero. The controller consumes (A word tm*K + k, B word tn*K + k) for tm, tn, k in that
-    nesting order (sim.stream.gemm_beats)."""
+    nesting order (itx.sim.stream.gemm_beats)."""
     (m, k), n = a.shape, b.shape[1]
     mt, nt = -(-m // rows), -(-n // cols)
     ap = np.zeros((mt * rows, k), dtype=np.int64)
@@ -180,7 +180,7 @@ def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: s
                      build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
                      log_file=build_dir / "build.log")
     env = {"ITX_TB": json.dumps({**tb_config, "params": params}), "PYTHONPATH": _pythonpath()}
-    results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=top, testcase=testcase, seed=seed,
+    results = runner.test(test_module=f"itx.sim.{test_module}", hdl_toplevel=top, testcase=testcase, seed=seed,
                           extra_env=env, waves=waves, build_dir=build_dir, test_dir=build_dir,
                           results_xml=str(build_dir / f"results-{testcase or 'all'}.xml"))
     total, failed = get_results(Path(results))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.errors import Mismatch, compare
+from itx.golden.errors import Mismatch, compare
 
 
 def tile_rows(m: int, n: int, rows: int, cols: int) -> list[tuple[int, int, int]]:
@@ -13,7 +13,7 @@ def tile_rows(m: int, n: int, rows: int, cols: int) -> list[tuple[int, int, int]
 
 
 def check_gemm(expected: np.ndarray, got: np.ndarray, rows: int, cols: int, where: str, tensor: str = "C") -> None:
-    """Raise Mismatch (an AssertionError) at the first differing element (zero tolerance, golden.errors.compare),
+    """Raise Mismatch (an AssertionError) at the first differing element (zero tolerance, itx.golden.errors.compare),
     naming its tile, row and column."""
     d = compare(where, tensor, expected, got)
     if d is not None:

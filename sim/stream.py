@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from sim.runner import beat_lanes
+from itx.sim.runner import beat_lanes
 
 
 def pack(values, bits: int) -> int:
@@ -31,7 +31,7 @@ class Beat:
 
 
 def gemm_beats(a: np.ndarray, b: np.ndarray, rows: int, cols: int, bits: int) -> list[Beat]:
-    """Input beats for A @ B in the controller's order (tm-major, tn, k) of sim.runner.beat_lanes' words."""
+    """Input beats for A @ B in the controller's order (tm-major, tn, k) of itx.sim.runner.beat_lanes' words."""
     (m, k), n = a.shape, b.shape[1]
     a_words, b_words = ([pack(lanes, bits) for lanes in w] for w in beat_lanes(a, b, rows, cols))
     return [Beat((m, k, n), a_words[tm * k + kk], b_words[tn * k + kk])

@@ -2,7 +2,7 @@
 
 Per query row: its P beats (the row sum), then its num = P V beats (each divided by the sum, re-scaled), streamed with
 seeded random stalls on both sides; every lane of every output beat is compared bit for bit, in order, with
-golden.attention.attention_output of the rows the DUT accepted (sim.poly.norm_vectors). Coverage (cocotb-coverage):
+itx.golden.attention.attention_output of the rows the DUT accepted (itx.sim.poly.norm_vectors). Coverage (cocotb-coverage):
 row sum positive / zero / negative and its wrap or saturation, quotient wrap or saturation and headroom, division ties
 per rounding, F, Eq. 10 identity or re-scale, stalls."""
 from __future__ import annotations
@@ -12,15 +12,15 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 from cocotb_coverage.coverage import CoverPoint, coverage_section
 
-from golden.config import to_accumulator
-from golden.qtensor import QTensor
-from golden.rounding import ROUNDINGS, round_div_or_zero
-from sim.coverage import write_coverage
-from sim.poly import RTL_RESCALE_MODES, NormVectors, captured, norm_vectors
-from golden.requant import STAGE_MODES
-from sim.requant import rounding_code, stage_code
-from sim.stream import pack, unpack
-from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, check_rows,
+from itx.golden.config import to_accumulator
+from itx.golden.qtensor import QTensor
+from itx.golden.rounding import ROUNDINGS, round_div_or_zero
+from itx.sim.coverage import write_coverage
+from itx.sim.poly import RTL_RESCALE_MODES, NormVectors, captured, norm_vectors
+from itx.golden.requant import STAGE_MODES
+from itx.sim.requant import rounding_code, stage_code
+from itx.sim.stream import pack, unpack
+from itx.sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, check_rows,
                             headroom, run_length, run_stream, stall_points)
 
 NORM_COVER = coverage_section(
@@ -164,7 +164,7 @@ async def long_row(dut):
 
 @cocotb.test(skip="capture" not in CFG)
 async def real_sentence(dut):
-    """The normalisation of the attention ops of a real sentence (golden.capture, default knobs)."""
+    """The normalisation of the attention ops of a real sentence (itx.golden.capture, default knobs)."""
     tb = NormBench(dut)
     await tb.start()
     data, n = np.load(CFG["capture"]), 0

@@ -1,7 +1,7 @@
 """cocotb testbench of itx_gemm_ctrl (run through sim/test_gemm_ctrl.py; configured by env ITX_TB as JSON).
 
 Every GEMM is streamed through the valid/ready handshakes with random stalls on both sides and compared
-bit for bit with golden.gemm.gemm by the scoreboard."""
+bit for bit with itx.golden.gemm.gemm by the scoreboard."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, with_timeout
 
-from golden.gemm import gemm
-from sim.scoreboard import assemble, check_gemm, tile_rows
-from sim.stream import InputDriver, OutputMonitor, gemm_beats
+from itx.golden.gemm import gemm
+from itx.sim.scoreboard import assemble, check_gemm, tile_rows
+from itx.sim.stream import InputDriver, OutputMonitor, gemm_beats
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
 

@@ -1,7 +1,7 @@
 """cocotb testbench of itx_layernorm (run through sim/test_layernorm.py; configured by env ITX_TB as JSON).
 
 Rows of x with their gain g and bias b (per-tensor scales) stream in with seeded random stalls and back-pressure; the
-input monitor hands every accepted row to golden.layernorm.l1_layernorm (Eq. 13 + Alg. 1's re-scale) and the checker
+input monitor hands every accepted row to itx.golden.layernorm.l1_layernorm (Eq. 13 + Alg. 1's re-scale) and the checker
 compares every element and the row's output scale in order. Functional coverage (cocotb-coverage) goes to the
 build's coverage directory as layernorm.yml; its bins are classified from golden's intermediate values."""
 from __future__ import annotations
@@ -14,15 +14,15 @@ import cocotb
 import numpy as np
 from cocotb_coverage.coverage import CoverPoint
 
-from golden.config import to_accumulator
-from golden.layernorm import l1_layernorm
-from golden.qtensor import QTensor
-from golden.rounding import ROUNDINGS, round_div, round_div_or_zero
-from sim.coverage import division_tie, headroom_bins, stall_bin, write_coverage
-from sim.requant import rounding_code
-from sim.rowbench import RowBench, lanes_word, measure_cycles
-from sim.rowunits import KNOBS, captured_rows, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
-from sim.stream import unpack
+from itx.golden.config import to_accumulator
+from itx.golden.layernorm import l1_layernorm
+from itx.golden.qtensor import QTensor
+from itx.golden.rounding import ROUNDINGS, round_div, round_div_or_zero
+from itx.sim.coverage import division_tie, headroom_bins, stall_bin, write_coverage
+from itx.sim.requant import rounding_code
+from itx.sim.rowbench import RowBench, lanes_word, measure_cycles
+from itx.sim.rowunits import KNOBS, captured_rows, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
+from itx.sim.stream import unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
 STEPS = ("total", "c", "l1", "y", "t")   # the reductions whose overflow is classified (SPEC.md order)
@@ -100,7 +100,7 @@ class LayerNormBench(RowBench):
         sample_backpressure(backpressured)
 
     def sample(self, r: Row, beats) -> None:
-        """Coverage from golden's intermediate values of Eq. 13 (golden.layernorm's steps, classified here)."""
+        """Coverage from golden's intermediate values of Eq. 13 (itx.golden.layernorm's steps, classified here)."""
         x, g, b = self.accepted_row(beats)
         acc = (self.acc_bits, self.overflow)
         n = len(x)
@@ -233,7 +233,7 @@ async def real_sentence(dut):
 
 @cocotb.test()
 async def cycles(dut):
-    """Latency and back-to-back interval of identical rows, no stalls, against sim.rowunits.layernorm_cycles."""
+    """Latency and back-to-back interval of identical rows, no stalls, against itx.sim.rowunits.layernorm_cycles."""
     tb = LayerNormBench(dut)
     await tb.start()
     for n in sorted({1, tb.lanes, 3 * tb.lanes + 1, min(tb.max_n, 32 * tb.lanes)}):

@@ -1,7 +1,7 @@
 """cocotb testbench of itx_poly (run through sim/test_poly.py; configured by env ITX_TB as JSON).
 
 Rows of scores stream through valid/ready with seeded random stalls on both sides; every lane of every output beat is
-compared bit for bit, in order, with golden.attention.poly of the rows the DUT accepted (sim.poly.poly_vectors gives
+compared bit for bit, in order, with itx.golden.attention.poly of the rows the DUT accepted (itx.sim.poly.poly_vectors gives
 the unit's per-row factors from golden's intermediate scales). Functional coverage (cocotb-coverage) of accumulator
 wrap / saturate hits, headroom, rounding ties per stage, masked rows and stalls goes to sim_build/coverage/."""
 from __future__ import annotations
@@ -11,15 +11,15 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 from cocotb_coverage.coverage import CoverPoint, coverage_section
 
-from golden.qtensor import QTensor
-from golden.rounding import ROUNDINGS
-from golden.tflite import TFLITE_MODES
-from sim.coverage import write_coverage
-from sim.poly import RTL_RESCALE_MODES, PolyVectors, captured, poly_vectors
-from golden.requant import STAGE_MODES
-from sim.requant import rounding_code, stage_code
-from sim.stream import pack
-from sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact,
+from itx.golden.qtensor import QTensor
+from itx.golden.rounding import ROUNDINGS
+from itx.golden.tflite import TFLITE_MODES
+from itx.sim.coverage import write_coverage
+from itx.sim.poly import RTL_RESCALE_MODES, PolyVectors, captured, poly_vectors
+from itx.golden.requant import STAGE_MODES
+from itx.sim.requant import rounding_code, stage_code
+from itx.sim.stream import pack
+from itx.sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact,
                             headroom, is_tie, run_stream, stall_points)
 
 STAGES = ("M1", "M2", "R", "M4")
@@ -199,7 +199,7 @@ async def ties(dut):
 
 @cocotb.test(skip="capture" not in CFG)
 async def real_sentence(dut):
-    """The attention ops of a real sentence of the trained model (golden.capture, default knobs)."""
+    """The attention ops of a real sentence of the trained model (itx.golden.capture, default knobs)."""
     tb = PolyBench(dut)
     await tb.start()
     data, n = np.load(CFG["capture"]), 0

@@ -1,7 +1,7 @@
 """cocotb testbench of itx_residual (run through sim/test_residual.py; configured by env ITX_TB as JSON).
 
 Rows of x and z at their own scales stream in with seeded random stalls and back-pressure; the input monitor hands
-every accepted row to golden (golden.ops.add with dyadic Eq. 8 matching, then golden.quant.rescale per row, what
+every accepted row to golden (itx.golden.ops.add with dyadic Eq. 8 matching, then itx.golden.quant.rescale per row, what
 IntTransformer.residual runs) and the checker compares every element and the row's output scale in order.
 Functional coverage (cocotb-coverage) is written to the build directory as residual.yml."""
 from __future__ import annotations
@@ -14,15 +14,15 @@ import cocotb
 import numpy as np
 from cocotb_coverage.coverage import CoverPoint
 
-from golden.ops import add
-from golden.qtensor import QTensor
-from golden.quant import rescale
-from golden.rounding import ROUNDINGS
-from sim.requant import rounding_code
-from sim.rowbench import RowBench, lanes_word, measure_cycles
-from sim.rowunits import KNOBS, captured_rows, match_factor, output_scale, residual_cycles
-from sim.stream import unpack
-from sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
+from itx.golden.ops import add
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import rescale
+from itx.golden.rounding import ROUNDINGS
+from itx.sim.requant import rounding_code
+from itx.sim.rowbench import RowBench, lanes_word, measure_cycles
+from itx.sim.rowunits import KNOBS, captured_rows, match_factor, output_scale, residual_cycles
+from itx.sim.stream import unpack
+from itx.sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
 
@@ -191,7 +191,7 @@ async def real_sentence(dut):
 
 @cocotb.test()
 async def cycles(dut):
-    """Latency and back-to-back interval of identical rows, no stalls, against sim.rowunits.residual_cycles."""
+    """Latency and back-to-back interval of identical rows, no stalls, against itx.sim.rowunits.residual_cycles."""
     tb = ResidualBench(dut)
     await tb.start()
     for n in sorted({1, tb.lanes, 3 * tb.lanes + 1, 256}):

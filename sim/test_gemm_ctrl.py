@@ -1,22 +1,22 @@
 """pytest entry: cocotb testbenches of itx_gemm_ctrl (sim/tb_gemm_ctrl.py) via cocotb's runner, over array
 shapes, operand widths, overflow modes and simulators; shapes and widths are also swept over hw/config.toml's legal
-ranges (golden.config.RANGES). Default: >= 1000 random tiles in total; -m slow: >= 10,000 and the ranges' upper ends."""
+ranges (itx.golden.config.RANGES). Default: >= 1000 random tiles in total; -m slow: >= 10,000 and the ranges' upper ends."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
 
-from golden.config import RANGES, load_hw_config
-from sim.rtl import rtl_parameters
-from sim.runner import run_cocotb, simulator_available
+from itx.golden.config import RANGES, load_hw_config
+from itx.sim.rtl import rtl_parameters
+from itx.sim.runner import run_cocotb, simulator_available
 
 SHAPES = [(4, 4), (8, 8), (6, 10), (16, 16)]
 CFG = load_hw_config()
 
 
 def _swept(field: str, *inner: int, slow_top: bool = True) -> list[tuple[int, bool]]:
-    """(value, slow) over a hw/config.toml field's legal range (golden.config.RANGES): both ends and `inner`; the
+    """(value, slow) over a hw/config.toml field's legal range (itx.golden.config.RANGES): both ends and `inner`; the
     upper end slow when it is the costly one."""
     lo, hi = RANGES[field]
     return [(v, slow_top and v == hi) for v in sorted({lo, *inner, hi})]

@@ -1,5 +1,5 @@
 """pytest entry: cocotb testbench of the L1 LayerNorm unit hw/itx_layernorm.v (sim/tb_layernorm.py), bit for bit
-against golden.layernorm.l1_layernorm at the configured widths and narrow/wide variants, back-pressure swept; one run
+against itx.golden.layernorm.l1_layernorm at the configured widths and narrow/wide variants, back-pressure swept; one run
 takes the LayerNorm inputs of sentence 0 of the trained model (the first ops; all 14 with -m slow). Coverage:
 sim_build/coverage/layernorm.yml."""
 from __future__ import annotations
@@ -8,15 +8,15 @@ from dataclasses import replace
 
 import pytest
 
-from golden.capture import sentence_ops
-from golden.config import load_hw_config
-from golden.int_config import IntConfig
-from golden.model import model_dir
+from itx.golden.capture import sentence_ops
+from itx.golden.config import load_hw_config
+from itx.golden.int_config import IntConfig
+from itx.golden.model import model_dir
 from itx.options import sentence_ids
-from sim.coverage import assert_covered, build_name, run_unit
-from sim.rowunits import unit_parameters
-from sim.rtl import SIM_BUILD
-from sim.runner import simulator_available
+from itx.sim.coverage import assert_covered, build_name, run_unit
+from itx.sim.rowunits import unit_parameters
+from itx.sim.rtl import SIM_BUILD
+from itx.sim.runner import simulator_available
 
 CFG = load_hw_config()
 # (lanes, in_bits, acc_bits, overflow, p_stall, real sentence ops): the configured datapath first
@@ -38,7 +38,7 @@ KNOWN_HOLES = {"layernorm.numerator_headroom": {"full"}}   # (x - mu) n 2^F of i
 
 
 def sentence0() -> str:
-    """Golden's capture of test sentence 0 (en-de, default knobs): its ops' inputs (golden.capture.write_ops)."""
+    """Golden's capture of test sentence 0 (en-de, default knobs): its ops' inputs (itx.golden.capture.write_ops)."""
     ids = sentence_ids("test", "en-de", 0)
     return str(sentence_ops(model_dir("integer"), IntConfig(), *ids, SIM_BUILD / "capture"))
 

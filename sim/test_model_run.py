@@ -10,22 +10,22 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from golden.capture import capture
-from golden.config import load_hw_config
-from golden.int_config import IntConfig
-from golden.model import load, model_dir
-from golden.ops import add
-from golden.qtensor import QTensor
-from golden.quant import RESCALE_MODES, match_along, rescale
-from golden.requant import linear_factors, requant_model
-from golden.tflite import TFLITE_MODES
-from golden.tokenizer import Tokenizer
-from golden.vectors import VectorGemm, read_manifest, write_manifest
+from itx.golden.capture import capture
+from itx.golden.config import load_hw_config
+from itx.golden.int_config import IntConfig
+from itx.golden.model import load, model_dir
+from itx.golden.ops import add
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import RESCALE_MODES, match_along, rescale
+from itx.golden.requant import linear_factors, requant_model
+from itx.golden.tflite import TFLITE_MODES
+from itx.golden.tokenizer import Tokenizer
+from itx.golden.vectors import VectorGemm, read_manifest, write_manifest
 from itx import data
 from itx.cli import build_parser, main
 from itx.options import capture_sentence, hw_config, int_config
-from sim.model_run import run_layers
-from sim.runner import simulator_available
+from itx.sim.model_run import run_layers
+from itx.sim.runner import simulator_available
 
 CFG = load_hw_config()
 
@@ -165,7 +165,7 @@ def test_first_encoder_layer_icarus(tmp_path):
 
 NARROW_16 = pytest.mark.xfail(raises=ValueError, strict=True, reason="issue 14, open: at acc_bits 16 an enc.0 bias has "
                               "a scale below the matched accumulator's, which itx_requant's one dyadic step refuses "
-                              "(golden.requant.linear_factors)")
+                              "(itx.golden.requant.linear_factors)")
 
 
 @pytest.mark.slow

@@ -1,19 +1,19 @@
 """pytest entry: cocotb testbench of the Poly unit hw/itx_poly.v (sim/tb_poly.py), bit for bit against
-golden.attention.poly, widths (lanes, accumulator, overflow, Eq. 10 target, degree) and back-pressure swept; one
+itx.golden.attention.poly, widths (lanes, accumulator, overflow, Eq. 10 target, degree) and back-pressure swept; one
 build also runs the attention ops of test sentence 0 of the trained model. Coverage: sim_build/coverage/poly.yml."""
 from __future__ import annotations
 
 import pytest
 
-from golden.capture import sentence_ops
-from golden.config import load_hw_config
-from golden.int_config import IntConfig
-from golden.model import model_dir
+from itx.golden.capture import sentence_ops
+from itx.golden.config import load_hw_config
+from itx.golden.int_config import IntConfig
+from itx.golden.model import model_dir
 from itx.options import sentence_ids
-from sim.coverage import assert_covered, build_name, run_unit
-from sim.poly import attention_ops, poly_parameters
-from sim.rtl import SIM_BUILD
-from sim.runner import simulator_available
+from itx.sim.coverage import assert_covered, build_name, run_unit
+from itx.sim.poly import attention_ops, poly_parameters
+from itx.sim.rtl import SIM_BUILD
+from itx.sim.runner import simulator_available
 
 CFG = load_hw_config()
 OPS = ("enc.0.self_attn", "dec.0.self_attn")   # dec.0: causal mask
@@ -28,7 +28,7 @@ BUILDS = [build_name(poly_parameters(acc, bits, n, ovf, lanes)) for lanes, acc, 
 
 @pytest.fixture(scope="module")
 def sentence0():
-    """The attention ops of test sentence 0 (en-de) as golden captured them, checked against golden.attention."""
+    """The attention ops of test sentence 0 (en-de) as golden captured them, checked against itx.golden.attention."""
     ops = sentence_ops(model_dir("integer"), IntConfig(), *sentence_ids("test", "en-de", 0), SIM_BUILD / "capture")
     return attention_ops(ops, OPS, IntConfig())
 

@@ -7,18 +7,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from golden.config import load_hw_config
-from golden.requant import multiply_shift
-from golden.tflite import TFLITE_MODES, multiply_by_quantized_multiplier
-from sim.requant import requant_parameters
-from sim.runner import run_cocotb, simulator_available
+from itx.golden.config import load_hw_config
+from itx.golden.requant import multiply_shift
+from itx.golden.tflite import TFLITE_MODES, multiply_by_quantized_multiplier
+from itx.sim.requant import requant_parameters
+from itx.sim.runner import run_cocotb, simulator_available
 
 CFG = load_hw_config()
 
 
 @pytest.mark.parametrize("mode", TFLITE_MODES)
 def test_stage_model_is_tflites_multiply(mode):
-    """No simulator: the RTL stage model (golden.requant.multiply_shift, sh = 31 - shift) is golden.tflite's
+    """No simulator: the RTL stage model (itx.golden.requant.multiply_shift, sh = 31 - shift) is itx.golden.tflite's
     MultiplyByQuantizedMultiplier on TFLite factors: random and extreme int32 x, every shift -31..1."""
     rng = np.random.default_rng(7)
     x = np.r_[rng.integers(-(2 ** 31), 2 ** 31, 20_000) >> rng.integers(0, 32, 20_000), -(2 ** 31), 2 ** 31 - 1, 0]

@@ -1,21 +1,21 @@
 """pytest entry: cocotb testbench of the residual adder hw/itx_residual.v (sim/tb_residual.py), bit for bit against
 golden (add + rescale) at the configured widths and narrow/wide variants, back-pressure swept; one run takes the
-residual inputs of sentence 0 of the trained model (golden.capture). Coverage: sim_build/coverage/residual.yml."""
+residual inputs of sentence 0 of the trained model (itx.golden.capture). Coverage: sim_build/coverage/residual.yml."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
 
-from golden.capture import sentence_ops
-from golden.config import load_hw_config
-from golden.int_config import IntConfig
-from golden.model import model_dir
+from itx.golden.capture import sentence_ops
+from itx.golden.config import load_hw_config
+from itx.golden.int_config import IntConfig
+from itx.golden.model import model_dir
 from itx.options import sentence_ids
-from sim.coverage import assert_covered, build_name, run_unit
-from sim.rowunits import unit_parameters
-from sim.rtl import SIM_BUILD
-from sim.runner import simulator_available
+from itx.sim.coverage import assert_covered, build_name, run_unit
+from itx.sim.rowunits import unit_parameters
+from itx.sim.rtl import SIM_BUILD
+from itx.sim.runner import simulator_available
 
 CFG = load_hw_config()
 # (lanes, in_bits, acc_bits, overflow, p_stall, real sentence): the configured datapath first
@@ -35,7 +35,7 @@ BUILDS = [build_name(params(*c[:4])) for c in CASES]
 
 
 def sentence0() -> str:
-    """Golden's capture of test sentence 0 (en-de, default knobs): its ops' inputs (golden.capture.write_ops)."""
+    """Golden's capture of test sentence 0 (en-de, default knobs): its ops' inputs (itx.golden.capture.write_ops)."""
     ids = sentence_ids("test", "en-de", 0)
     return str(sentence_ops(model_dir("integer"), IntConfig(), *ids, SIM_BUILD / "capture"))
 

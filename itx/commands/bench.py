@@ -5,7 +5,7 @@ import argparse
 import importlib
 import pkgutil
 
-import bench
+from itx import bench
 
 
 def _names() -> list[str]:
@@ -16,4 +16,4 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmarks, measured side by side in one run")
     p.add_argument("name", choices=_names(), help="which benchmark")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
-    p.set_defaults(func=lambda a: importlib.import_module(f"bench.{a.name}").main(a.args))
+    p.set_defaults(func=lambda a: importlib.import_module(f"itx.bench.{a.name}").main(a.args))

@@ -6,7 +6,7 @@ from itx.options import add_int_args, int_config
 
 
 def _run(args) -> int:
-    from golden.tokenizer import Tokenizer
+    from itx.golden.tokenizer import Tokenizer
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
@@ -15,7 +15,7 @@ def _run(args) -> int:
 
 
 def _eval(args, tok) -> int:
-    from golden.model import model_dir
+    from itx.golden.model import model_dir
 
     names = args.model or (MODELS if args.precision == "fp32" else ("integer",))
     for name in names:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def _shown(path: Path) -> str:
     """A path for the committed run summary: relative to the repository when inside it (no machine's checkout path)."""
-    from golden.config import ROOT
+    from itx.golden.config import ROOT
 
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -17,11 +17,11 @@ def _shown(path: Path) -> str:
 def _vectors(args, hw):
     """The manifest to run: --vectors if it holds one (recording this sentence), else golden's capture of the
     sentence with the knobs given; returns (manifest, datapath, IntConfig description)."""
-    from golden.errors import UserError
-    from golden.requant import STAGE_MODES
-    from golden.vectors import MANIFEST, read_manifest
+    from itx.golden.errors import UserError
+    from itx.golden.requant import STAGE_MODES
+    from itx.golden.vectors import MANIFEST, read_manifest
     from itx.options import capture_sentence, given_knobs, int_config
-    from sim.rtl import SIM_BUILD
+    from itx.sim.rtl import SIM_BUILD
 
     if args.vectors and (Path(args.vectors) / MANIFEST).is_file():
         if given_knobs(args):
@@ -47,7 +47,7 @@ def _vectors(args, hw):
 def _model(args) -> int:
     from itx.options import array, hw_config
     from itx.sim_report import check_report_path, first_mismatch, report_path, write_report
-    from sim.model_run import run_layers
+    from itx.sim.model_run import run_layers
 
     hw = hw_config(args)
     rows, cols = array(args.array) if args.array else (hw.rows, hw.cols)
@@ -81,7 +81,7 @@ def _model(args) -> int:
 def register(sub) -> None:
     from itx.errors import int_in, nonempty
     from itx.options import add_sentence_args
-    from sim.runner import SIMULATORS
+    from itx.sim.runner import SIMULATORS
 
     p = sub.add_parser("sim", help="RTL simulation of a real model, layer by layer")
     ssub = p.add_subparsers(dest="action", required=True)

@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from golden.config import MAX_ARRAY_DIM
-from golden.errors import UserError
-from golden.vectors import check_vector_dir, npz_dtype, read_manifest, write_manifest
+from itx.golden.config import MAX_ARRAY_DIM
+from itx.golden.errors import UserError
+from itx.golden.vectors import check_vector_dir, npz_dtype, read_manifest, write_manifest
 from itx.errors import int_in, nonempty
 from itx.options import add_hw_args, add_sentence_args, hw_config, int_config
 
@@ -63,7 +63,7 @@ def _check(args) -> int:
 
 
 def _run(args) -> int:
-    from sim.runner import run_manifest
+    from itx.sim.runner import run_manifest
 
     man = read_manifest(args.manifest)
     start = time.perf_counter()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.config import ROOT
+from itx.golden.config import ROOT
 from itx.report.plan import Run
 
 CACHE_FORMAT = 3  # 3: one entry per report point (greedy outputs + teacher-forced metrics); 2: BLEU, MSE apart
@@ -86,7 +86,7 @@ def token_metrics(ref_logits: np.ndarray, logits: np.ndarray, targets: np.ndarra
 def real_logits(model, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
     """Teacher-forced logits in real units, as the model computes them (FP32: float32; an IntTransformer's integer
     logits dequantized by DequantizedScores)."""
-    from golden.int_model import search_view
+    from itx.golden.int_model import search_view
 
     view = search_view(model, beam=2)  # the dequantizing view (beam search scores real log-probabilities)
     mem, mask = view.encode(src)
@@ -132,8 +132,8 @@ def compare(hyps: list[str], base: list[str], refs: list[str], resamples: int = 
 def teacher_batches(tok, rows: list, pair: str, size: int = 16):
     """(src ids, target input ids, target ids) of the reference translations of split rows (teacher forcing), in
     batches of similar source length (less padding)."""
-    from golden.model import pad_batch as padded
-    from golden.tokenizer import BOS
+    from itx.golden.model import pad_batch as padded
+    from itx.golden.tokenizer import BOS
 
     src = [tok.encode_source(r[2], pair[3:]) for r in rows]
     tgt = [tok.encode_target(r[3]) for r in rows]
@@ -157,7 +157,7 @@ def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...]
     dequantized model ("mse"). reference: reference_logits(ref, tok, rows, pair), already computed (the same
     numbers; without acts only: their reference activations need ref to run). batch(batch number, run): a
     batch's token_metrics, given run() that computes them (a caller that records or reuses batches; without acts)."""
-    from golden.tokenizer import PAD
+    from itx.golden.tokenizer import PAD
 
     if (reference is not None or batch is not None) and acts:
         raise ValueError("teacher_forced: activations need both models to run; pass reference or batch without acts")
@@ -198,7 +198,7 @@ class Lab:
     everything for every point, the same numbers (tests/test_report.py)."""
 
     def __init__(self, sentences: int | None = None, split: str = "test", reuse: bool = True) -> None:
-        from golden.tokenizer import Tokenizer
+        from itx.golden.tokenizer import Tokenizer
         from itx import data
 
         if sentences is not None and (isinstance(sentences, bool) or not isinstance(sentences, int)
@@ -220,7 +220,7 @@ class Lab:
     def model(self, name: str) -> tuple:
         """(ModelConfig, float32 weights, sha256 of the weights file) of models/<name> or a model directory."""
         if name not in self._models:
-            from golden.model import WEIGHTS, load, model_dir
+            from itx.golden.model import WEIGHTS, load, model_dir
 
             d = model_dir(name)
             cfg, w = load(d)
@@ -229,17 +229,17 @@ class Lab:
 
     def build(self, run: Run):
         """The object greedy_search drives for this run."""
-        from golden.model import FP32Transformer
+        from itx.golden.model import FP32Transformer
 
         cfg, w, _ = self.model(run.model)
         if run.method == "fp32":
             return FP32Transformer(cfg, w)
         if run.method == "qcd":
-            from golden.qcd_baseline import QCDTransformer
+            from itx.golden.qcd_baseline import QCDTransformer
 
             return QCDTransformer(cfg, w, **run.options)
-        from golden.int_config import IntConfig
-        from golden.int_model import IntTransformer
+        from itx.golden.int_config import IntConfig
+        from itx.golden.int_model import IntTransformer
 
         return IntTransformer(cfg, w, IntConfig(**run.options))
 
@@ -256,7 +256,7 @@ class Lab:
         worker): the batches needing at most run's accumulator width are taken from it."""
         import sacrebleu
 
-        from golden.model import translate
+        from itx.golden.model import translate
 
         rows, model = self.rows[run.pair], self.build(run)
         search = batch = None
@@ -278,7 +278,7 @@ class Lab:
         """The same run with a 32-bit accumulator, when run has a narrower one (and reuse is on), else None."""
         if not self.reuse or run.method != "sp" or acc_bits_of(run) >= 32:
             return None
-        from golden.int_config import IntConfig
+        from itx.golden.int_config import IntConfig
 
         knobs = {k: v for k, v in run.options.items() if k != "acc_bits"}
         return Run.of(run.method, run.model, run.pair, **knobs, **({} if IntConfig().acc_bits == 32 else
@@ -286,13 +286,13 @@ class Lab:
 
     def accumulator_peaks(self, run: Run) -> dict:
         """Per greedy-search batch ("search") and per teacher batch ("teacher") of run (a 32-bit accumulator):
-        (the accumulator width its integer ops needed, golden.config.accumulator_peak; its result: output ids,
-        token_metrics) in batch order, recorded once per Lab on the numpy data path (golden.kernels off: their
+        (the accumulator width its integer ops needed, itx.golden.config.accumulator_peak; its result: output ids,
+        token_metrics) in batch order, recorded once per Lab on the numpy data path (itx.golden.kernels off: their
         reductions are not recorded; they are bit-identical to it). A batch whose width is <= w gives the very same
         result at acc_bits w."""
         if run not in self._peaks:
-            from golden.config import accumulator_peak
-            from golden.model import translate
+            from itx.golden.config import accumulator_peak
+            from itx.golden.model import translate
 
             model, peaks = self.build(run), {"search": [], "teacher": []}
             model.kernels = False
@@ -313,7 +313,7 @@ class Lab:
     def teacher(self, run: Run, acts: tuple[str, ...] = (), model=None, batch=None) -> dict:
         """teacher_forced(FP32 model of the same weights, the run's model (`model` when already built), batch), the
         FP32 logits computed once per (model, pair) and reused by every point without activations."""
-        from golden.model import FP32Transformer
+        from itx.golden.model import FP32Transformer
 
         cfg, w, _ = self.model(run.model)
         ref, rows = FP32Transformer(cfg, w), self.rows[run.pair]
@@ -332,7 +332,7 @@ class Lab:
     def gemm_shapes(self, run: Run, sentences: int) -> list[list[int]]:
         """[batch, M, K, N, count] of every integer GEMM while greedily translating each of the first
         `sentences` sentences on its own (batch 1: what one sentence costs the array), summed over shapes."""
-        from golden.model import greedy_search
+        from itx.golden.model import greedy_search
 
         counts: dict[tuple[int, ...], int] = {}
 
@@ -349,7 +349,7 @@ class Lab:
 
 def acc_bits_of(run: Run) -> int:
     """The accumulator width of an integer-model run (its knob, else hw/config.toml's)."""
-    from golden.int_config import IntConfig
+    from itx.golden.int_config import IntConfig
 
     return IntConfig(**run.options).acc_bits
 
