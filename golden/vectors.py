@@ -87,7 +87,7 @@ class Manifest:
     def verify(self, entry: GemmEntry) -> None:
         """Recompute C = gemm(A, B) at the manifest's widths; Mismatch at the first element the file gets wrong."""
         a, b, c = (self.load(entry, w) for w in "abc")
-        want = gemm(a, b, acc_bits=self.acc_bits, overflow=self.overflow)
+        want = gemm(a, b, acc_bits=self.acc_bits, overflow=self.overflow, in_bits=self.in_bits)
         bad = np.argwhere(want != c)
         if bad.size:
             i, j = (int(v) for v in bad[0])
@@ -180,7 +180,7 @@ def write_manifest(directory: str | Path, gemms: list[tuple[str, np.ndarray, np.
     with staged_dir(directory, MANIFEST, "vector directory") as stage:
         entries = []
         for i, (layer, a, b) in enumerate(checked):
-            c = gemm(a, b, acc_bits=acc_bits, overflow=overflow)
+            c = gemm(a, b, acc_bits=acc_bits, overflow=overflow, in_bits=in_bits)
             stem = f"{i:04d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', layer)}"
             files, sums = {}, {}
             for which, mat, bits in (("a", a, in_bits), ("b", b, in_bits), ("c", c, acc_bits)):

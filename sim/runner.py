@@ -2,7 +2,6 @@
 (sim/hdl/itx_tb_mem.v under plain vvp) that runs a vector manifest of many GEMMs without per-cycle Python."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -16,6 +15,8 @@ import numpy as np
 from golden.config import HwConfig
 from golden.errors import Mismatch
 from golden.vectors import Manifest, read_hex
+from sim import kit
+from sim.kit import build_key as _key
 from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
 from sim.scoreboard import check_gemm
 
@@ -131,37 +132,16 @@ def _sim_env(sim: str):
         os.environ.update(saved)
 
 
-def _key(params: dict[str, int]) -> str:
-    return "-".join(f"{k.lower()}{v}" for k, v in sorted(params.items()))
-
-
 def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: str = "icarus",
                testcase: str | None = None, seed: int = 0) -> None:
-    """Build itx_gemm_ctrl with `params` and run cocotb tests from sim/`test_module`; fail on any failure."""
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
+    """Build itx_gemm_ctrl with `params` and run cocotb tests from sim/`test_module` (sim.kit.run); fail on any
+    failure. The testbench gets tb_config plus the params from sim.kit.test_args()."""
     waves = waves_requested()
     build_dir = SIM_BUILD / sim / f"{TOP}-{_key(params)}{'-waves' if waves else ''}"
-    runner = get_runner(sim)
-    build_args = ["--timing", "-Wno-fatal"] if sim == "verilator" else []
     with _sim_env(sim):
-        runner.build(sources=list(RTL_SOURCES), hdl_toplevel=TOP, parameters=params, build_dir=build_dir,
-                     build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
-                     log_file=build_dir / "build.log")
-    env = {"ITX_TB": json.dumps({**tb_config, "params": params}), "PYTHONPATH": _pythonpath()}
-    results = runner.test(test_module=f"sim.{test_module}", hdl_toplevel=TOP, testcase=testcase, seed=seed,
-                          extra_env=env, waves=waves, build_dir=build_dir, test_dir=build_dir,
-                          results_xml=str(build_dir / f"results-{testcase or 'all'}.xml"))
-    total, failed = get_results(Path(results))
-    if total == 0 or failed:
-        raise AssertionError(f"{sim} {TOP} {_key(params)}: {failed} of {total} cocotb tests failed "
-                             f"(log above; results {results})")
-
-
-def _pythonpath() -> str:
-    root = str(Path(__file__).resolve().parent.parent)
-    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        kit.run(toplevel=TOP, sources=RTL_SOURCES, test_module=f"sim.{test_module}", parameters=params,
+                args={**tb_config, "params": params}, sim=sim, build_dir=build_dir, testcase=testcase, seed=seed,
+                waves=waves, build_args=["--timing", "-Wno-fatal"] if sim == "verilator" else [])
 
 
 @dataclass(frozen=True)

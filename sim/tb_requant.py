@@ -7,8 +7,6 @@ and edge values, the unit's arithmetic in every stage mode (sim.requant.requant_
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import random
 
 import cocotb
@@ -22,9 +20,9 @@ from golden.quant import RESCALE_MODES, match_along, rescale
 from golden.rounding import ROUNDINGS
 from golden.tflite import TFLITE_MODES
 from sim.requant import STAGE_MODES, Factors, linear_factors, requant_model, rescale_factors, rounding_code, stage_code
-from sim.stream import pack, unpack
+from sim.kit import pack, test_args, unpack
 
-CFG = json.loads(os.environ.get("ITX_TB", "{}"))
+CFG = test_args()
 
 
 class Bench:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from golden.config import MAX_ARRAY_DIM, load_hw_config
+from golden.config import MAX_ARRAY_DIM, OVERFLOW_MODES, load_hw_config
 from golden.errors import Mismatch, UserError
 from golden.vectors import check_vector_dir, read_manifest, write_manifest
 from itx.commands.eval import add_int_args
@@ -30,6 +31,12 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 def _gemm(args) -> int:
     cfg = load_hw_config()
+    asked = {k: v for k, v in (("in_bits", args.in_bits), ("acc_bits", args.acc_bits), ("overflow", args.overflow))
+             if v is not None}
+    try:
+        cfg = replace(cfg, **asked)     # HwConfig checks the ranges the RTL supports
+    except ValueError as exc:
+        raise UserError(f"--{'/--'.join(k.replace('_', '-') for k in asked)}: {exc}") from None
     shapes = [_shape(s) for s in args.shape] or [(cfg.rows, 16, cfg.cols)]
     digits = [(b + 3) // 4 + 1 for b in (cfg.in_bits, cfg.acc_bits)]
     disk = sum((m * k + k * n) * digits[0] + m * n * digits[1] for m, k, n in
@@ -115,12 +122,16 @@ def _model(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("vectors", help="golden GEMM vectors: write, check, run on the RTL")
     vsub = p.add_subparsers(dest="action", required=True)
-    g = vsub.add_parser("gemm", help="write random GEMMs (widths from hw/config.toml) with golden results")
+    g = vsub.add_parser("gemm", help="write random GEMMs (widths from hw/config.toml unless given) with golden "
+                        "results")
     g.add_argument("--out", type=nonempty, required=True, help="output directory (manifest.json + *.hex), "
                    "replaced as a whole")
     g.add_argument("--shape", action="append", default=[], help="MxKxN, repeatable (cycled over --count)")
     g.add_argument("--count", type=int_in(1, 100_000), default=1)
     g.add_argument("--seed", type=int_in(0), default=0)
+    g.add_argument("--in-bits", type=int, help="operand width (default: hw/config.toml)")
+    g.add_argument("--acc-bits", type=int, help="accumulator width (default: hw/config.toml)")
+    g.add_argument("--overflow", choices=OVERFLOW_MODES, help="accumulator overflow (default: hw/config.toml)")
     g.set_defaults(func=_gemm)
     m = vsub.add_parser("model", help="capture one test sentence through the integer model: every GEMM as "
                         "vectors, FP32 vs integer activations and their MSE")
