@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -314,15 +315,30 @@ def run(*, toplevel: str, sources: Sequence[str | Path], test_module: str, param
                  build_dir=build_dir, build_args=list(build_args), waves=waves, timescale=("1ns", "1ps"),
                  log_file=build_dir / "build.log")
     path = [str(Path(module_dir).resolve())] if module_dir else []
+    results = build_dir / f"results-{testcase or 'all'}.xml"
+    results.unlink(missing_ok=True)  # never read an earlier run's verdict
     sys.path[:0] = path  # the runner hands sys.path to the simulator's Python as PYTHONPATH
     try:
-        results = runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase, seed=seed,
-                              extra_env={ARGS_ENV: json.dumps(dict(args or {}))}, waves=waves, build_dir=build_dir,
-                              test_dir=build_dir, results_xml=str(build_dir / f"results-{testcase or 'all'}.xml"))
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase, seed=seed,
+                    extra_env={ARGS_ENV: json.dumps(dict(args or {}))}, waves=waves, build_dir=build_dir,
+                    test_dir=build_dir, results_xml=str(results))
+    except SystemExit:  # under pytest the runner exits on a failure; the results file says which and why
+        pass
     finally:
         del sys.path[:len(path)]
-    total, failed = get_results(Path(results))
+    if not results.is_file():
+        raise AssertionError(f"{sim} {toplevel} {key}: the simulation ended without results (log above)")
+    total, failed = get_results(results)
     if total == 0 or failed:
-        raise AssertionError(f"{sim} {toplevel} {key}: {failed} of {total} cocotb tests failed "
-                             f"(log above; results {results})")
-    return Path(results)
+        raise AssertionError(f"{sim} {toplevel} {key}: {failed} of {total} cocotb tests failed: "
+                             f"{'; '.join(_failures(results)) or 'none ran'} (log above; results {results})")
+    return results
+
+
+def _failures(results: Path) -> list[str]:
+    """'test: message' of every failed or erroring testcase of a cocotb results file."""
+    out = []
+    for case in ElementTree.parse(results).getroot().iter("testcase"):
+        for bad in (*case.findall("failure"), *case.findall("error")):
+            out.append(f"{case.get('name')}: {bad.get('message') or bad.get('type')}")
+    return out
