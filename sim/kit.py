@@ -34,7 +34,7 @@ import numpy as np
 import cocotb
 from cocotb.handle import LogicArrayObject, LogicObject
 from cocotb.task import Task
-from cocotb.triggers import Event, RisingEdge
+from cocotb.triggers import Event, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.types import LogicArray
 
 from golden.errors import Mismatch
@@ -249,11 +249,19 @@ class Scoreboard:
         self.checked += 1
         self._progress.set()
 
-    async def wait(self, count: int) -> None:
-        """Until `count` results have been checked (wrap it in cocotb.triggers.with_timeout)."""
-        while self.checked < count:
-            self._progress.clear()
-            await self._progress.wait()
+    async def wait(self, count: int, timeout_ns: float | None = None) -> None:
+        """Until `count` results have been checked; Mismatch if that takes more than timeout_ns of sim time
+        (results lost in the DUT, or inputs the model never saw)."""
+        async def progress() -> None:
+            while self.checked < count:
+                self._progress.clear()
+                await self._progress.wait()
+
+        try:
+            await (progress() if timeout_ns is None else with_timeout(progress(), timeout_ns, "ns"))
+        except SimTimeoutError:
+            raise Mismatch(f"{self.name}: {self.checked} of {count} results came out within {timeout_ns} ns "
+                           f"({len(self._expected)} more expected by the model)") from None
 
     def finish(self) -> None:
         if self._expected:

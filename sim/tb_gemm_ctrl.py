@@ -154,7 +154,7 @@ class Bench:
         cocotb.start_soon(self.driver(p_in).send(beats))
         budget = (len(beats) + out_beats + 4 * (self.rows + self.cols) * len(gemms) + 100)
         budget = int(budget * 20 / (1 - max(p_in, p_out)))
-        await with_timeout(sb.wait(len(gemms)), budget * 10, "ns")
+        await sb.wait(len(gemms), timeout_ns=budget * 10)
         sink.stop()
         for _ in range(3):  # nothing more may come out
             await RisingEdge(d.clk)

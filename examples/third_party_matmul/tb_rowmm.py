@@ -32,7 +32,7 @@ class RowModel:
         self.gemm, self.row = (self.gemm + 1, 0) if beat["last"] else (self.gemm, self.row + 1)
 
 
-@cocotb.test(timeout_time=10, timeout_unit="ms")  # a hang fails instead of spinning
+@cocotb.test(timeout_time=1, timeout_unit="ms")  # a hang fails instead of spinning
 async def manifest_gemms(dut):
     args = kit.test_args()
     vec = kit.read_vectors(args["vectors"])
@@ -63,7 +63,8 @@ async def manifest_gemms(dut):
     for g in vec.gemms:
         await weights.send([{"data": kit.pack(r, p["DW"])} for r in g.b])
         await rows.send([{"data": kit.pack(r, p["DW"]), "last": int(i == len(g.a) - 1)} for i, r in enumerate(g.a)])
-    await results.wait(sum(len(g.a) for g in vec.gemms))
+    count = sum(len(g.a) for g in vec.gemms)
+    await results.wait(count, timeout_ns=100 * count * (p["KDIM"] + 2))   # several times what the stalls need
     results.finish()
     lasts.finish()
     start = 0
