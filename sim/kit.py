@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from xml.etree import ElementTree
 
 import numpy as np
@@ -143,7 +143,7 @@ class _Background:
     """A component running as one cocotb task between start() and stop()."""
     _task: Task[None] | None = None
 
-    def start(self) -> "_Background":
+    def start(self) -> Self:
         if self._task is not None:
             raise RuntimeError(f"{type(self).__name__} already started")
         self._task = cocotb.start_soon(self._run())
@@ -184,7 +184,8 @@ class StreamMonitor(_Background):
         self.callbacks: list[Callable[[dict[str, int]], Any]] = []
         self.count = 0  # beats seen
 
-    def add_callback(self, callback: Callable[[dict[str, int]], Any]) -> "StreamMonitor":
+    def add_callback(self, callback: Callable[[dict[str, int]], Any]) -> Self:
+        """Call `callback(beat)` for every accepted beat (beat: data key -> unsigned int); returns self."""
         self.callbacks.append(callback)
         return self
 

@@ -1,4 +1,4 @@
-"""cocotb testbench of itx_requant (run through sim/test_requant.py; configured by env ITX_TB as JSON).
+"""cocotb testbench of itx_requant (run through sim/test_requant.py; configured by sim.kit.test_args()).
 
 Beats stream through valid/ready with random stalls on both sides; every output lane and overflow flag is
 compared bit for bit with the golden model: golden.quant.rescale (Eq. 10: every mode, the TFLite ones included),

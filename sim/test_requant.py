@@ -2,15 +2,12 @@
 bit for bit against the golden model, at the configured width and at a narrow lane count."""
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from golden.config import load_hw_config
 from golden.tflite import TFLITE_MODES, multiply_by_quantized_multiplier
+from sim import kit
 from sim.requant import multiply_shift, requant_parameters
 from sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_module
 from sim.runner import simulator_available
@@ -21,24 +18,12 @@ CFG = load_hw_config()
 
 def run_requant_tb(params: dict[str, int], tb_config: dict, sim: str = "icarus") -> None:
     """Build itx_requant with `params` and run every cocotb test of sim/tb_requant.py; fail on any failure."""
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
     missing = sorted(set(params) - set(rtl_module(TOP).params))
     if missing:
         raise ValueError(f"hw/{TOP}.v: missing parameter(s) {missing}")
-    build_dir = SIM_BUILD / sim / (TOP + "-" + "-".join(f"{k.lower()}{v}" for k, v in sorted(params.items())))
-    runner = get_runner(sim)
-    runner.build(sources=list(RTL_SOURCES), hdl_toplevel=TOP, parameters=params, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {"ITX_TB": json.dumps({**tb_config, "params": params}),
-           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    results = runner.test(test_module="sim.tb_requant", hdl_toplevel=TOP, extra_env=env, build_dir=build_dir,
-                          test_dir=build_dir, results_xml=str(build_dir / "results.xml"), seed=tb_config["seed"])
-    total, failed = get_results(Path(results))
-    if total == 0 or failed:
-        raise AssertionError(f"{sim} {TOP} {params}: {failed} of {total} cocotb tests failed (log above)")
+    kit.run(toplevel=TOP, sources=RTL_SOURCES, test_module="sim.tb_requant", parameters=params,
+            args={**tb_config, "params": params}, sim=sim,
+            build_dir=SIM_BUILD / sim / f"{TOP}-{kit.build_key(params)}", seed=tb_config["seed"])
 
 
 @pytest.mark.parametrize("mode", TFLITE_MODES)
