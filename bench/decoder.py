@@ -1,5 +1,5 @@
-"""`itx bench decoder`: sentences/s of greedy decoding, integer model (golden.int_model) vs numpy FP32
-(golden.model), same exported model, same sentences, interleaved in the same run.
+"""`itx bench decoder`: sentences/s of greedy decoding, integer model (itx.golden.int_model) vs numpy FP32
+(itx.golden.model), same exported model, same sentences, interleaved in the same run.
 
 A greedy batch runs until its longest output ends, so two models whose outputs differ (one runaway sentence is
 enough) decode different numbers of steps. The headline ratio is therefore measured on identical work: both
@@ -8,18 +8,18 @@ free-running greedy ratio is printed beside it with each side's step count. The 
 (a batch of 1) gives each decoder's cost per step where per-call overhead dominates (tiny arrays), which is why the
 ratio grows with the batch (--sentences). With numba installed the integer model runs its compiled epilogues
 (golden/kernels.py, same bits); the numpy-only integer model is then timed beside it on the same work. The integer
-model's same-work runs are timed on every available GEMM backend (golden.gemm.BACKENDS, ITX_GEMM), same bits."""
+model's same-work runs are timed on every available GEMM backend (itx.golden.gemm.BACKENDS, ITX_GEMM), same bits."""
 from __future__ import annotations
 
 
-from bench.gemm import available_backends, blas_info, median_times, timed_on
+from itx.bench.gemm import available_backends, blas_info, median_times, timed_on
 from itx.errors import ArgumentParser
 
 
 def forced_decode(model, srcs: list[list[int]], tgts: list[list[int]]) -> None:
     """Greedy search's work on fixed targets: encode, then per position of [BOS] + tgt (longest tgt + 1 steps) one
     incremental decode step and the argmax, feeding tgts instead of the argmax."""
-    from golden.model import BOS, pad_batch
+    from itx.golden.model import BOS, pad_batch
 
     tgt = pad_batch([[BOS] + t for t in tgts])
     mem, mask = model.encode(pad_batch(srcs))
@@ -29,9 +29,9 @@ def forced_decode(model, srcs: list[list[int]], tgts: list[list[int]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from golden.int_model import IntTransformer
-    from golden.model import FP32Transformer, greedy_search, load, model_dir
-    from golden.tokenizer import Tokenizer
+    from itx.golden.int_model import IntTransformer
+    from itx.golden.model import FP32Transformer, greedy_search, load, model_dir
+    from itx.golden.tokenizer import Tokenizer
     from itx import data
     from itx.commands.eval import add_int_args, int_config, one_blas_thread
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if im.kernels:
         numpy_only = IntTransformer(cfg, weights, im.icfg)
         numpy_only.kernels = False
-    from golden import gemm as G
+    from itx.golden import gemm as G
 
     with one_blas_thread():
         backends = available_backends()

@@ -1,8 +1,8 @@
-"""`itx bench gemm`: exact INT8 GEMM (golden.gemm) on every available backend vs numpy float32 GEMM, same shapes,
+"""`itx bench gemm`: exact INT8 GEMM (itx.golden.gemm) on every available backend vs numpy float32 GEMM, same shapes,
 same run.
 
-Per backend (ITX_GEMM values, golden.gemm.BACKENDS): "exact" converts both int8 operands every call; "prepared" is
-how the integer model runs its weight GEMMs (golden.gemm.prepare: B range-checked and converted, for the library
+Per backend (ITX_GEMM values, itx.golden.gemm.BACKENDS): "exact" converts both int8 operands every call; "prepared" is
+how the integer model runs its weight GEMMs (itx.golden.gemm.prepare: B range-checked and converted, for the library
 pre-packed, once), the float32 GEMM being given float32 operands. Ratios are float32 time / exact time (> 1: the
 exact GEMM is faster). BLAS and the library run with the same thread count (--threads)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from golden import gemm as G
+from itx.golden import gemm as G
 from itx.errors import ArgumentParser, int_tuples
 
 # The model's encoder-sized GEMMs, then decode steps (M = 1 and 16 sentences x 1 position): projections, FFN, logits.

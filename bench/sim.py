@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.config import MAX_ARRAY_DIM, load_hw_config
-from golden.vectors import read_manifest, write_manifest
+from itx.golden.config import MAX_ARRAY_DIM, load_hw_config
+from itx.golden.vectors import read_manifest, write_manifest
 from itx.errors import ArgumentParser, int_in, int_tuples
-from sim.runner import MemBench
+from itx.sim.runner import MemBench
 
 
 def _cpu() -> float:

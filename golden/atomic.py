@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from golden.errors import UserError
+from itx.golden.errors import UserError
 
 
 def check_target(target: str | Path, marker: str | None = None, what: str = "output directory") -> Path:

@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from golden.config import OVERFLOW_MODES, load_hw_config
+from itx.golden.config import OVERFLOW_MODES, load_hw_config
 
 _F32_EXACT = 1 << 24  # every integer of magnitude <= 2^24 is a float32 (24-bit significand)
 _F64_EXACT = 1 << 53
@@ -299,7 +299,7 @@ class _OnnxRuntime:
 
 class _Session:
     """An onnxruntime session and, per thread, its last io_binding (raw pointers: no per-call wrapping or output
-    allocation). Binding costs ~15 us a call here; golden.gemm's scratch buffers rarely move, so most calls re-run
+    allocation). Binding costs ~15 us a call here; itx.golden.gemm's scratch buffers rarely move, so most calls re-run
     the last binding."""
 
     def __init__(self, sess) -> None:

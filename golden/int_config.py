@@ -34,7 +34,7 @@ class IntConfig:
     each knob governs every site SPEC.md's knob table lists (attention's and LayerNorm's internal re-scales too).
     acc_bits/overflow: the one accumulator of every wide result, GEMM and element-wise (default hw/config.toml).
     param_bits: biases, LayerNorm gain/bias, poly b/delta (added in the accumulator, so wider than `bits`).
-    attn_division/ln_division and *_frac_bits: the integer division of Eq. 12 and Eq. 13 (golden.attention)."""
+    attn_division/ln_division and *_frac_bits: the integer division of Eq. 12 and Eq. 13 (itx.golden.attention)."""
     bits: int = 8
     granularity: str = DEFAULT_GRANULARITY
     block: int = 8

@@ -3,7 +3,7 @@
 Same module structure and layer names as FP32Transformer, so activations pair up by name (capture.py) and the same
 greedy_search / beam_search drive it. Data path, with every module integer (IntConfig, golden/int_config.py):
   weights quantized once at load (Sec. 3.1: one scale per output column; embedding one per vocab row),
-  matmul = INT8 x INT8 -> golden.gemm accumulator, then bias add with scale matching (Eq. 8) and re-scaling (Eq. 10,
+  matmul = INT8 x INT8 -> itx.golden.gemm accumulator, then bias add with scale matching (Eq. 8) and re-scaling (Eq. 10,
   Alg. 1), polynomial attention (Eq. 11-12), L1 LayerNorm (Eq. 13), residual adds with matching, integer logits.
 Floats appear only in the scale bookkeeping (float32 scales beside the integers). A module switched off in the
 IntConfig runs FP32Transformer's code between a dequantize and a quantize.
@@ -27,7 +27,7 @@ from .quant import check_qtensor, divide_to, match_along, quantize, rescale
 
 
 class QBatch(QTensor):
-    """A QTensor whose leading (sentence) axis can be indexed and repeated, so golden.model.beam_search can
+    """A QTensor whose leading (sentence) axis can be indexed and repeated, so itx.golden.model.beam_search can
     replicate the encoder memory (np.repeat) and reorder cached keys/values (cache["k"][rows]).
     Selected, repeated or re-laid-out values of a valid QTensor are valid: such results are QTensor.trusted."""
 
@@ -56,7 +56,7 @@ class KVCache(QBatch):
     sentences whose minimum a new position lowers are re-matched from their raw values. Matching is element-wise in
     (value, scale, minimum), so `matched` is exactly match_along(self, 2) at every step. [rows] (beam search's
     reordering) reorders the buffers and the matched copy alike. `f32` is the float32 copy of the GEMM operand (the
-    keys, or the matched values), kept in step, so golden.gemm does not re-convert the whole cache every step."""
+    keys, or the matched values), kept in step, so itx.golden.gemm does not re-convert the whole cache every step."""
 
     @classmethod
     def start(cls, x: QTensor, match: tuple[str, str] | None = None) -> "KVCache":
@@ -198,7 +198,7 @@ class IntTransformer:
         return add(a, lift(b, a.values.ndim, "b"), c.match, c.rounding, c.acc_bits, c.overflow)
 
     def matmul(self, name: str, a: QTensor, b: QTensor, b_f32: np.ndarray | None = None) -> QTensor:
-        """golden.ops.matmul semantics (match along K, gemm, scale = outer product) with a batched GEMM and the
+        """itx.golden.ops.matmul semantics (match along K, gemm, scale = outer product) with a batched GEMM and the
         gemm_hook; b may be a 2-D weight shared by every row of a; b_f32: b's float32 copy (KVCache.f32)."""
         c = self.icfg
         a, mb = match_along(a, -1, c.match, c.rounding), match_along(b, -2, c.match, c.rounding)
@@ -291,7 +291,7 @@ class IntTransformer:
 
     def poly_attention(self, name: str, q: QTensor, kt: QTensor, v: QTensor, mask: np.ndarray,
                        kt_f32: np.ndarray | None = None, v_f32: np.ndarray | None = None) -> QTensor:
-        """Eq. 12 as golden.attention.poly_attention (keys given transposed, kt = K^T), with this model's batched,
+        """Eq. 12 as itx.golden.attention.poly_attention (keys given transposed, kt = K^T), with this model's batched,
         captured GEMMs: Poly(Q K^T / sqrt(d)) V / sum_j Poly(.), numerator pre-shifted by frac_bits ("fixed").
         kt_f32, v_f32: float32 copies of kt and v (a KVCache's)."""
         c = self.icfg

@@ -8,7 +8,7 @@ follow IntConfig.rescale (linear, residual); the TFLite matchings, and LayerNorm
 the TFLite modes, run numpy. IntTransformer uses them when numba
 is installed (the `fast` extra) and ITX_KERNELS is not 0, and the numpy path for everything else. Every
 accumulator result is wrapped or saturated to IntConfig.acc_bits / .overflow exactly as
-golden.config.to_accumulator does; each kernel returns the first row whose exact 62-bit intermediate overflows
+itx.golden.config.to_accumulator does; each kernel returns the first row whose exact 62-bit intermediate overflows
 or that gets no valid scale (or -1); the caller then runs the numpy path, which raises its one-line error."""
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def residual(x: QTensor, z: QTensor, icfg) -> QTensor | None:
 
 
 def l1_layernorm(x: QTensor, g: QTensor, b: QTensor, icfg) -> QTensor | None:
-    """golden.layernorm.l1_layernorm with division "fixed" for x with one scale per row, or None. The per-tensor
+    """itx.golden.layernorm.l1_layernorm with division "fixed" for x with one scale per row, or None. The per-tensor
     scales of y, g and b give scalar Eq. 8 factors, computed here by quant.dyadic_factors."""
     xr = _rows(x)
     if xr is None or icfg.rescale != "dyadic" or icfg.ln_division != "fixed" or not g.shape == b.shape == x.shape[-1:] \
@@ -117,7 +117,7 @@ def _per_head(t: QTensor, heads: int) -> np.ndarray | None:
 
 def poly_probs(scores: QTensor, b: QTensor, delta: QTensor, n: int, mask, icfg) -> QTensor | None:
     """IntTransformer.poly_attention's probabilities from its scores [B, H, Tq, Tk] (scale s_q s_k sqrt(d)): match
-    along the keys, golden.attention.poly, Eq. 10 per row; or None."""
+    along the keys, itx.golden.attention.poly, Eq. 10 per row; or None."""
     if scores.values.ndim != 4 or icfg.rescale != "dyadic" or qmax(icfg.bits) ** n >= WIDE:  # power()'s exact int64 bound: never reached
         return None
     hs = scores.shape[1]
@@ -137,7 +137,7 @@ def poly_probs(scores: QTensor, b: QTensor, delta: QTensor, n: int, mask, icfg) 
 
 
 def context(num: QTensor, p: QTensor, v: QTensor, f: int, icfg) -> QTensor | None:
-    """golden.attention.attention_output from the context GEMM num = P V and P: num 2^f / sum P at V's scale x 2^f,
+    """itx.golden.attention.attention_output from the context GEMM num = P V and P: num 2^f / sum P at V's scale x 2^f,
     Eq. 10 per row; or None."""
     with np.errstate(over="ignore"):
         sv = v.scale * np.float32(1 << f)
@@ -151,7 +151,7 @@ def context(num: QTensor, p: QTensor, v: QTensor, f: int, icfg) -> QTensor | Non
 
 @inline
 def _round_shift_product(x, m, sh):
-    """golden.rounding.round_shift_product, half_away: round(x m / 2^sh) for m > 0, 0 <= sh <= 63."""
+    """itx.golden.rounding.round_shift_product, half_away: round(x m / 2^sh) for m > 0, 0 <= sh <= 63."""
     p = x * m
     p = p + p - (1 if x < 0 else 0)
     return ((p >> sh) + 1) >> 1
@@ -159,7 +159,7 @@ def _round_shift_product(x, m, sh):
 
 @inline
 def _to_acc(v, lo, hi, sat):
-    """golden.config.to_accumulator of one value: wrapped mod 2^acc_bits, or saturated."""
+    """itx.golden.config.to_accumulator of one value: wrapped mod 2^acc_bits, or saturated."""
     if lo <= v <= hi:
         return v
     if sat:
@@ -169,14 +169,14 @@ def _to_acc(v, lo, hi, sat):
 
 @inline
 def _dyadic_factor(t):
-    """golden.quant.dyadic_factors from the float64 ratio's bits t, sh clamped to 63 as divide_to does."""
+    """itx.golden.quant.dyadic_factors from the float64 ratio's bits t, sh clamped to 63 as divide_to does."""
     t += 1 << 21
     return ((t >> 22) & ((1 << 30) - 1)) | (1 << 30), min(1053 - (t >> 52), 63)
 
 
 @inline
 def _round_div(n, d):
-    """golden.rounding.round_div, half_away, d > 0: sign(n) floor((|n| + floor(d / 2)) / d)."""
+    """itx.golden.rounding.round_div, half_away, d > 0: sign(n) floor((|n| + floor(d / 2)) / d)."""
     r = (abs(n) + (d >> 1)) // d
     return -r if n < 0 else r
 
@@ -206,7 +206,7 @@ def _min_and_ratios(sc, ratio):
 
 @inline
 def _rescale_dyadic(v, s, q, y):
-    """golden.quant.rescale, mode dyadic, of one row v at scale s into y; returns the new scale."""
+    """itx.golden.quant.rescale, mode dyadic, of one row v at scale s into y; returns the new scale."""
     big = 0
     for j in range(v.size):
         big = max(big, abs(v[j]))
@@ -223,7 +223,7 @@ def _rescale_dyadic(v, s, q, y):
 
 @inline
 def _multiply_by_quantized_multiplier(x, m, shift, single):
-    """golden.tflite.multiply_by_quantized_multiplier for one int32 x, 0 <= m < 2^31, -31 <= shift <= 1 (SRDHM's
+    """itx.golden.tflite.multiply_by_quantized_multiplier for one int32 x, 0 <= m < 2^31, -31 <= shift <= 1 (SRDHM's
     saturation needs m = INT32_MIN: never)."""
     if single:
         total = 31 - shift
@@ -236,7 +236,7 @@ def _multiply_by_quantized_multiplier(x, m, shift, single):
 
 @inline
 def _rescale_tflite(v, s, q, y, single):
-    """golden.quant.rescale, mode tflite (single: tflite_single), of one row v at scale s into y; returns the new
+    """itx.golden.quant.rescale, mode tflite (single: tflite_single), of one row v at scale s into y; returns the new
     scale. tflite_rescale_multiplier: QuantizeMultiplier of qmax / max|x| (frexp, half-away round of q 2^31), of 1.0
     for a row that fits. Neither its 2^31 carry nor its flush can happen here: with max|x| <= 2^31 the ratio is
     >= 2^-31 and at least 2^-31 (relatively) below a power of two, the carry needs it within 2^-32."""
@@ -260,7 +260,7 @@ def _rescale_mode(v, s, q, y, rmode):
 
 @inline
 def _rescale_paper(v, q, y):
-    """golden.quant.rescale's values, mode paper (Eq. 10 as written), half_away, of one row v into y (may be v);
+    """itx.golden.quant.rescale's values, mode paper (Eq. 10 as written), half_away, of one row v into y (may be v);
     returns the divisor s_hat."""
     big = 0
     for j in range(v.size):
@@ -314,7 +314,7 @@ def residual_rows(x, sx, z, sz, q, rmode=0):
 
 @njit
 def layernorm_rows(x, f, g, gm, gsh, b, bm, bsh, s, q, acc_bits, sat):
-    """golden.layernorm.l1_layernorm, division "fixed", on rows of x [M, n]: centre, y = (x - mu) n 2^f / sum|x - mu|
+    """itx.golden.layernorm.l1_layernorm, division "fixed", on rows of x [M, n]: centre, y = (x - mu) n 2^f / sum|x - mu|
     (0 for a constant row), times g, plus b, both matched to s by the (m, sh) given, every step in the accumulator,
     then Eq. 10 (dyadic) per row -> (values, row scales, first bad row or -1)."""
     rows, n = x.shape
@@ -348,7 +348,7 @@ def layernorm_rows(x, f, g, gm, gsh, b, bm, bsh, s, q, acc_bits, sat):
 @njit
 def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits, sat):
     """IntTransformer.poly_attention from the scores x [B, H, Tq, Tk] (scales sc) to the probabilities: matched
-    along the keys, golden.attention.poly (ReLU(x + b), re-scaled, ^n, + |delta|, masked, in the accumulator) and
+    along the keys, itx.golden.attention.poly (ReLU(x + b), re-scaled, ^n, + |delta|, masked, in the accumulator) and
     re-scaled per row (dyadic Eq. 10) -> (p, row scales [B, H, Tq], first bad flat row or -1)."""
     bs, hs, tq, tk = x.shape
     p, scale = np.empty(x.shape, np.int64), np.empty((bs, hs, tq), np.float32)
@@ -383,7 +383,7 @@ def poly_rows(x, sc, keep, b, sb, delta, sd, n, q, acc_bits, sat):
 
 @njit
 def context_rows(num, den, f, sv, q, acc_bits, sat):
-    """golden.attention.attention_output after the context GEMM: num 2^f / den (0 where den <= 0) in the
+    """itx.golden.attention.attention_output after the context GEMM: num 2^f / den (0 where den <= 0) in the
     accumulator, re-scaled per row from V's scale x 2^f sv (dyadic Eq. 10) -> (values, row scales [B, H, Tq], first
     bad flat row or -1)."""
     bs, hs, tq, dv = num.shape

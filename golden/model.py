@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.errors import UserError
-from golden.tokenizer import BOS, EOS, PAD
+from itx.golden.errors import UserError
+from itx.golden.tokenizer import BOS, EOS, PAD
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"

@@ -108,7 +108,7 @@ def matmul(a: QTensor, b: QTensor, mode: str = DEFAULT_MATCH, rounding: str = DE
            acc_bits: int | None = None, overflow: str | None = None) -> QTensor:
     """{x1 x x2, s1 x s2}: a (..., M, K) @ b (..., K, N) after M(x, s, d) along K on both operands, so the
     output scale is the outer product of a's row scales and b's column scales. The integer GEMM is
-    golden.gemm.gemm with the configured accumulator (its overflow mode is the one place values may wrap)."""
+    itx.golden.gemm.gemm with the configured accumulator (its overflow mode is the one place values may wrap)."""
     a, b = check_qtensor(a, "a"), check_qtensor(b, "b")
     _same_ndim("matmul", a, b)
     acc = accumulator(acc_bits, overflow)

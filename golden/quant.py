@@ -12,7 +12,7 @@ from .tflite import TFLITE_MODES, multiply_by_quantized_multiplier
 GRANULARITIES = ("tensor", "row", "batch", "block")
 MATCH_MODES = ("paper", "dyadic") + TFLITE_MODES
 RESCALE_MODES = ("paper", "pow2", "dyadic") + TFLITE_MODES
-# The one default of each knob, used by the functions below, golden.ops/attention/layernorm and IntConfig alike:
+# The one default of each knob, used by the functions below, itx.golden.ops/attention/layernorm and IntConfig alike:
 # the dyadic variants are more precise than the paper's ceil (SPEC.md) and one cycle per beat in itx_requant.
 DEFAULT_MATCH, DEFAULT_RESCALE, DEFAULT_GRANULARITY = "dyadic", "dyadic", "row"
 DYADIC_BITS = 31          # multiplier m in [2^30, 2^31): fits a signed 32-bit register

@@ -5,7 +5,7 @@ re-scaling"). The definitions are the libraries' scalar int32 ones:
 - tensorflow/lite/kernels/internal/common.cc (common.h in older releases): MultiplyByQuantizedMultiplier, its
   default branch (SRDHM then RoundingDivideByPOT: double rounding) and its TFLITE_SINGLE_ROUNDING branch (one 64-bit
   product, + 2^(total_shift - 1), >> total_shift: one rounding, ties toward +infinity);
-- QuantizeMultiplier (tensorflow/lite/kernels/internal/quantization_util.cc) is golden.quant.quantize_multiplier.
+- QuantizeMultiplier (tensorflow/lite/kernels/internal/quantization_util.cc) is itx.golden.quant.quantize_multiplier.
 
 A multiplier (m, shift) stands for the real m 2^(shift - 31), m in [2^30, 2^31) (or 0)."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
     """gemmlowp RoundingDivideByPOT(x, exponent), 0 <= exponent <= 31: (x >> e) + [x & mask > mask / 2 + (x < 0)],
-    i.e. x / 2^e rounded half away from zero, which is golden.rounding.round_shift(x, e, "half_away")."""
+    i.e. x / 2^e rounded half away from zero, which is itx.golden.rounding.round_shift(x, e, "half_away")."""
     return round_shift(x, exponent, "half_away")
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.atomic import check_target, staged_dir
-from golden.config import OVERFLOW_MODES
-from golden.errors import Mismatch, UserError
-from golden.gemm import gemm
+from itx.golden.atomic import check_target, staged_dir
+from itx.golden.config import OVERFLOW_MODES
+from itx.golden.errors import Mismatch, UserError
+from itx.golden.gemm import gemm
 
 FORMAT = "itx-gemm-vectors"
 VERSION = 1
@@ -198,7 +198,7 @@ def write_manifest(directory: str | Path, gemms: list[tuple[str, np.ndarray, np.
 
 
 def check_vector_dir(directory: str | Path) -> Path:
-    """Refuse an output directory before long work (see golden.atomic.check_target)."""
+    """Refuse an output directory before long work (see itx.golden.atomic.check_target)."""
     return check_target(directory, MANIFEST, "vector directory")
 
 

@@ -7,7 +7,7 @@ import pkgutil
 import sys
 
 import itx.commands
-from golden.errors import UserError
+from itx.golden.errors import UserError
 from itx.errors import ArgumentParser, report
 
 

@@ -1,6 +1,6 @@
 """The CLI's error contract, in one place: every command's exceptions map to one stderr line and an exit code.
 
-  0  success                       1  verification failed (golden.errors.Mismatch: name, index, expected, got)
+  0  success                       1  verification failed (itx.golden.errors.Mismatch: name, index, expected, got)
   2  bad input: `itx CMD: error: <what>, <where>` (UserError, argparse, OSError, MemoryError)
   3  internal error: a bug in itx; the traceback is printed, then one line saying so
   130 interrupted (Ctrl-C / SIGINT): staged outputs are discarded (golden/atomic.py), nothing half-written
@@ -18,7 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from golden.errors import Mismatch, UserError
+from itx.golden.errors import Mismatch, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 OK, FAILED, BAD_INPUT, INTERNAL, INTERRUPTED = 0, 1, 2, 3, 130

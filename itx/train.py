@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golden import model as gm
-from golden.tokenizer import BOS, EOS, PAD, Tokenizer
+from itx.golden import model as gm
+from itx.golden.tokenizer import BOS, EOS, PAD, Tokenizer
 from itx import data
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ The pieces follow cocotb's examples/matrix_multiplier, each doing one thing:
   Stalls are drawn from a seeded `random.Random`: the same seed gives the same cycles.
 - `Scoreboard` is an in-order checker: a model callback on the *input* monitor adds expected values computed from
   what the DUT accepted (not from the stimulus list), the output monitor's results are compared with them with
-  zero tolerance; a difference raises golden.errors.Mismatch naming tensor, index, expected and got.
+  zero tolerance; a difference raises itx.golden.errors.Mismatch naming tensor, index, expected and got.
 - `run` builds the RTL and runs a cocotb test module through cocotb_tools.runner (Icarus by default), passing
   `args` to the testbench (`test_args()` there) and failing unless every cocotb test ran and passed;
   `parameters` reads a DUT's parameters back from the simulator.
@@ -37,9 +37,9 @@ from cocotb.task import Task
 from cocotb.triggers import Event, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.types import LogicArray
 
-from golden.errors import Mismatch
-from golden.gemm import gemm
-from golden.vectors import read_manifest
+from itx.golden.errors import Mismatch
+from itx.golden.gemm import gemm
+from itx.golden.vectors import read_manifest
 
 Signal = LogicObject | LogicArrayObject
 Beat = Mapping[str, int]
@@ -67,7 +67,7 @@ class VectorSet:
     gemms: tuple[GemmVectors, ...]
 
     def gemm(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """The golden model, golden.gemm.gemm at this set's widths: use it on what the DUT accepted."""
+        """The golden model, itx.golden.gemm.gemm at this set's widths: use it on what the DUT accepted."""
         return gemm(a, b, acc_bits=self.acc_bits, overflow=self.overflow, in_bits=self.in_bits)
 
 

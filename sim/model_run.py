@@ -4,8 +4,8 @@ itx_gemm_ctrl and, for linear layers, itx_requant (sim/hdl/itx_tb_layer.v, all o
 Compared bit for bit: the INT32 accumulators of every GEMM and, after re-scaling, the INT8 tensor the next layer
 consumes.
 
-Vectors: golden.vectors' manifest (A, B, C) plus `requant.json` naming, per re-scaled GEMM, hex files of the
-per-element factors (sim.requant.Factors) and of the expected INT8 output Y.
+Vectors: itx.golden.vectors' manifest (A, B, C) plus `requant.json` naming, per re-scaled GEMM, hex files of the
+per-element factors (itx.sim.requant.Factors) and of the expected INT8 output Y.
 """
 from __future__ import annotations
 
@@ -21,20 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.attention import lift
-from golden.atomic import check_target, staged_files
-from golden.config import ROOT, HwConfig
-from golden.errors import Mismatch, UserError
-from golden.int_config import IntConfig
-from golden.int_model import IntTransformer
-from golden.model import model_dir
-from golden.quant import DYADIC_BITS
-from golden.rounding import ROUNDINGS
-from golden.tokenizer import BOS, Tokenizer
-from golden.vectors import Manifest, read_hex, read_manifest, write_hex, write_manifest
-from sim.requant import SH_BITS, STAGE_MODES, Factors, linear_factors, rounding_code, stage_code
-from sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_parameters
-from sim.runner import SOURCE_TB, beat_counts, write_beats
+from itx.golden.attention import lift
+from itx.golden.atomic import check_target, staged_files
+from itx.golden.config import ROOT, HwConfig
+from itx.golden.errors import Mismatch, UserError
+from itx.golden.int_config import IntConfig
+from itx.golden.int_model import IntTransformer
+from itx.golden.model import model_dir
+from itx.golden.quant import DYADIC_BITS
+from itx.golden.rounding import ROUNDINGS
+from itx.golden.tokenizer import BOS, Tokenizer
+from itx.golden.vectors import Manifest, read_hex, read_manifest, write_hex, write_manifest
+from itx.sim.requant import SH_BITS, STAGE_MODES, Factors, linear_factors, rounding_code, stage_code
+from itx.sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_parameters
+from itx.sim.runner import SOURCE_TB, beat_counts, write_beats
 
 LAYER_TB = Path(__file__).resolve().parent / "hdl" / "itx_tb_layer.v"
 REQUANT = "requant.json"
@@ -125,12 +125,12 @@ def capture(src: list[int], tgt_in: list[int], model: str = "integer", layers: t
 
 
 def write_vectors(directory: Path, gemms, cfg: HwConfig, source: dict | None = None) -> Path:
-    """golden.vectors manifest of the GEMMs plus requant.json with factor and expected-Y hex files, one staged set."""
+    """itx.golden.vectors manifest of the GEMMs plus requant.json with factor and expected-Y hex files, one staged set."""
     def requant(path: Path) -> None:
         man, entries = read_manifest(path), {}
         for i, ((name, _, _, c, rq), e) in enumerate(zip(gemms, man.gemms)):
             if not np.array_equal(man.load(e, "c"), c):
-                raise ValueError(f"{name}: the model's accumulator differs from golden.gemm of its own operands")
+                raise ValueError(f"{name}: the model's accumulator differs from itx.golden.gemm of its own operands")
             if rq is None:
                 continue
             f, y = rq

@@ -1,6 +1,6 @@
 """The golden side of hw/itx_requant.v: per-element factors (dyadic multiplier/shift, matched bias, Eq. 10 divisor
-or multiplier/shift) chosen by golden.quant, their RTL parameters, and the unit's arithmetic composed from
-golden.rounding.round_div.
+or multiplier/shift) chosen by itx.golden.quant, their RTL parameters, and the unit's arithmetic composed from
+itx.golden.rounding.round_div.
 
 The RTL does the per-element arithmetic; group statistics (max|x| per row, the divisor or multiplier) come from
 here."""
@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.config import HwConfig
-from golden.qtensor import QTensor
-from golden.quant import (_MAX_SHIFT, DYADIC_BITS, dyadic_factors, floor_log2, match_along, match_scales,
+from itx.golden.config import HwConfig
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import (_MAX_SHIFT, DYADIC_BITS, dyadic_factors, floor_log2, match_along, match_scales,
                           rescale_divisor, rescale_multiplier, tflite_rescale_multiplier)
-from golden.rounding import ROUNDINGS, check_rounding, round_div, round_shift
-from golden.tflite import TFLITE_MODES
+from itx.golden.rounding import ROUNDINGS, check_rounding, round_div, round_shift
+from itx.golden.tflite import TFLITE_MODES
 
 SH_BITS = 6   # shifts 0..63 cover the dyadic range (golden rounds shifts > 62 to 0 before the RTL sees them)
 # itx_requant's in_mmode / in_rmode codes (index): the arithmetic of a multiplier-shift stage. "dyadic": one rounding
-# by `rounding` (also pow2's shift and the identity); the TFLite modes: golden.tflite with (m, shift) = (mul, 31 - sh)
+# by `rounding` (also pow2's shift and the identity); the TFLite modes: itx.golden.tflite with (m, shift) = (mul, 31 - sh)
 STAGE_MODES = ("dyadic",) + TFLITE_MODES
 
 
@@ -52,7 +52,7 @@ class Factors:
 
 
 def _rescale_part(t: np.ndarray, bits: int, granularity: str, mode: str, block: int | None) -> dict:
-    """Eq. 10's second-stage factors of golden.quant.rescale(mode) for the group sums t, per element."""
+    """Eq. 10's second-stage factors of itx.golden.quant.rescale(mode) for the group sums t, per element."""
     ones, zeros = np.ones(t.shape, np.int64), np.zeros(t.shape, np.int64)
     if mode in TFLITE_MODES:   # TFLite's (multiplier, shift) as the RTL's (rmul, rsh = 31 - shift)
         m, shift = (np.broadcast_to(v, t.shape).astype(np.int64)
@@ -73,7 +73,7 @@ def _rescale_part(t: np.ndarray, bits: int, granularity: str, mode: str, block: 
 
 def rescale_factors(x: np.ndarray, bits: int, granularity: str = "row", mode: str = "paper",
                     block: int | None = None, rounding: str = "half_away") -> Factors:
-    """Eq. 10 alone (golden.quant.rescale): identity matching, then the group divisor."""
+    """Eq. 10 alone (itx.golden.quant.rescale): identity matching, then the group divisor."""
     x = np.asarray(x, dtype=np.int64)
     ones, zeros = np.ones_like(x), np.zeros_like(x)
     return Factors(ones, zeros, zeros, **_rescale_part(x, bits, granularity, mode, block),
@@ -124,7 +124,7 @@ def multiply_shift(x: np.ndarray, m: np.ndarray, sh: np.ndarray, mode: str, roun
     """One itx_dyadic stage for any factors (sh 0..63, |x m| < 2^62): mode "dyadic" round_div(x m, 2^sh); the TFLite
     modes round x m / 2^s1 half up (ties toward +infinity), s1 = sh (tflite_single) or min(sh, 31) (tflite: SRDHM),
     then tflite divides by the remaining 2^(sh - s1) half away (RoundingDivideByPOT). For TFLite factors these are
-    golden.tflite.multiply_by_quantized_multiplier(x, m, 31 - sh) (tested equal)."""
+    itx.golden.tflite.multiply_by_quantized_multiplier(x, m, 31 - sh) (tested equal)."""
     p = x * m
     if mode == "dyadic":
         return round_div(p, np.left_shift(np.int64(1), sh), rounding)
@@ -142,5 +142,5 @@ def stage_code(mode: str) -> int:
 
 
 def rounding_code(rounding: str) -> int:
-    """itx_round's RND input: the index in golden.rounding.ROUNDINGS."""
+    """itx_round's RND input: the index in itx.golden.rounding.ROUNDINGS."""
     return ROUNDINGS.index(check_rounding(rounding))

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from golden.config import ROOT, HwConfig
+from itx.golden.config import ROOT, HwConfig
 
 HW_DIR = ROOT / "hw"
 SIM_BUILD = ROOT / "sim_build"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.config import HwConfig
-from golden.errors import Mismatch
-from golden.vectors import Manifest, read_hex
-from sim import kit
-from sim.kit import build_key as _key
-from sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
-from sim.scoreboard import check_gemm
+from itx.golden.config import HwConfig
+from itx.golden.errors import Mismatch
+from itx.golden.vectors import Manifest, read_hex
+from itx.sim import kit
+from itx.sim.kit import build_key as _key
+from itx.sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_parameters
+from itx.sim.scoreboard import check_gemm
 
 HDL = Path(__file__).resolve().parent / "hdl"
 MEM_TB = HDL / "itx_tb_mem.v"
@@ -134,12 +134,12 @@ def _sim_env(sim: str):
 
 def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: str = "icarus",
                testcase: str | None = None, seed: int = 0) -> None:
-    """Build itx_gemm_ctrl with `params` and run cocotb tests from sim/`test_module` (sim.kit.run); fail on any
-    failure. The testbench gets tb_config plus the params from sim.kit.test_args()."""
+    """Build itx_gemm_ctrl with `params` and run cocotb tests from sim/`test_module` (itx.sim.kit.run); fail on any
+    failure. The testbench gets tb_config plus the params from itx.sim.kit.test_args()."""
     waves = waves_requested()
     build_dir = SIM_BUILD / sim / f"{TOP}-{_key(params)}{'-waves' if waves else ''}"
     with _sim_env(sim):
-        kit.run(toplevel=TOP, sources=RTL_SOURCES, test_module=f"sim.{test_module}", parameters=params,
+        kit.run(toplevel=TOP, sources=RTL_SOURCES, test_module=f"itx.sim.{test_module}", parameters=params,
                 args={**tb_config, "params": params}, sim=sim, build_dir=build_dir, testcase=testcase, seed=seed,
                 waves=waves, build_args=["--timing", "-Wno-fatal"] if sim == "verilator" else [])
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.errors import Mismatch
+from itx.golden.errors import Mismatch
 
 
 def tile_rows(m: int, n: int, rows: int, cols: int) -> list[tuple[int, int, int]]:

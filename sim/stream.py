@@ -1,11 +1,11 @@
-"""itx_gemm_ctrl's input beat layout (driven through sim.kit's StreamDriver)."""
+"""itx_gemm_ctrl's input beat layout (driven through itx.sim.kit's StreamDriver)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from sim.kit import pack
+from itx.sim.kit import pack
 
 
 @dataclass

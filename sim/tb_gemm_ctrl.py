@@ -1,6 +1,6 @@
-"""cocotb testbench of itx_gemm_ctrl (run through sim/test_gemm_ctrl.py; configured by sim.kit.test_args()).
+"""cocotb testbench of itx_gemm_ctrl (run through sim/test_gemm_ctrl.py; configured by itx.sim.kit.test_args()).
 
-Every GEMM is streamed through the valid/ready handshakes with random stalls on both sides (sim.kit's driver,
+Every GEMM is streamed through the valid/ready handshakes with random stalls on both sides (itx.sim.kit's driver,
 back-pressure and monitors). The expected C is the golden GEMM of what the input monitor saw the controller accept,
 tile by tile; the output monitor's beats are assembled into C and checked in order by the kit's scoreboard."""
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, with_timeout
 
-from golden.gemm import gemm
-from sim.kit import Backpressure, Scoreboard, StreamDriver, StreamMonitor, parameters, test_args, unpack
-from sim.scoreboard import assemble, tile_rows
-from sim.stream import Beat, gemm_beats
+from itx.golden.gemm import gemm
+from itx.sim.kit import Backpressure, Scoreboard, StreamDriver, StreamMonitor, parameters, test_args, unpack
+from itx.sim.scoreboard import assemble, tile_rows
+from itx.sim.stream import Beat, gemm_beats
 
 CFG = test_args()
 

@@ -1,9 +1,9 @@
-"""cocotb testbench of itx_requant (run through sim/test_requant.py; configured by sim.kit.test_args()).
+"""cocotb testbench of itx_requant (run through sim/test_requant.py; configured by itx.sim.kit.test_args()).
 
 Beats stream through valid/ready with random stalls on both sides; every output lane and overflow flag is
-compared bit for bit with the golden model: golden.quant.rescale (Eq. 10: every mode, the TFLite ones included),
-golden.ops.add + rescale (dyadic or TFLite Eq. 8 matching of a linear layer's bias add) and, for arbitrary factors
-and edge values, the unit's arithmetic in every stage mode (sim.requant.requant_model)."""
+compared bit for bit with the golden model: itx.golden.quant.rescale (Eq. 10: every mode, the TFLite ones included),
+itx.golden.ops.add + rescale (dyadic or TFLite Eq. 8 matching of a linear layer's bias add) and, for arbitrary factors
+and edge values, the unit's arithmetic in every stage mode (itx.sim.requant.requant_model)."""
 from __future__ import annotations
 
 import itertools
@@ -14,13 +14,13 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, with_timeout
 
-from golden.ops import add
-from golden.qtensor import QTensor
-from golden.quant import RESCALE_MODES, match_along, rescale
-from golden.rounding import ROUNDINGS
-from golden.tflite import TFLITE_MODES
-from sim.requant import STAGE_MODES, Factors, linear_factors, requant_model, rescale_factors, rounding_code, stage_code
-from sim.kit import pack, test_args, unpack
+from itx.golden.ops import add
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import RESCALE_MODES, match_along, rescale
+from itx.golden.rounding import ROUNDINGS
+from itx.golden.tflite import TFLITE_MODES
+from itx.sim.requant import STAGE_MODES, Factors, linear_factors, requant_model, rescale_factors, rounding_code, stage_code
+from itx.sim.kit import pack, test_args, unpack
 
 CFG = test_args()
 
@@ -129,7 +129,7 @@ class Bench:
 
 @cocotb.test()
 async def rescale_eq10(dut):
-    """golden.quant.rescale, per row, paper (sequential divider), pow2 (shift), dyadic (multiplier + shift) and the
+    """itx.golden.quant.rescale, per row, paper (sequential divider), pow2 (shift), dyadic (multiplier + shift) and the
     TFLite modes (multiplier + shift, double or single rounding), every rounding; edge groups included."""
     tb = Bench(dut)
     await tb.start()

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from golden.config import load_hw_config
-from sim.rtl import rtl_parameters
-from sim.runner import run_cocotb, simulator_available
+from itx.golden.config import load_hw_config
+from itx.sim.rtl import rtl_parameters
+from itx.sim.runner import run_cocotb, simulator_available
 
 SHAPES = [(4, 4), (8, 8), (6, 10), (16, 16)]
 CFG = load_hw_config()

@@ -1,4 +1,4 @@
-"""sim.kit's checking pieces without a simulator, and the whole kit against a wrong RTL: the example's rowmm with
+"""itx.sim.kit's checking pieces without a simulator, and the whole kit against a wrong RTL: the example's rowmm with
 one line broken must fail, naming tensor, index, expected and got."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from golden.errors import Mismatch, UserError
-from golden.vectors import write_manifest
-from sim import kit
-from sim.rtl import ROOT
+from itx.golden.errors import Mismatch, UserError
+from itx.golden.vectors import write_manifest
+from itx.sim import kit
+from itx.sim.rtl import ROOT
 
 EXAMPLE = ROOT / "examples" / "third_party_matmul"
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from golden.config import load_hw_config
-from golden.vectors import read_manifest, write_manifest
-from sim.runner import MemBench, run_manifest, simulator_available
-from sim.scoreboard import check_gemm
+from itx.golden.config import load_hw_config
+from itx.golden.vectors import read_manifest, write_manifest
+from itx.sim.runner import MemBench, run_manifest, simulator_available
+from itx.sim.scoreboard import check_gemm
 
 CFG = load_hw_config()
 pytestmark = pytest.mark.skipif(simulator_available("icarus") is not None, reason="iverilog not on PATH")

@@ -9,18 +9,18 @@ import json
 import numpy as np
 import pytest
 
-from golden.config import load_hw_config
-from golden.model import model_dir
-from golden.int_config import IntConfig
-from golden.ops import add
-from golden.qtensor import QTensor
-from golden.quant import RESCALE_MODES, match_along, rescale
-from golden.tflite import TFLITE_MODES
-from golden.vectors import read_manifest
+from itx.golden.config import load_hw_config
+from itx.golden.model import model_dir
+from itx.golden.int_config import IntConfig
+from itx.golden.ops import add
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import RESCALE_MODES, match_along, rescale
+from itx.golden.tflite import TFLITE_MODES
+from itx.golden.vectors import read_manifest
 from itx.cli import main
-from sim.model_run import REQUANT, capture, rtl_config, run_layers, sentence_ids, sentence_vectors, write_vectors
-from sim.requant import linear_factors, requant_model
-from sim.runner import simulator_available
+from itx.sim.model_run import REQUANT, capture, rtl_config, run_layers, sentence_ids, sentence_vectors, write_vectors
+from itx.sim.requant import linear_factors, requant_model
+from itx.sim.runner import simulator_available
 
 CFG = load_hw_config()
 
@@ -150,7 +150,7 @@ def test_first_encoder_layer_icarus(tmp_path):
 
 NARROW_16 = pytest.mark.xfail(raises=ValueError, strict=True, reason="issue 14, open: at acc_bits 16 an enc.0 bias has "
                               "a scale below the matched accumulator's, which itx_requant's one dyadic step refuses "
-                              "(sim.requant.linear_factors)")
+                              "(itx.sim.requant.linear_factors)")
 
 
 @pytest.mark.slow

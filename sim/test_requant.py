@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golden.config import load_hw_config
-from golden.tflite import TFLITE_MODES, multiply_by_quantized_multiplier
-from sim import kit
-from sim.requant import multiply_shift, requant_parameters
-from sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_module
-from sim.runner import simulator_available
+from itx.golden.config import load_hw_config
+from itx.golden.tflite import TFLITE_MODES, multiply_by_quantized_multiplier
+from itx.sim import kit
+from itx.sim.requant import multiply_shift, requant_parameters
+from itx.sim.rtl import RTL_SOURCES, SIM_BUILD, rtl_module
+from itx.sim.runner import simulator_available
 
 TOP = "itx_requant"
 CFG = load_hw_config()
@@ -21,14 +21,14 @@ def run_requant_tb(params: dict[str, int], tb_config: dict, sim: str = "icarus")
     missing = sorted(set(params) - set(rtl_module(TOP).params))
     if missing:
         raise ValueError(f"hw/{TOP}.v: missing parameter(s) {missing}")
-    kit.run(toplevel=TOP, sources=RTL_SOURCES, test_module="sim.tb_requant", parameters=params,
+    kit.run(toplevel=TOP, sources=RTL_SOURCES, test_module="itx.sim.tb_requant", parameters=params,
             args={**tb_config, "params": params}, sim=sim,
             build_dir=SIM_BUILD / sim / f"{TOP}-{kit.build_key(params)}", seed=tb_config["seed"])
 
 
 @pytest.mark.parametrize("mode", TFLITE_MODES)
 def test_stage_model_is_tflites_multiply(mode):
-    """No simulator: the RTL stage model (sim.requant.multiply_shift, sh = 31 - shift) is golden.tflite's
+    """No simulator: the RTL stage model (itx.sim.requant.multiply_shift, sh = 31 - shift) is itx.golden.tflite's
     MultiplyByQuantizedMultiplier on TFLite factors: random and extreme int32 x, every shift -31..1."""
     rng = np.random.default_rng(7)
     x = np.r_[rng.integers(-(2 ** 31), 2 ** 31, 20_000) >> rng.integers(0, 32, 20_000), -(2 ** 31), 2 ** 31 - 1, 0]

@@ -8,11 +8,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from golden.config import load_hw_config
-from golden.vectors import read_manifest, write_manifest
-from sim.requant import requant_parameters
-from sim.rtl import HW_DIR
-from sim.runner import beat_counts, run_manifest, simulator_available, verilator_lint_command, write_beats
+from itx.golden.config import load_hw_config
+from itx.golden.vectors import read_manifest, write_manifest
+from itx.sim.requant import requant_parameters
+from itx.sim.rtl import HW_DIR
+from itx.sim.runner import beat_counts, run_manifest, simulator_available, verilator_lint_command, write_beats
 
 CFG = load_hw_config()
 ARRAY_RTL = [str(HW_DIR / f) for f in ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")]

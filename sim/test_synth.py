@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from itx.cli import main
-from sim.synth import (CMOS_TRANSISTORS, DesignPoint, available, cmos_transistors, design_area, nand2_eq, parse_stat,
+from itx.sim.synth import (CMOS_TRANSISTORS, DesignPoint, available, cmos_transistors, design_area, nand2_eq, parse_stat,
                        synthesize)
 
-STAT = Path(__file__).parent / "data" / "stat_itx_pe_4x16.json"   # itx_pe IN_BITS 4 ACC_BITS 16, sim.synth.SCRIPT
+STAT = Path(__file__).parent / "data" / "stat_itx_pe_4x16.json"   # itx_pe IN_BITS 4 ACC_BITS 16, itx.sim.synth.SCRIPT
 needs_yosys = pytest.mark.skipif(available() is not None, reason=str(available()))
 
 
@@ -47,7 +47,7 @@ def test_unmodelled_cell_is_an_error():
 def test_single_mode_wrapper_ties_the_mode_inputs(mode, tied):
     """A single-mode re-scaling unit is itx_requant with its mode inputs driven by constants (no longer ports);
     "all" is the RTL as written."""
-    from sim.synth import UNITS, _wrapper
+    from itx.sim.synth import UNITS, _wrapper
 
     unit, point = UNITS["requant"], DesignPoint(cols=2, rescale=mode)
     text = _wrapper(unit, unit.params(point), unit.ties(point))

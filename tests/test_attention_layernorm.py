@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
-from golden.attention import poly_attention
-from golden.layernorm import C_L1, l1_layernorm
-from golden.qtensor import QTensor
-from golden.quant import RESCALE_MODES, quantize
+from itx.golden.attention import poly_attention
+from itx.golden.layernorm import C_L1, l1_layernorm
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import RESCALE_MODES, quantize
 
 F32 = np.float32
 N = 1000

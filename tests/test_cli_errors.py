@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import golden.config
+import itx.golden.config
 import itx.data
-from golden.config import ROOT
-from golden.vectors import MANIFEST, read_manifest, write_manifest
+from itx.golden.config import ROOT
+from itx.golden.vectors import MANIFEST, read_manifest, write_manifest
 from itx.cli import main
 
 MODEL = ROOT / "models" / "integer"
@@ -263,7 +263,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, fx, tmp_path, monkeypatc
     out = tmp_path / "out"
     args, hw, data = _expand(argv, fx, out)
     if hw:
-        monkeypatch.setattr(golden.config, "HW_CONFIG", hw)
+        monkeypatch.setattr(itx.golden.config, "HW_CONFIG", hw)
     if data:
         monkeypatch.setattr(itx.data, "DATA", data)
     monkeypatch.chdir(tmp_path)
@@ -403,8 +403,8 @@ def test_two_writers_never_mix_their_sets(tmp_path):
 
 
 def test_lock_refuses_a_second_writer_in_process(tmp_path):
-    from golden.atomic import staged_dir
-    from golden.errors import UserError
+    from itx.golden.atomic import staged_dir
+    from itx.golden.errors import UserError
 
     with staged_dir(tmp_path / "v", MANIFEST) as stage:
         (stage / MANIFEST).write_text("{}")
@@ -437,8 +437,8 @@ def test_vectors_check_recomputes_every_requant_y(tmp_path, capsys):
     import hashlib
     import json
 
-    from golden.config import load_hw_config
-    from sim.model_run import sentence_vectors
+    from itx.golden.config import load_hw_config
+    from itx.sim.model_run import sentence_vectors
 
     out = tmp_path / "v"
     man, _ = sentence_vectors(0, load_hw_config(), out, layers=("enc.0.self_attn.q",))

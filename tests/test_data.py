@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from golden.tokenizer import Tokenizer
+from itx.golden.tokenizer import Tokenizer
 from itx import data
 
 COMMITTED = [f"{s}.{p}.tsv" for s in ("dev", "test") for p in data.PAIRS] + ["spm.model"]

@@ -1,5 +1,5 @@
-"""golden.gemm: the fast exact GEMM equals the pure-Python ordered-accumulation reference, bit for bit, on every
-backend (the `backend` fixture: each of golden.gemm.BACKENDS, the library taking every GEMM it can, however small)."""
+"""itx.golden.gemm: the fast exact GEMM equals the pure-Python ordered-accumulation reference, bit for bit, on every
+backend (the `backend` fixture: each of itx.golden.gemm.BACKENDS, the library taking every GEMM it can, however small)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from golden import gemm as gemm_module
-from golden.config import load_hw_config
-from golden.gemm import BACKENDS, gemm, gemm_reference, prepare
+from itx.golden import gemm as gemm_module
+from itx.golden.config import load_hw_config
+from itx.golden.gemm import BACKENDS, gemm, gemm_reference, prepare
 
 IN_BITS = (2, 3, 4, 8, 12, 16)
 ACC_BITS = (16, 17, 20, 24, 31, 32)

@@ -1,4 +1,4 @@
-"""golden.gemm's backends: selection (ITX_GEMM), the library's self-check and fallback, its hand-written ONNX graph,
+"""itx.golden.gemm's backends: selection (ITX_GEMM), the library's self-check and fallback, its hand-written ONNX graph,
 and the committed integer model's outputs identical on every backend (the reference GEMM tests themselves run on
 every backend in tests/test_gemm.py)."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golden import gemm as G
-from golden.model import MODELS, greedy_search, load, pad_batch
+from itx.golden import gemm as G
+from itx.golden.model import MODELS, greedy_search, load, pad_batch
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -118,7 +118,7 @@ def test_prepared_weights_hold_one_session_and_no_per_call_copy(restore):
 def committed():
     if not (MODELS / "integer" / "weights.npz").is_file():
         pytest.skip("models/integer not exported yet")
-    from golden.tokenizer import Tokenizer
+    from itx.golden.tokenizer import Tokenizer
     from itx import data
     tok = Tokenizer()
     rows = data.read_tsv(data.split_path("test", "en-de"))[:8]
@@ -129,7 +129,7 @@ def committed():
 def test_committed_model_fingerprint_identical_on_every_backend(committed, monkeypatch, restore):
     """Greedy ids and teacher-forced int64 logits of the committed integer model are the same bytes on each backend,
     and the library really computed most of the library backend's GEMM work (else nothing was compared)."""
-    from golden.int_model import IntTransformer
+    from itx.golden.int_model import IntTransformer
     (cfg, w), srcs, tgt = committed
     library_or_skip()
     ops = []

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden import int_model, ops
-from golden.capture import capture, write
-from golden.gemm import gemm
-from golden.int_config import MODULES, IntConfig, parse_modules
-from golden.int_model import IntTransformer, KVCache, QBatch, search_view
-from golden.model import MODELS, FP32Transformer, ModelConfig, beam_search, expected_shapes, greedy_search, load
-from golden.qcd_baseline import QCDTransformer, affine_qcd
-from golden.ops import concat
-from golden.qtensor import QTensor
-from golden.quant import MATCH_MODES, RESCALE_MODES, match_along
-from golden.vectors import read_manifest
+from itx.golden import int_model, ops
+from itx.golden.capture import capture, write
+from itx.golden.gemm import gemm
+from itx.golden.int_config import MODULES, IntConfig, parse_modules
+from itx.golden.int_model import IntTransformer, KVCache, QBatch, search_view
+from itx.golden.model import MODELS, FP32Transformer, ModelConfig, beam_search, expected_shapes, greedy_search, load
+from itx.golden.qcd_baseline import QCDTransformer, affine_qcd
+from itx.golden.ops import concat
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import MATCH_MODES, RESCALE_MODES, match_along
+from itx.golden.vectors import read_manifest
 
 import int_reference as ref
 
@@ -50,7 +50,7 @@ def tiny():
 def committed():
     if not (MODELS / "integer" / "weights.npz").is_file():
         pytest.skip("models/integer not exported yet")
-    from golden.tokenizer import Tokenizer
+    from itx.golden.tokenizer import Tokenizer
     from itx import data
     tok = Tokenizer()
     rows = data.read_tsv(data.split_path("test", "en-de"))
@@ -289,8 +289,8 @@ FINGERPRINT_CONFIGS = {"default": {}, "rescale=paper": {"rescale": "paper"}, "ma
 
 
 def _teacher_forced(committed, n: int = 3):
-    from golden.model import pad_batch
-    from golden.tokenizer import BOS
+    from itx.golden.model import pad_batch
+    from itx.golden.tokenizer import BOS
     (cfg, w), tok, rows = committed
     srcs = [tok.encode_source(r[2], "de") for r in rows[:n]]
     return srcs, pad_batch(srcs), pad_batch([[BOS] + tok.encode_target(r[3])[:-1] for r in rows[:n]])
@@ -323,7 +323,7 @@ VALUE_BOUNDS = {"out_proj": 9e-4, "enc.ln_f": 1.5e-3, "dec.ln_f": 1.3e-3, "enc.0
 def test_committed_model_close_to_fp32(committed):
     """An independent reference: the FP32 model, teacher-forced on the same sentences; the integer logits and a few
     intermediate tensors (dequantized) must be within the bounds above in relative MSE."""
-    from golden.capture import Capture
+    from itx.golden.capture import Capture
     (cfg, w), _, _ = committed
     _, src, tgt = _teacher_forced(committed)
     cap = Capture()
@@ -338,7 +338,7 @@ def test_every_knob_reaches_every_site_it_claims(tiny, monkeypatch):
     rounding, accumulator reduction and GEMM of a forward pass runs with the configured value; attention's internal
     re-scales are per row by construction, the activations' and LayerNorm's follow `granularity`."""
     import sys
-    from golden import attention, config, layernorm, quant, rounding
+    from itx.golden import attention, config, layernorm, quant, rounding
     w, src, tgt = tiny
     cfg = IntConfig(bits=6, granularity="batch", match="paper", rescale="pow2", rounding="floor", acc_bits=24,
                     overflow="saturate")

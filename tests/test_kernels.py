@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golden import kernels
-from golden.int_config import IntConfig
-from golden.int_model import IntTransformer, split_heads
-from golden.model import MODELS, greedy_search, load
-from golden.ops import transpose
-from golden.qtensor import QTensor
-from golden.tflite import TFLITE_MODES
+from itx.golden import kernels
+from itx.golden.int_config import IntConfig
+from itx.golden.int_model import IntTransformer, split_heads
+from itx.golden.model import MODELS, greedy_search, load
+from itx.golden.ops import transpose
+from itx.golden.qtensor import QTensor
+from itx.golden.tflite import TFLITE_MODES
 
 pytest.importorskip("numba", reason="golden/kernels.py needs numba (the fast extra)")
 
@@ -147,8 +147,8 @@ def test_tflite_rescale_equals_numpy(model, rescale, taken):
 def test_committed_model_end_to_end(model, taken):
     """Greedy outputs, teacher-forced logits and every emitted tensor of every step are identical with and without
     the kernels, for configs where they engage (incl. only some modules integer)."""
-    from golden.model import pad_batch
-    from golden.tokenizer import Tokenizer
+    from itx.golden.model import pad_batch
+    from itx.golden.tokenizer import Tokenizer
     from itx import data
     tok = Tokenizer()
     rows = data.read_tsv(data.split_path("test", "en-fr"))[:4]
@@ -175,7 +175,7 @@ def test_committed_model_end_to_end(model, taken):
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
 def test_narrow_accumulator_wraps_or_saturates_like_numpy(model, overflow, taken):
     """acc_bits = 16: the bias add, LayerNorm's sums, x - mu, quotient and products leave the accumulator; the kernels
-    wrap or saturate them exactly like golden.config.to_accumulator in the numpy path."""
+    wrap or saturate them exactly like itx.golden.config.to_accumulator in the numpy path."""
     rng = np.random.default_rng(5)
     m = IntTransformer(*model, IntConfig(acc_bits=16, overflow=overflow))
     acc = QTensor(rng.integers(2**15 - 400, 2**15, (2, 3, 256)), np.full((2, 3, 1), 0.25, np.float32), 16)

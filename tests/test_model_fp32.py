@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from golden import model as gm
-from golden.tokenizer import EOS, Tokenizer
+from itx.golden import model as gm
+from itx.golden.tokenizer import EOS, Tokenizer
 from itx import data
 from itx.commands.eval import evaluate
 

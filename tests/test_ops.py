@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
-from golden.ops import absolute, add, concat, matmul, mul, power, relu, transpose
-from golden.qtensor import QTensor
+from itx.golden.ops import absolute, add, concat, matmul, mul, power, relu, transpose
+from itx.golden.qtensor import QTensor
 
 N = 1000
 EDGE8 = [0, 1, -1, 2, -2, 3, 63, 64, 65, -63, -64, -65, 127, -127, -128]

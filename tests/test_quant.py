@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
-from golden.qtensor import QTensor
-from golden.quant import (MATCH_MODES, RESCALE_MODES, dyadic_factors, group_absmax, match_along, match_scales, propagate, quantize,
+from itx.golden.qtensor import QTensor
+from itx.golden.quant import (MATCH_MODES, RESCALE_MODES, dyadic_factors, group_absmax, match_along, match_scales, propagate, quantize,
                           rescale)
-from golden.rounding import round_div, round_div_or_zero, round_shift
+from itx.golden.rounding import round_div, round_div_or_zero, round_shift
 
 N = 1000
 EDGE = [0, 1, -1, 127, -127, -128, 2**15 - 1, -(2**15), 2**31 - 1, -(2**31)] + \
@@ -247,7 +247,7 @@ def test_dyadic_rescale_keeps_the_range():
 
 def test_propagate_is_alg1():
     a = QTensor(np.array([[100, -100]]), np.float32(4.0), 8)
-    from golden.ops import mul
+    from itx.golden.ops import mul
     out = propagate(mul, a, a, bits=8, mode="paper")
     assert out.bits == 8 and out.values.tolist() == [[127, 127]] and out.scale[0, 0] == np.float32(16.0 / 79)
 

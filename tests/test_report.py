@@ -113,11 +113,11 @@ def same_files(a, b) -> None:
 
 def test_rerun_from_cache_is_byte_identical(light, tmp_path, monkeypatch):
     out, cache = light
-    import golden.model
+    import itx.golden.model
 
     def no_work(*a, **k):
         raise AssertionError("re-run measured instead of reading the cache")
-    monkeypatch.setattr(golden.model, "translate", no_work)
+    monkeypatch.setattr(itx.golden.model, "translate", no_work)
     monkeypatch.setattr(measure, "compare", no_work)
     assert main(ARGS + ["--workers", "0", "--out", str(tmp_path), "--cache", str(cache)]) == 0
     same_files(out, tmp_path)

@@ -1,4 +1,4 @@
-"""TFLite / gemmlowp re-scaling (golden/tflite.py, the tflite modes of golden.quant) against the pure-Python-int
+"""TFLite / gemmlowp re-scaling (golden/tflite.py, the tflite modes of itx.golden.quant) against the pure-Python-int
 reference written from the libraries' definitions (tests/int_reference.py): gemmlowp's edge values (2^i + {-2..2}
 of both signs, the INT32 extremes, ties), every shift, >= 1e5 random values per primitive; tolerance 0."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
-from golden.qtensor import QTensor, qmax
-from golden.quant import match_scales, quantize_multiplier, rescale, tflite_rescale_multiplier
-from golden.tflite import (INT32_MAX, INT32_MIN, TFLITE_MODES, multiply_by_quantized_multiplier,
+from itx.golden.qtensor import QTensor, qmax
+from itx.golden.quant import match_scales, quantize_multiplier, rescale, tflite_rescale_multiplier
+from itx.golden.tflite import (INT32_MAX, INT32_MIN, TFLITE_MODES, multiply_by_quantized_multiplier,
                            rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 
 EDGE32 = sorted({v for i in range(32) for o in (-2, -1, 0, 1, 2) for s in (1, -1)

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from golden.gemm import gemm
-from golden.vectors import hex_bytes, read_hex, read_manifest, write_manifest
+from itx.golden.gemm import gemm
+from itx.golden.vectors import hex_bytes, read_hex, read_manifest, write_manifest
 from itx.cli import main
-from sim.scoreboard import assemble, check_gemm
+from itx.sim.scoreboard import assemble, check_gemm
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from sim import kit
+from itx.sim import kit
 
 
 class RowModel:

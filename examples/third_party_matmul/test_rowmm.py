@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sim import kit
+from itx.sim import kit
 
 HERE = Path(__file__).resolve().parent
 

@@ -5,7 +5,7 @@ import argparse
 import importlib
 import pkgutil
 
-import bench
+import itx.bench
 
 
 def _names() -> list[str]:

@@ -9,16 +9,16 @@ EXAMPLES = ("Click the Save button to save the document.", "Select the cells tha
 
 
 def _run(args) -> int:
-    from golden import capture
-    from golden.int_config import IntConfig
-    from golden.int_model import IntTransformer
-    from golden.model import FP32Transformer, load, model_dir, translate
-    from golden.qcd_baseline import QCDTransformer
-    from golden.tokenizer import Tokenizer
+    from itx.golden import capture
+    from itx.golden.int_config import IntConfig
+    from itx.golden.int_model import IntTransformer
+    from itx.golden.model import FP32Transformer, load, model_dir, translate
+    from itx.golden.qcd_baseline import QCDTransformer
+    from itx.golden.tokenizer import Tokenizer
     from itx import data
     from itx.commands.eval import PAIRS, evaluate, one_blas_thread
 
-    from golden.vectors import check_vector_dir
+    from itx.golden.vectors import check_vector_dir
 
     check_vector_dir(args.out)      # before the BLEU runs
     tok, (cfg, weights) = Tokenizer(), load(model_dir(args.model))

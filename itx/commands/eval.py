@@ -6,20 +6,20 @@ from typing import Callable
 
 
 def _fp32(path: Path, args=None):
-    from golden.model import FP32Transformer
+    from itx.golden.model import FP32Transformer
 
     return FP32Transformer.from_dir(path)
 
 
 def _int8(path: Path, args=None):
-    from golden.int_model import IntTransformer
+    from itx.golden.int_model import IntTransformer
 
     return IntTransformer.from_dir(path, int_config(args))
 
 
 def _qcd(path: Path, args=None):
-    from golden.model import load
-    from golden.qcd_baseline import QCDTransformer
+    from itx.golden.model import load
+    from itx.golden.qcd_baseline import QCDTransformer
 
     icfg = int_config(args)
     return QCDTransformer(*load(path), bits=icfg.bits, bucket=getattr(args, "bucket", 256))
@@ -32,8 +32,8 @@ PRECISIONS: dict[str, Callable[..., object]] = {"fp32": _fp32, "int8": _int8, "q
 
 def add_int_args(p) -> None:
     """The IntConfig knobs (golden/int_config.py) as options; shared by eval, vectors model, demo and bench."""
-    from golden.int_config import GRANULARITIES, MODULES, IntConfig
-    from golden.quant import MATCH_MODES, RESCALE_MODES
+    from itx.golden.int_config import GRANULARITIES, MODULES, IntConfig
+    from itx.golden.quant import MATCH_MODES, RESCALE_MODES
 
     p.add_argument("--bits", type=int, default=8, help="activation and weight bits (6..10)")
     p.add_argument("--granularity", choices=GRANULARITIES, default="row",
@@ -65,8 +65,8 @@ def one_blas_thread():
 
 def int_config(args=None):
     """IntConfig from parsed add_int_args options (defaults when args is None)."""
-    from golden.errors import UserError
-    from golden.int_config import IntConfig, parse_modules
+    from itx.golden.errors import UserError
+    from itx.golden.int_config import IntConfig, parse_modules
 
     if args is None:
         return IntConfig()
@@ -90,8 +90,8 @@ def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: i
     import sacrebleu
     from tqdm import tqdm
 
-    from golden.int_model import search_view
-    from golden.model import translate
+    from itx.golden.int_model import search_view
+    from itx.golden.model import translate
     from itx import data
 
     rows = data.read_split(split, pair)
@@ -105,7 +105,7 @@ def evaluate(model, tok, pair: str, split: str = "test", beam: int = 1, limit: i
 
 
 def _run(args) -> int:
-    from golden.tokenizer import Tokenizer
+    from itx.golden.tokenizer import Tokenizer
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
@@ -114,7 +114,7 @@ def _run(args) -> int:
 
 
 def _eval(args, tok) -> int:
-    from golden.model import model_dir
+    from itx.golden.model import model_dir
 
     names = args.model or (MODELS if args.precision == "fp32" else ("integer",))
     for name in names:

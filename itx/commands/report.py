@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from golden.config import ROOT
+from itx.golden.config import ROOT
 
 PAIRS = ("en-de", "en-fr")
 
@@ -20,7 +20,7 @@ def command_line(args) -> str:
 
 def write_report(report: dict, out: Path) -> None:
     """Every output file of the report (report.json, the figures, REPORT.md) into out."""
-    from golden.atomic import staged_files
+    from itx.golden.atomic import staged_files
     from itx.report import render
 
     with staged_files(out, "--out") as stage:     # json, figures and markdown appear together or not at all
@@ -30,8 +30,8 @@ def write_report(report: dict, out: Path) -> None:
 
 
 def _run(args) -> int:
-    from golden.atomic import check_target
-    from golden.config import load_hw_config
+    from itx.golden.atomic import check_target
+    from itx.golden.config import load_hw_config
     from itx.report.build import headlines, measure_report
     from itx.report.execute import Executor
     from itx.report.measure import BOOTSTRAP, Cache, Lab

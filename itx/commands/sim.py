@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _array(text: str) -> tuple[int, int]:
-    from golden.config import MAX_ARRAY_DIM
+    from itx.golden.config import MAX_ARRAY_DIM
 
     match = re.fullmatch(r"(\d+)x(\d+)", text)
     if not match or not all(1 <= int(d) <= MAX_ARRAY_DIM for d in match.groups()):
@@ -17,17 +17,17 @@ def _array(text: str) -> tuple[int, int]:
 
 def _shown(path: Path) -> str:
     """A path for the committed run summary: relative to the repository when inside it (no machine's checkout path)."""
-    from golden.config import ROOT
+    from itx.golden.config import ROOT
 
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _model(args) -> int:
-    from golden.config import load_hw_config
-    from golden.int_config import IntConfig
-    from golden.vectors import check_vector_dir, read_manifest
-    from sim.model_run import (check_report_path, default_vectors_dir, report_path, rtl_config, run_layers,
+    from itx.golden.config import load_hw_config
+    from itx.golden.int_config import IntConfig
+    from itx.golden.vectors import check_vector_dir, read_manifest
+    from itx.sim.model_run import (check_report_path, default_vectors_dir, report_path, rtl_config, run_layers,
                                sentence_vectors, write_report)
 
     cfg = load_hw_config()
@@ -76,7 +76,7 @@ def _model(args) -> int:
 
 
 def register(sub) -> None:
-    from golden.quant import RESCALE_MODES
+    from itx.golden.quant import RESCALE_MODES
     from itx.errors import int_in, nonempty
 
     p = sub.add_parser("sim", help="RTL simulation of a real model, layer by layer")

@@ -5,11 +5,11 @@ import itertools
 import json
 from pathlib import Path
 
-from golden.config import ROOT
+from itx.golden.config import ROOT
 
 
 def _run(args) -> int:
-    from sim.synth import DesignPoint, UNITS, distinct_points, synthesize
+    from itx.sim.synth import DesignPoint, UNITS, distinct_points, synthesize
     from itx.commands.sim import _array
 
     arrays = [_array(a) for a in args.array]
@@ -34,7 +34,7 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
-    from sim.synth import RESCALE_CHOICES, UNITS
+    from itx.sim.synth import RESCALE_CHOICES, UNITS
 
     p = sub.add_parser("synth", help="synthesize RTL units with Yosys: cells by type and NAND2-eq area per "
                                      "configuration (cached)")

@@ -5,9 +5,9 @@ from itx.commands.eval import PRECISIONS
 
 
 def _run(args) -> int:
-    from golden.int_model import search_view
-    from golden.model import model_dir, translate
-    from golden.tokenizer import Tokenizer
+    from itx.golden.int_model import search_view
+    from itx.golden.model import model_dir, translate
+    from itx.golden.tokenizer import Tokenizer
 
     model = PRECISIONS[args.precision](model_dir(args.model))
     for line in translate(search_view(model, args.beam), Tokenizer(), args.text, args.to, beam=args.beam):

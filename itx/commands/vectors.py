@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from golden.config import MAX_ARRAY_DIM, OVERFLOW_MODES, load_hw_config
-from golden.errors import Mismatch, UserError
-from golden.vectors import check_vector_dir, read_manifest, write_manifest
+from itx.golden.config import MAX_ARRAY_DIM, OVERFLOW_MODES, load_hw_config
+from itx.golden.errors import Mismatch, UserError
+from itx.golden.vectors import check_vector_dir, read_manifest, write_manifest
 from itx.commands.eval import add_int_args
 from itx.errors import int_in, nonempty
 
@@ -58,8 +58,8 @@ def _gemm(args) -> int:
 
 
 def _check(args) -> int:
-    from sim.model_run import read_requant
-    from sim.requant import requant_model
+    from itx.sim.model_run import read_requant
+    from itx.sim.requant import requant_model
 
     man = read_manifest(args.manifest).nonempty()
     for e in man.gemms:
@@ -80,7 +80,7 @@ def _check(args) -> int:
 
 
 def _run(args) -> int:
-    from sim.runner import run_manifest
+    from itx.sim.runner import run_manifest
 
     man = read_manifest(args.manifest)
     start = time.perf_counter()
@@ -95,9 +95,9 @@ def _run(args) -> int:
 
 
 def _model(args) -> int:
-    from golden import capture
-    from golden.model import load, model_dir
-    from golden.tokenizer import Tokenizer
+    from itx.golden import capture
+    from itx.golden.model import load, model_dir
+    from itx.golden.tokenizer import Tokenizer
     from itx import data
     from itx.commands.eval import int_config
 

@@ -127,7 +127,7 @@ class Builder:
     def design(self) -> list[dict]:
         """Every (re-scaling, bits, accumulator width) point against FP32, and against the widest accumulator
         of the same re-scaling and bits: is a narrower accumulator significantly different?"""
-        from golden.int_config import IntConfig
+        from itx.golden.int_config import IntConfig
 
         rows, pair, default = [], self.pairs[0], IntConfig()
         widest = max(self.p.acc_bits)

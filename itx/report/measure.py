@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.config import ROOT
+from itx.golden.config import ROOT
 from itx.report.plan import Run
 
 CACHE_FORMAT = 3  # 3: one entry per report point (greedy outputs + teacher-forced metrics); 2: BLEU, MSE apart
@@ -84,7 +84,7 @@ def token_metrics(ref_logits: np.ndarray, logits: np.ndarray, targets: np.ndarra
 
 def real_logits(model, src: np.ndarray, tgt_in: np.ndarray) -> np.ndarray:
     """Teacher-forced logits in real units: an IntTransformer's integer logits dequantized (DequantizedScores)."""
-    from golden.int_model import search_view
+    from itx.golden.int_model import search_view
 
     view = search_view(model, beam=2)  # the dequantizing view (beam search scores real log-probabilities)
     mem, mask = view.encode(src)
@@ -130,8 +130,8 @@ def compare(hyps: list[str], base: list[str], refs: list[str], resamples: int = 
 def teacher_batches(tok, rows: list, pair: str, size: int = 16):
     """(src ids, target input ids, target ids) of the reference translations of split rows (teacher forcing), in
     batches of similar source length (less padding)."""
-    from golden.model import pad_batch as padded
-    from golden.tokenizer import BOS
+    from itx.golden.model import pad_batch as padded
+    from itx.golden.tokenizer import BOS
 
     src = [tok.encode_source(r[2], pair[3:]) for r in rows]
     tgt = [tok.encode_target(r[3]) for r in rows]
@@ -146,7 +146,7 @@ def teacher_forced(ref, model, tok, rows: list, pair: str, acts: tuple[str, ...]
     model None: ref itself): cross-entropy per target token of the model ("nll") and of ref ("nll_fp32"),
     KL(ref || model) per token ("kl"), nats, and per activation in `acts` the mean squared error ref vs
     dequantized model ("mse")."""
-    from golden.tokenizer import PAD
+    from itx.golden.tokenizer import PAD
 
     sums, sq, count = {"nll_ref": 0.0, "nll": 0.0, "kl": 0.0, "tokens": 0}, dict.fromkeys(acts, 0.0), {}
     for src, tgt_in, tgt in teacher_batches(tok, rows, pair):
@@ -180,7 +180,7 @@ class Lab:
     activation MSE against the FP32 model, GEMM shapes of a sentence."""
 
     def __init__(self, sentences: int | None = None, split: str = "test") -> None:
-        from golden.tokenizer import Tokenizer
+        from itx.golden.tokenizer import Tokenizer
         from itx import data
 
         if sentences is not None and (isinstance(sentences, bool) or not isinstance(sentences, int)
@@ -200,7 +200,7 @@ class Lab:
     def model(self, name: str) -> tuple:
         """(ModelConfig, float32 weights, sha256 of the weights file) of models/<name> or a model directory."""
         if name not in self._models:
-            from golden.model import WEIGHTS, load, model_dir
+            from itx.golden.model import WEIGHTS, load, model_dir
 
             d = model_dir(name)
             cfg, w = load(d)
@@ -209,17 +209,17 @@ class Lab:
 
     def build(self, run: Run):
         """The object greedy_search drives for this run."""
-        from golden.model import FP32Transformer
+        from itx.golden.model import FP32Transformer
 
         cfg, w, _ = self.model(run.model)
         if run.method == "fp32":
             return FP32Transformer(cfg, w)
         if run.method == "qcd":
-            from golden.qcd_baseline import QCDTransformer
+            from itx.golden.qcd_baseline import QCDTransformer
 
             return QCDTransformer(cfg, w, **run.options)
-        from golden.int_config import IntConfig
-        from golden.int_model import IntTransformer
+        from itx.golden.int_config import IntConfig
+        from itx.golden.int_model import IntTransformer
 
         return IntTransformer(cfg, w, IntConfig(**run.options))
 
@@ -234,7 +234,7 @@ class Lab:
         """Greedy outputs ("hyps") with corpus BLEU and chrF, and teacher-forced metrics (see teacher)."""
         import sacrebleu
 
-        from golden.model import translate
+        from itx.golden.model import translate
 
         rows, model = self.rows[run.pair], self.build(run)
         hyps = translate(model, self.tok, [r[2] for r in rows], run.pair[3:])
@@ -245,7 +245,7 @@ class Lab:
 
     def teacher(self, run: Run, acts: tuple[str, ...] = (), model=None) -> dict:
         """teacher_forced(FP32 model of the same weights, the run's model (`model` when already built))."""
-        from golden.model import FP32Transformer
+        from itx.golden.model import FP32Transformer
 
         cfg, w, _ = self.model(run.model)
         return teacher_forced(FP32Transformer(cfg, w), None if run.method == "fp32" else
@@ -255,7 +255,7 @@ class Lab:
     def gemm_shapes(self, run: Run, sentences: int) -> list[list[int]]:
         """[batch, M, K, N, count] of every integer GEMM while greedily translating each of the first
         `sentences` sentences on its own (batch 1: what one sentence costs the array), summed over shapes."""
-        from golden.model import greedy_search
+        from itx.golden.model import greedy_search
 
         counts: dict[tuple[int, ...], int] = {}
 

@@ -283,7 +283,7 @@ def write_markdown(report: dict, path: Path) -> None:
         f"![bits]({FIGURES['bits']})",
         "",
         "Scale Propagation: the fully integer model (`IntConfig(bits=b)`). Baseline: quantize-compute-dequantize "
-        "(`golden.qcd_baseline.QCDTransformer`, FP32 compute, affine b-bit buckets of 256 values).",
+        "(`itx.golden.qcd_baseline.QCDTransformer`, FP32 compute, affine b-bit buckets of 256 values).",
         "",
         markdown_table(s["bits"], "bits"),
         "",
