@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,8 @@ import numpy as np
 from itx.golden.config import HwConfig
 from itx.golden.errors import Mismatch
 from itx.golden.vectors import Manifest, read_hex
+from itx.sim import kit
+from itx.sim.kit import build_key as _key
 from itx.sim.rtl import RTL_SOURCES, SIM_BUILD, TOP, rtl_module, rtl_parameters
 from itx.sim.scoreboard import check_gemm
 
@@ -157,42 +158,21 @@ def _sim_env(sim: str):
         os.environ.update(saved)
 
 
-def _key(params: dict[str, int]) -> str:
-    return "-".join(f"{k.lower()}{v}" for k, v in sorted(params.items()))
-
-
 def run_cocotb(test_module: str, params: dict[str, int], tb_config: dict, sim: str = "icarus",
                testcase: str | None = None, seed: int = 0, top: str = TOP) -> Path:
-    """Build `top` (default itx_gemm_ctrl) with `params` and run cocotb tests from sim/`test_module`; fail on any
-    failure. Returns the build directory (where results and coverage files land)."""
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
+    """Build hw/`top` (default itx_gemm_ctrl) with `params` and run cocotb tests from sim/`test_module`
+    (itx.sim.kit.run); fail on any failure. The testbench gets tb_config plus the params from
+    itx.sim.kit.test_args(). Returns the build directory (where results and coverage files land)."""
     missing = sorted(set(params) - set(rtl_module(top).params))
     if missing:     # Icarus only warns about an unknown parameter: the build would silently use a default
         raise ValueError(f"hw/{top}.v: missing parameter(s) {missing}")
     waves = waves_requested()
     build_dir = SIM_BUILD / sim / f"{top}-{_key(params)}{'-waves' if waves else ''}"
-    runner = get_runner(sim)
-    build_args = ["--timing", "-Wno-fatal"] if sim == "verilator" else []
     with _sim_env(sim):
-        runner.build(sources=list(RTL_SOURCES), hdl_toplevel=top, parameters=params, build_dir=build_dir,
-                     build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
-                     log_file=build_dir / "build.log")
-    env = {"ITX_TB": json.dumps({**tb_config, "params": params}), "PYTHONPATH": _pythonpath()}
-    results = runner.test(test_module=f"itx.sim.{test_module}", hdl_toplevel=top, testcase=testcase, seed=seed,
-                          extra_env=env, waves=waves, build_dir=build_dir, test_dir=build_dir,
-                          results_xml=str(build_dir / f"results-{testcase or 'all'}.xml"))
-    total, failed = get_results(Path(results))
-    if total == 0 or failed:
-        raise AssertionError(f"{sim} {top} {_key(params)}: {failed} of {total} cocotb tests failed "
-                             f"(log above; results {results})")
+        kit.run(toplevel=top, sources=RTL_SOURCES, test_module=f"itx.sim.{test_module}", parameters=params,
+                args={**tb_config, "params": params}, sim=sim, build_dir=build_dir, testcase=testcase, seed=seed,
+                waves=waves, build_args=["--timing", "-Wno-fatal"] if sim == "verilator" else [])
     return build_dir
-
-
-def _pythonpath() -> str:
-    root = str(Path(__file__).resolve().parent.parent)
-    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
 
 
 SIMULATORS = ("icarus", "verilator")

@@ -1,4 +1,4 @@
-"""cocotb testbench of itx_requant (run through sim/test_requant.py; configured by env ITX_TB as JSON).
+"""cocotb testbench of itx_requant (run through sim/test_requant.py; configured by itx.sim.kit.test_args()).
 
 Beats stream through valid/ready with random stalls on both sides; every output lane and overflow flag is
 compared bit for bit with the golden model: itx.golden.quant.rescale (Eq. 10: every mode, the TFLite ones included),
@@ -7,8 +7,6 @@ and edge values, the unit's arithmetic in every stage mode (itx.golden.requant.r
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import random
 
 import cocotb
@@ -23,9 +21,9 @@ from itx.golden.rounding import ROUNDINGS
 from itx.golden.tflite import TFLITE_MODES
 from itx.golden.requant import STAGE_MODES, Factors, linear_factors, requant_model, rescale_factors
 from itx.sim.requant import rounding_code, stage_code
-from itx.sim.stream import pack, unpack
+from itx.sim.kit import pack, test_args, unpack
 
-CFG = json.loads(os.environ.get("ITX_TB", "{}"))
+CFG = test_args()
 
 
 class Bench:

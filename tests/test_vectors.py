@@ -241,3 +241,20 @@ def test_vectors_md_reader_reads_what_golden_writes(tmp_path):
             assert np.array_equal(arr, man.load(e, key)), (e.layer, key)
             assert np.array_equal(arr, man.npz(e)[key]), (e.layer, key)
     assert got["neg"]["c"].min() == -(1 << 23)      # saturated, sign-extended from bit 23
+
+
+@pytest.mark.parametrize("in_bits,acc_bits,overflow", [(10, 16, "wrap"), (6, 20, "saturate"), (2, 16, "wrap")])
+def test_cli_widths_other_than_the_config(tmp_path, in_bits, acc_bits, overflow):
+    """--in-bits/--acc-bits/--overflow: operands span the whole in_bits range, C is the golden at those widths
+    (the 10-bit products overflow a 16-bit accumulator), and `vectors check` recomputes it at them."""
+    out = tmp_path / "w"
+    assert main(["vectors", "gemm", "--out", str(out), "--shape", "40x6x5", "--seed", "2", "--in-bits", str(in_bits),
+                 "--acc-bits", str(acc_bits), "--overflow", overflow]) == 0
+    man = read_manifest(out)
+    assert (man.in_bits, man.acc_bits, man.overflow) == (in_bits, acc_bits, overflow)
+    a, b, c = (man.load(man.gemms[0], w) for w in "abc")
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    assert lo <= a.min() and a.max() <= hi and a.max() - a.min() > hi   # in range, and more than half of it
+    np.testing.assert_array_equal(c, gemm(a, b, acc_bits=acc_bits, overflow=overflow, in_bits=in_bits))
+    assert (c != a @ b).any() == (in_bits == 10)   # only the 10-bit products overflow their accumulator
+    assert main(["vectors", "check", str(out)]) == 0
