@@ -10,7 +10,7 @@ from collections import deque
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from itx.sim.stream import pack, unpack
+from itx.sim.kit import pack, unpack
 from itx.sim.unit_bench import Driver, pulse_reset, start_clock_and_reset
 
 

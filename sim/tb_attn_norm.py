@@ -19,7 +19,7 @@ from itx.sim.coverage import write_coverage
 from itx.sim.poly import RTL_RESCALE_MODES, NormVectors, captured, norm_vectors
 from itx.golden.requant import STAGE_MODES
 from itx.sim.requant import rounding_code, stage_code
-from itx.sim.stream import pack, unpack
+from itx.sim.kit import pack, unpack
 from itx.sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, check_rows,
                             headroom, run_length, run_stream, stall_points)
 

@@ -22,7 +22,7 @@ from itx.sim.coverage import division_tie, headroom_bins, stall_bin, write_cover
 from itx.sim.requant import rounding_code
 from itx.sim.rowbench import RowBench, lanes_word, measure_cycles
 from itx.sim.rowunits import KNOBS, captured_rows, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
-from itx.sim.stream import unpack
+from itx.sim.kit import unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
 STEPS = ("total", "c", "l1", "y", "t")   # the reductions whose overflow is classified (SPEC.md order)

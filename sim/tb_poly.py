@@ -18,7 +18,7 @@ from itx.sim.coverage import write_coverage
 from itx.sim.poly import RTL_RESCALE_MODES, PolyVectors, captured, poly_vectors
 from itx.golden.requant import STAGE_MODES
 from itx.sim.requant import rounding_code, stage_code
-from itx.sim.stream import pack
+from itx.sim.kit import pack
 from itx.sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact,
                             headroom, is_tie, run_stream, stall_points)
 

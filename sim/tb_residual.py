@@ -21,7 +21,7 @@ from itx.golden.rounding import ROUNDINGS
 from itx.sim.requant import rounding_code
 from itx.sim.rowbench import RowBench, lanes_word, measure_cycles
 from itx.sim.rowunits import KNOBS, captured_rows, match_factor, output_scale, residual_cycles
-from itx.sim.stream import unpack
+from itx.sim.kit import unpack
 from itx.sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))

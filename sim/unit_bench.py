@@ -173,7 +173,7 @@ async def run_stream(dut, rng: random.Random, beats: list[dict], want: np.ndarra
     sends = np.ones(len(beats), bool) if sends is None else np.asarray(sends, bool)
     from cocotb.triggers import with_timeout
     import cocotb
-    from itx.sim.stream import unpack
+    from itx.sim.kit import unpack
 
     from cocotb.utils import get_sim_time
 
