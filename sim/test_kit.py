@@ -2,6 +2,7 @@
 one line broken must fail, naming tensor, index, expected and got."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from itx.golden.errors import Mismatch, UserError
-from itx.golden.vectors import write_manifest
+from itx.golden.vectors import FORMAT, VERSION, write_manifest
 from itx.sim import kit
 from itx.sim.rtl import ROOT
 
@@ -66,8 +67,8 @@ def test_read_vectors_checks_files(tmp_path):
     with pytest.raises(ValueError, match="sha256 mismatch"):
         kit.read_vectors(tmp_path / "v")
     empty = tmp_path / "e.json"
-    empty.write_text('{"format": "itx-gemm-vectors", "version": 1, "in_bits": 8, "acc_bits": 32, '
-                     '"overflow": "wrap", "seed": 0, "gemms": []}')
+    empty.write_text(json.dumps({"format": FORMAT, "version": VERSION, "in_bits": 8, "acc_bits": 32,
+                                 "overflow": "wrap", "seed": 0, "gemms": []}))
     with pytest.raises(UserError, match="compares nothing"):
         kit.read_vectors(empty)
 

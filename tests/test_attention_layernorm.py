@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import int_reference as ref
-from itx.golden.attention import poly_attention
+from itx.golden.attention import attention_output, poly_attention
 from itx.golden.layernorm import C_L1, l1_layernorm
 from itx.golden.qtensor import QTensor
 from itx.golden.quant import RESCALE_MODES, quantize
@@ -79,25 +79,56 @@ def test_poly_attention_vs_reference(data, tq, tk, d, n, mode, division, rmode):
     assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
 
 
-def ref_l1ln(x, s_x, g, s_g, b, s_b, f, division, mode, rmode):
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_attention_output_16_bit_accumulator_vs_reference(overflow):
+    """Eq. 12's quotient at acc_bits 16: row sums of P past 2^15 (300 keys of 100..127) and quotients past it
+    (one key: num 2^f / sum P = v 2^f with |v| >= 200), each reduced where the reference reduces it; 16-bit output,
+    so no re-scaling hides a difference."""
+    rng = np.random.default_rng(1)
+    f, sv = 8, F32(0.5)
+    p = np.zeros((4, 300), np.int64)
+    p[:2] = rng.integers(100, 128, (2, 300))
+    p[2:, 0] = 100
+    num = np.vstack([rng.integers(-(1 << 15), 1 << 15, (2, 3)), [[20000, -25000, 700]] * 2])
+
+    def reference(acc_bits):
+        def acc(v):
+            return ref.to_acc(v, acc_bits, overflow)
+        rows = []
+        for prow, nrow in zip(p.tolist(), num.tolist()):
+            den = acc(sum(prow))
+            rows.append([acc(ref.div(v << f, den)) if den > 0 else 0 for v in nrow])
+        return ref_rescale_rows(rows, [F32(sv * F32(1 << f))] * len(rows), "dyadic", 16)
+    out = attention_output(QTensor(num, F32(1.0), 16), QTensor(p, F32(1.0), 8), np.full((1, 1), sv), f, bits=16,
+                           rescale_mode="dyadic", acc_bits=16, overflow=overflow)
+    want, s_want = reference(16)
+    assert want != reference(40)[0]
+    assert out.values.tolist() == want
+    assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
+
+
+def ref_l1ln(x, s_x, g, s_g, b, s_b, f, division, mode, rmode, acc_bits=32, overflow="wrap", bits=8):
+    """Eq. 13 per row, every sum, difference, quotient, product and add reduced to the accumulator."""
+    def acc(v):
+        return ref.to_acc(v, acc_bits, overflow)
     out, s_out = [], []
     for row, s in zip(x, s_x):
         n = len(row)
-        mu = ref.div(sum(row), n)
-        c = [e - mu for e in row]
-        l1 = sum(abs(e) for e in c)
+        mu = ref.div(acc(sum(row)), n)
+        c = [acc(e - mu) for e in row]
+        l1 = acc(sum(abs(e) for e in c))
         if division == "paper":
             mad = ref.div(l1, n)
-            y = [ref.div(e, mad) if mad else 0 for e in c]
+            y = [acc(ref.div(e, mad)) if mad > 0 else 0 for e in c]
         else:
-            y = [ref.div((e * n) << f, l1) if l1 else 0 for e in c]
+            y = [acc(ref.div((e * n) << f, l1)) if l1 > 0 else 0 for e in c]
         s_y = F32(C_L1 * F32(1 << f)) * s_g
         r, s2 = [], min(s_y, s_b)
         for e, gi, bi in zip(y, g, b):
-            r.append(ref.match_one(e * gi, s_y, s2, mode) + ref.match_one(bi, s_b, s2, mode))
+            r.append(acc(ref.match_one(acc(e * gi), s_y, s2, mode) + ref.match_one(bi, s_b, s2, mode)))
         out.append(r)
         s_out.append(s2)
-    return ref_rescale_rows(out, s_out, rmode)
+    return ref_rescale_rows(out, s_out, rmode, bits)
 
 
 @settings(max_examples=N)
@@ -110,6 +141,59 @@ def test_l1_layernorm_vs_reference(data, r, n, mode, division, rmode):
                             5 if division == "fixed" else 0, division, mode, rmode)
     assert out.values.tolist() == want
     assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
+
+
+def _narrow_case(n: int = 300):
+    """16-bit rows that push each accumulator site of Eq. 13 past 16 bits: sum x (100..127), x - mu (+-2^15 - 1),
+    sum|x - mu| (+-120), the quotient (a spike: (x - mu) n 2^F / sum|x - mu| = n 2^F, times g = -1 so saturation's
+    asymmetry shows), g y (a few large deviations times g = 30) and + b (+-30000). g at scale 1 and b at y g's scale:
+    no matching rounding hides a difference, nor does the 16-bit output."""
+    j = np.arange(n)
+    x = np.zeros((5, n), np.int64)
+    x[0] = 100 + j % 28
+    x[1] = np.where(j % 2, (1 << 15) - 1, -((1 << 15) - 1))
+    x[1, :10] = -20000
+    x[2] = np.where(j % 2, 120, -120)
+    x[3, 0] = 100
+    x[4, 1:11] = 50
+    g = np.where(j % 3 == 0, -1, np.where(j % 3 == 1, 30, 2))
+    b = np.where(j % 4 == 1, 30000, np.where(j % 4 == 3, -30000, 0))
+    return x, g, b
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("division", ["paper", "fixed"])
+def test_l1_layernorm_16_bit_accumulator_vs_reference(overflow, division):
+    """acc_bits 16: every site of Eq. 13 leaves the accumulator on some row and is reduced exactly where the
+    reference reduces it (wrapped or saturated), tolerance 0; the result differs from a wide accumulator's."""
+    f = 7 if division == "fixed" else 0
+    xv, gv, bv = _narrow_case()
+    s_x, s_g, s_b = F32(3.0), F32(1.0), F32(C_L1 * F32(1 << f))
+    out = l1_layernorm(QTensor(xv, s_x, 16), QTensor(gv, s_g, 16), QTensor(bv, s_b, 16), bits=16, division=division,
+                       frac_bits=f, mode="dyadic", rescale_mode="dyadic", acc_bits=16, overflow=overflow)
+
+    def reference(acc_bits):
+        return ref_l1ln(xv.tolist(), [s_x] * len(xv), gv.tolist(), s_g, bv.tolist(), s_b, f, division, "dyadic",
+                        "dyadic", acc_bits, overflow, bits=16)
+    want, s_want = reference(16)
+    assert want != reference(40)[0]
+    bad = np.argwhere(out.values != np.array(want))
+    assert not bad.size, f"row {bad[0][0]}, index {bad[0][1]}: expected {want[bad[0][0]][bad[0][1]]}, got " \
+                         f"{out.values[tuple(bad[0])]} ({len(bad)} differ)"
+    assert out.scale[:, 0].tolist() == [float(s) for s in s_want]
+
+
+def test_l1_layernorm_zero_bias_keeps_precision():
+    """Public API: a zero bias quantizes to the all-zero scale quant.ZERO_SCALE, so matching it never becomes Eq. 8's
+    s_min: the output is as close to the float formula as with a non-zero bias (scale 1 gave integer steps)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 64)) * 3 + 1
+    g = rng.normal(size=64) * 0.2 + 1
+    c = x - x.mean(-1, keepdims=True)
+    want = g * c / (np.sqrt(np.pi / 2) * np.abs(c).mean(-1, keepdims=True))
+    got = l1_layernorm(quantize(x, 8, "row"), quantize(g), quantize(np.zeros(64)), mode="dyadic")
+    err = np.abs(got.dequantize() - want).max() / np.abs(want).max()
+    assert err < 0.03, err
 
 
 def test_l1_layernorm_constant_row_is_b():

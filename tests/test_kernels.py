@@ -185,3 +185,46 @@ def test_narrow_accumulator_wraps_or_saturates_like_numpy(model, overflow, taken
     wide = QTensor(rng.integers(-2**15, 2**15, (2, 3, 256)), np.full((2, 3, 1), 0.5, np.float32), 16)
     same(*pair(m, "norm", "dec.0.ln2", wide))
     assert taken == ["linear", "l1_layernorm"]
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_context_long_rows_at_16_bits_like_numpy(overflow, taken):
+    """kernels.context at acc_bits 16: 300 keys of P in 100..127 make sum P leave the accumulator, one-key rows make
+    the quotient leave it; both wrapped or saturated exactly like itx.golden.attention.attention_output."""
+    from itx.golden.attention import attention_output
+    from itx.golden.config import to_accumulator
+    rng = np.random.default_rng(2)
+    icfg = IntConfig(acc_bits=16, overflow=overflow)
+    p = np.zeros((1, 2, 3, 300), np.int64)
+    p[:, :, :2] = rng.integers(100, 128, (1, 2, 2, 300))
+    p[:, :, 2, 0] = 100
+    num = rng.integers(-(1 << 15), 1 << 15, (1, 2, 3, 4))
+    num[:, :, 2] = 20000
+    den = p.sum(axis=-1)
+    assert (den != to_accumulator(den, 16, overflow)).any()
+    pq = QTensor(p, np.ones((1, 2, 3, 1), np.float32), 8)
+    v = QTensor(np.zeros((1, 2, 300, 4), np.int64), np.full((1, 2, 1, 1), 0.5, np.float32), 8)
+    nq = QTensor(num, np.ones((1, 2, 3, 1), np.float32), 16)
+    want = attention_output(nq, pq, v.scale, 8, icfg.bits, icfg.rescale, icfg.rounding, 16, overflow)
+    same(want, kernels.context(nq, pq, v, 8, icfg))
+    assert taken == ["context"]
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_poly_probs_scores_plus_b_at_16_bits_like_numpy(overflow, taken):
+    """kernels.poly_probs at acc_bits 16: scores near 2^15 plus b = 30000 leave the accumulator before ReLU; wrapped
+    or saturated exactly like itx.golden.attention.poly (then Eq. 10 per row), as IntTransformer.poly_attention runs it."""
+    from itx.golden.attention import poly
+    from itx.golden.config import to_accumulator
+    from itx.golden.quant import match_along, rescale
+    rng = np.random.default_rng(4)
+    c = IntConfig(acc_bits=16, overflow=overflow)
+    x = rng.integers(1 << 14, 1 << 15, (1, 2, 3, 5))
+    scores = QTensor(x, np.full((1, 2, 3, 1), 4.0, np.float32), 16)
+    b = QTensor(np.full((2, 1, 1), 30000), np.float32(4.0), 16)
+    delta = QTensor(np.full((2, 1, 1), 3), np.float32(4.0), 16)
+    assert (x + 30000 != to_accumulator(x + 30000, 16, overflow)).any()
+    want = rescale(poly(match_along(scores, -1, c.match, c.rounding), b, delta, 3, c.bits, None, c.match, c.rounding,
+                        c.rescale, 16, overflow), c.bits, "row", c.rescale, None, c.rounding)
+    same(want, kernels.poly_probs(scores, b, delta, 3, None, c))
+    assert taken == ["poly_probs"]
