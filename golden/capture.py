@@ -115,7 +115,8 @@ class _Recording(IntTransformer):
             if last.layer != name:
                 raise RuntimeError(f"{name}: linear layer ran no captured GEMM")
             bias = lift(self.q[f"{name}.b"], self.acc.values.ndim, f"{name}.b")
-            f, _ = linear_factors(self.acc, bias, c.bits, c.granularity, c.rescale, c.block, c.rounding, c.match)
+            f, _ = linear_factors(self.acc, bias, c.bits, c.granularity, c.rescale, c.block, c.rounding, c.match,
+                                  c.overflow)
             n = last.c.shape[-1]
             self.cap.gemms[-1] = last._replace(requant=(f.flat(n), y.values.reshape(-1, n)))
         return y

@@ -21,8 +21,9 @@ class Mismatch(AssertionError):
 
 @dataclass(frozen=True)
 class Difference:
-    """The first element where a result differs from its expected value (row-major order), and how many differ."""
-    layer: str
+    """The first element where a result differs from its expected value (row-major order), and how many differ;
+    `layer` None for a tensor that belongs to no model layer (a unit testbench's)."""
+    layer: str | None
     tensor: str
     index: tuple[int, ...]
     expected: int
@@ -31,16 +32,20 @@ class Difference:
     size: int
 
     def __str__(self) -> str:
-        return (f"{self.layer!r} {self.tensor}[{', '.join(map(str, self.index))}]: expected {self.expected}, got "
+        return (f"{_name(self.layer, self.tensor)}[{', '.join(map(str, self.index))}]: expected {self.expected}, got "
                 f"{self.got} [{self.count} of {self.size} differ]")
 
 
-def compare(layer: str, tensor: str, expected: np.ndarray, got: np.ndarray) -> Difference | None:
+def _name(layer: str | None, tensor: str) -> str:
+    return tensor if layer is None else f"{layer!r} {tensor}"
+
+
+def compare(layer: str | None, tensor: str, expected: np.ndarray, got: np.ndarray) -> Difference | None:
     """The one bit-exact comparison of golden and hardware (zero tolerance): None if equal, else where they first
     differ; a shape difference is a Mismatch."""
     expected, got = np.asarray(expected), np.asarray(got)
     if got.shape != expected.shape:
-        raise Mismatch(f"{layer!r} {tensor}: shape {got.shape}, expected {expected.shape}")
+        raise Mismatch(f"{_name(layer, tensor)}: shape {got.shape}, expected {expected.shape}")
     bad = np.argwhere(got != expected)
     if not bad.size:
         return None

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import to_accumulator
+from .ops import accumulator
 from .qtensor import QTensor
 from .quant import (_MAX_SHIFT, DYADIC_BITS, dyadic_factors, floor_log2, match_along, match_scales, rescale_divisor,
                     rescale_multiplier, tflite_rescale_multiplier)
@@ -23,10 +25,14 @@ STAGE_MODES = ("dyadic",) + TFLITE_MODES
 
 @dataclass(frozen=True)
 class Factors:
-    """Per-element inputs of itx_requant for an (M, N) accumulator tile set: y = R(round(x*mul/2^sh) + bias)
-    with R(t) = round(t*rmul/2^rsh) or, if `divide`, round(t/div); one rounding mode for every division."""
+    """Per-element inputs of itx_requant for an (M, N) accumulator tile set:
+    y = R(A(round(round(x*mul/2^sh)*mul2/2^sh2) + bias)), A the accumulator's wrap or saturation and R(t) =
+    round(t*rmul/2^rsh) or, if `divide`, round(t/div); one rounding mode for every division. (mul2, sh2) is the
+    second Eq. 8 step where the bias is coarser than the column-matched accumulator ((1, 0) otherwise)."""
     mul: np.ndarray
     sh: np.ndarray
+    mul2: np.ndarray
+    sh2: np.ndarray
     bias: np.ndarray
     rmul: np.ndarray
     rsh: np.ndarray
@@ -38,7 +44,7 @@ class Factors:
 
     def flat(self, n: int) -> "Factors":
         """Reshape every factor to (-1, n): the 2-D GEMM view of a batched tensor."""
-        f = {k: getattr(self, k).reshape(-1, n) for k in ("mul", "sh", "bias", "rmul", "rsh", "div")}
+        f = {k: getattr(self, k).reshape(-1, n) for k in ("mul", "sh", "mul2", "sh2", "bias", "rmul", "rsh", "div")}
         return Factors(**f, divide=self.divide, rounding=self.rounding, match_mode=self.match_mode,
                        rescale_mode=self.rescale_mode)
 
@@ -68,48 +74,54 @@ def rescale_factors(x: np.ndarray, bits: int, granularity: str = "row", mode: st
     """Eq. 10 alone (itx.golden.quant.rescale): identity matching, then the group divisor."""
     x = np.asarray(x, dtype=np.int64)
     ones, zeros = np.ones_like(x), np.zeros_like(x)
-    return Factors(ones, zeros, zeros, **_rescale_part(x, bits, granularity, mode, block),
+    return Factors(ones, zeros, ones, zeros, zeros, **_rescale_part(x, bits, granularity, mode, block),
                    rounding=check_rounding(rounding))
 
 
+def _match_step(s_from: np.ndarray, s_to: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """One Eq. 8 multiplier-shift of itx.golden.quant.divide_to from scale s_from to s_to, per element: its dyadic
+    (m, sh), also TFLite's QuantizeMultiplier (m, 31 - sh); a shift past _MAX_SHIFT (golden: the product rounds to
+    0, TFLite's flush) becomes m = 0; equal scales the identity (1, 0), as in divide_to (their (m, sh) = (2^30, 30)
+    is 1 too)."""
+    mul, sh = dyadic_factors(s_from, s_to)
+    same, small = np.equal(s_from, s_to), sh > _MAX_SHIFT
+    return (np.broadcast_to(np.where(same, 1, np.where(small, 0, mul)), shape).astype(np.int64),
+            np.broadcast_to(np.where(same | small, 0, sh), shape).astype(np.int64))
+
+
 def linear_factors(acc: QTensor, bias: QTensor, bits: int, granularity: str = "row", mode: str = "paper",
-                   block: int | None = None, rounding: str = "half_away",
-                   match: str = "dyadic") -> tuple[Factors, np.ndarray]:
+                   block: int | None = None, rounding: str = "half_away", match: str = "dyadic",
+                   overflow: str | None = None) -> tuple[Factors, np.ndarray]:
     """Post-GEMM of a linear layer, act(add(match_along(acc, -1), bias)) as golden/int_model.py does it with
-    `match` = dyadic or a TFLite matching: acc's values go to the common scale by (mul, sh) in the RTL, the bias (a
-    parameter) arrives matched. Returns the factors and the golden sum t, whose group divisor they carry."""
+    `match` = dyadic or a TFLite matching, in acc's accumulator (acc.bits wide, `overflow`): acc's values go to the
+    column-matched scale by (mul, sh) and, where the bias is coarser, on to the bias scale by (mul2, sh2), each
+    step rounding as golden's does; the bias (a parameter) arrives matched. Returns the factors and the golden sum
+    t in the accumulator, whose group divisor they carry."""
     if match not in STAGE_MODES:
         raise ValueError(f"the RTL re-scaling unit matches scales by one of {STAGE_MODES}; got match={match!r}")
+    acc_bits, overflow = accumulator(acc.bits, overflow)
     along = match_along(acc, -1, match, rounding)
     acc_m, bias_m = match_scales([along, bias], match, rounding)
-    if np.any(acc_m.scale < along.scale):
-        raise ValueError("linear_factors: bias scale below the accumulator's matched scale; the RTL re-scaling "
-                         "unit applies one matching step, golden would round twice")
-    # the TFLite modes' QuantizeMultiplier(ratio) is (m, 31 - sh) of these, its flush (shift < -31) is sh > 62
-    mul, sh = dyadic_factors(acc.scale, along.scale)
-    small = sh > _MAX_SHIFT                      # golden: the product rounds to 0
-    mul = np.broadcast_to(np.where(small, 0, mul), acc.shape).astype(np.int64)
-    sh = np.broadcast_to(np.where(small, 0, sh), acc.shape).astype(np.int64)
-    t = acc_m.values + bias_m.values
+    mul, sh = _match_step(acc.scale, along.scale, acc.shape)
+    mul2, sh2 = _match_step(along.scale, acc_m.scale, acc.shape)
+    t = to_accumulator(acc_m.values + bias_m.values, acc_bits, overflow)
     biasv = np.broadcast_to(bias_m.values, acc.shape).astype(np.int64)
-    return Factors(mul, sh, biasv, **_rescale_part(t, bits, granularity, mode, block),
+    return Factors(mul, sh, mul2, sh2, biasv, **_rescale_part(t, bits, granularity, mode, block),
                    rounding=check_rounding(rounding), match_mode=match), t
 
 
-def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
-    half = 1 << (bits - 1)
-    return ((v + half) & ((1 << bits) - 1)) - half
-
-
-def requant_model(x: np.ndarray, f: Factors, acc_bits: int, out_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """What itx_requant computes, from golden round_div: (y saturated to out_bits, overflow flag). Out of the
-    accumulator range, t wraps to acc_bits before the second stage (and the flag is set)."""
+def requant_model(x: np.ndarray, f: Factors, acc_bits: int, out_bits: int, *,
+                  overflow: str) -> tuple[np.ndarray, np.ndarray]:
+    """What itx_requant computes, from golden round_div, for any factors: (y saturated to out_bits, saturation
+    flag). The matched sum t is reduced to the acc_bits accumulator by `overflow` (itx.golden.config.to_accumulator) before the
+    second stage, as golden's add does; the flag marks a y that golden's re-scaling never produces."""
     r = f.rounding
-    t = multiply_shift(np.asarray(x, dtype=np.int64), f.mul, f.sh, f.match_mode, r) + f.bias
-    tw = _wrap(t, acc_bits)
-    y = round_div(tw, f.div, r) if f.divide else multiply_shift(tw, f.rmul, f.rsh, f.rescale_mode, r)
+    # Eq. 8 factors are <= 1, so the first step's result fits the accumulator; the unit keeps acc_bits of it (wraps)
+    a = to_accumulator(multiply_shift(np.asarray(x, dtype=np.int64), f.mul, f.sh, f.match_mode, r), acc_bits, "wrap")
+    t = to_accumulator(multiply_shift(a, f.mul2, f.sh2, f.match_mode, r) + f.bias, acc_bits, overflow)
+    y = round_div(t, f.div, r) if f.divide else multiply_shift(t, f.rmul, f.rsh, f.rescale_mode, r)
     lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
-    return np.clip(y, lo, hi), (t != tw) | (y < lo) | (y > hi)
+    return np.clip(y, lo, hi), (y < lo) | (y > hi)
 
 
 def multiply_shift(x: np.ndarray, m: np.ndarray, sh: np.ndarray, mode: str, rounding: str) -> np.ndarray:

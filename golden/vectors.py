@@ -32,10 +32,12 @@ from itx.golden.requant import SH_BITS, STAGE_MODES, Factors, requant_model
 from itx.golden.rounding import ROUNDINGS
 
 FORMAT = "itx-gemm-vectors"
-VERSION = 2     # 2: per-GEMM `requant` entries (were sim/model_run.py's requant.json) and an .npz of every tensor
+VERSION = 3     # 2: per-GEMM `requant` entries (were sim/model_run.py's requant.json) and an .npz of every tensor;
+                # 3: the second Eq. 8 step's factor files mul2, sh2
 MANIFEST = "manifest.json"
 # requant factor file -> (bits written, lowest legal value, highest legal value)
 FACTOR_FILES = {"mul": (32, 0, (1 << DYADIC_BITS) - 1), "sh": (8, 0, (1 << SH_BITS) - 1),
+                "mul2": (32, 0, (1 << DYADIC_BITS) - 1), "sh2": (8, 0, (1 << SH_BITS) - 1),
                 "bias": (32, -(1 << 31), (1 << 31) - 1), "rmul": (32, 0, (1 << DYADIC_BITS) - 1),
                 "rsh": (8, 0, (1 << SH_BITS) - 1), "div": (32, 1, (1 << 31) - 1)}
 REQUANT_FILES = ("y", *FACTOR_FILES)
@@ -159,7 +161,7 @@ class Manifest:
             tensors["y"] = y = self.load(entry, "y")
             f = self.factors(entry)
             tensors.update((k, getattr(f, k)) for k in FACTOR_FILES)
-            want, _ = requant_model(c, f, self.acc_bits, self.in_bits)
+            want, _ = requant_model(c, f, self.acc_bits, self.in_bits, overflow=self.overflow)
             _raise(self.file(entry, "y"), compare(entry.layer, "Y", want, y), "re-scaling of C by its factors")
         z = self.npz(entry)
         if sorted(z) != sorted(tensors):
@@ -260,11 +262,11 @@ def _check_operand(name: str, x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _requant_files(stage: Path, stem: str, g: VectorGemm, c: np.ndarray, in_bits: int, acc_bits: int,
-                   tensors: dict) -> dict:
+                   overflow: str, tensors: dict) -> dict:
     """Write a GEMM's factor and Y files (Y checked against what the factors compute from C); its manifest entry."""
     f, y = g.requant
     y = _check_operand(f"{g.layer}.y", y, in_bits)
-    want, _ = requant_model(c, f, acc_bits, in_bits)
+    want, _ = requant_model(c, f, acc_bits, in_bits, overflow=overflow)
     diff = compare(g.layer, "Y", want, y)
     if diff is not None:
         raise Mismatch(f"{diff}: the model's re-scaled output is not what its factors compute from C")
@@ -311,7 +313,7 @@ def write_manifest(directory: str | Path, gemms, *, in_bits: int, acc_bits: int,
                 tensors[which] = mat.astype(npz_dtype(bits))
             entry = {"layer": g.layer, "m": g.a.shape[0], "k": g.a.shape[1], "n": g.b.shape[1]}
             if g.requant is not None:
-                entry["requant"] = _requant_files(stage, stem, g, c, in_bits, acc_bits, tensors)
+                entry["requant"] = _requant_files(stage, stem, g, c, in_bits, acc_bits, overflow, tensors)
             files["npz"] = f"{stem}.npz"
             data = npz_bytes(tensors)
             (stage / files["npz"]).write_bytes(data)

@@ -1,20 +1,24 @@
 // Re-scaling (requantization) unit after the accumulators: one beat of LANES accumulator values in, LANES
 // OUT_BITS values out, valid/ready on both sides. Per lane (all factors come from the golden side, per element):
-//   t = round(x * mul / 2^sh) + bias         Eq. 8 scale matching, dyadic multiplier-shift, then the bias add
+//   a = round(round(x * mul / 2^sh) * mul2 / 2^sh2)  Eq. 8 scale matching, two dyadic multiplier-shifts: the
+//                                             columns to one scale, then on to a coarser bias's (golden rounds twice)
+//   t = acc(a + bias)                         the bias add in the accumulator: wrapped, or clipped if SATURATE
 //   y = round(t * rmul / 2^rsh) (in_divide = 0) Eq. 10 re-scaling, multiplier-shift: "dyadic" (rmul, rsh) of
 //                                             golden.quant.rescale_multiplier, or "pow2" (rmul = 1); one cycle
 //   y = round(t / div)        (in_divide = 1) Eq. 10 re-scaling, "paper" ceil divisor: sequential divider,
 //                                             ACC_BITS cycles per beat
-// mul = 1, sh = 0, bias = 0 makes the first line the identity. Rounding: in_rnd (itx_round codes), one per beat;
+// mul = 1, sh = 0 (and mul2 = 1, sh2 = 0, bias = 0) make the first lines the identity. Rounding: in_rnd (itx_round codes), one per beat;
 // each line rounds once (itx_dyadic: the full product is shifted), unless its mode says otherwise: in_mmode (the
-// first line) and in_rmode (the multiplier-shift of the second), per beat: 0 one rounding by in_rnd, 1 tflite
+// first line's steps) and in_rmode (the multiplier-shift of the second), per beat: 0 one rounding by in_rnd, 1 tflite
 // (gemmlowp SRDHM + RoundingDivideByPOT, double rounding), 2 tflite_single (TFLITE_SINGLE_ROUNDING: ties toward
 // +infinity); (mul, sh) is then TFLite's (multiplier, 31 - shift). Same one cycle per beat in every mode.
-// out_ovf flags a lane whose t left the accumulator range or whose y was saturated to OUT_BITS (the golden
-// model raises instead of ever producing such a value).
+// out_ovf flags a lane whose y was saturated to OUT_BITS (golden's re-scaling never needs it); t leaving the
+// accumulator is the configured overflow, which golden computes too, not an error.
+// The first step's result keeps ACC_BITS (Eq. 8 factors are <= 1, so it fits; other factors wrap there).
 module itx_requant #(
     parameter LANES    = 8,
     parameter ACC_BITS = 32,
+    parameter SATURATE = 0,      // t: 0 wraps to ACC_BITS, 1 clips (golden's overflow "wrap" / "saturate")
     parameter OUT_BITS = 8,
     parameter MUL_BITS = 31,
     parameter SH_BITS  = 6
@@ -26,6 +30,8 @@ module itx_requant #(
     input  wire [LANES*ACC_BITS-1:0]   in_data,
     input  wire [LANES*MUL_BITS-1:0]   in_mul,     // unsigned
     input  wire [LANES*SH_BITS-1:0]    in_sh,
+    input  wire [LANES*MUL_BITS-1:0]   in_mul2,    // unsigned
+    input  wire [LANES*SH_BITS-1:0]    in_sh2,
     input  wire [LANES*ACC_BITS-1:0]   in_bias,    // signed, already at the matched scale
     input  wire [LANES*MUL_BITS-1:0]   in_rmul,    // unsigned
     input  wire [LANES*SH_BITS-1:0]    in_rsh,
@@ -92,21 +98,28 @@ module itx_requant #(
     generate
         for (i = 0; i < LANES; i = i + 1) begin : g_lane
             wire signed [ACC_BITS-1:0] x = in_data[i*ACC_BITS +: ACC_BITS];
+            /* verilator lint_off UNUSEDSIGNAL */  // a1 above ACC_BITS: sign copies for factors <= 1 (else wrapped)
+            wire        [PW:0]         a1;
+            /* verilator lint_on UNUSEDSIGNAL */
             wire        [PW:0]         a;
             itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_match (
                 .x(x), .m(in_mul[i*MUL_BITS +: MUL_BITS]), .sh(in_sh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd),
-                .mode(in_mmode), .y(a));
+                .mode(in_mmode), .y(a1));
+            itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_match2 (
+                .x(a1[ACC_BITS-1:0]), .m(in_mul2[i*MUL_BITS +: MUL_BITS]), .sh(in_sh2[i*SH_BITS +: SH_BITS]),
+                .rnd(in_rnd), .mode(in_mmode), .y(a));
             wire signed [PW+1:0]       t     = $signed(a) + $signed({{(PW+2-ACC_BITS){in_bias[(i+1)*ACC_BITS-1]}},
                                                                        in_bias[i*ACC_BITS +: ACC_BITS]});
-            wire                       t_ovf = t > ACC_MAX || t < ACC_MIN;
-            wire        [ACC_BITS-1:0] tn    = t[ACC_BITS-1:0];
+            wire        [ACC_BITS-1:0] tn    = SATURATE == 0 ? t[ACC_BITS-1:0]
+                                           : t > ACC_MAX ? ACC_MAX[ACC_BITS-1:0]
+                                           : t < ACC_MIN ? ACC_MIN[ACC_BITS-1:0] : t[ACC_BITS-1:0];
 
             wire [PW:0] ys;     // any rmul, rsh: |t rmul| < 2^(PW-1), saturated below
             itx_dyadic_mode #(.XW(ACC_BITS), .MW(MUL_BITS), .SW(SH_BITS)) u_rescale (
                 .x(tn), .m(in_rmul[i*MUL_BITS +: MUL_BITS]), .sh(in_rsh[i*SH_BITS +: SH_BITS]), .rnd(in_rnd),
                 .mode(in_rmode), .y(ys));
 
-            reg                 neg_q, ovf_q;
+            reg                 neg_q;
             reg  [ACC_BITS-1:0] d_q;
             wire [ACC_BITS-1:0] q, r;
             wire [ACC_BITS:0]   yd;
@@ -124,16 +137,15 @@ module itx_requant #(
             always @(posedge clk) begin
                 if (fire) begin
                     neg_q <= tn[ACC_BITS-1];
-                    ovf_q <= t_ovf;
                     d_q   <= in_div[i*ACC_BITS +: ACC_BITS];
                 end
                 if (fire && !in_divide) begin
                     out_data[i*OUT_BITS +: OUT_BITS] <= sat_s[OUT_BITS-1:0];
-                    out_ovf[i] <= t_ovf | sat_s[OUT_BITS];
+                    out_ovf[i] <= sat_s[OUT_BITS];
                 end
                 if (div_fin) begin
                     out_data[i*OUT_BITS +: OUT_BITS] <= sat_d[OUT_BITS-1:0];
-                    out_ovf[i] <= ovf_q | sat_d[OUT_BITS];
+                    out_ovf[i] <= sat_d[OUT_BITS];
                 end
             end
         end

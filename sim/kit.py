@@ -24,7 +24,7 @@ import random
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 from xml.etree import ElementTree
@@ -38,6 +38,7 @@ from cocotb.triggers import Event, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.types import LogicArray
 
 from itx.golden.errors import Mismatch
+from itx.golden.errors import compare as golden_compare
 from itx.golden.gemm import gemm
 from itx.golden.vectors import read_manifest
 
@@ -207,20 +208,16 @@ class StreamMonitor(_Background):
 # ---- checking -----------------------------------------------------------------------------------------------------
 
 def compare(tensor: str, expected: np.ndarray, got: np.ndarray, at: Sequence[int] = ()) -> None:
-    """Zero tolerance: Mismatch at the first differing element, naming tensor, index, expected and got.
+    """Zero tolerance (itx.golden.errors.compare): Mismatch at the first differing element, naming tensor, index,
+    expected and got.
 
     `at` places a slice in its tensor for the message: row i of a matrix compared with at=(i, 0) reports
     tensor[i, j] (leading entries prefix the index, the rest offset it)."""
-    expected, got = np.asarray(expected), np.asarray(got)
-    if got.shape != expected.shape:
-        raise Mismatch(f"{tensor}: shape {got.shape}, expected {expected.shape}")
-    bad = np.argwhere(got != expected)
-    if bad.size:
-        index = tuple(int(v) for v in bad[0])
-        lead = len(at) - len(index)
-        where = tuple(at[:lead]) + tuple(o + i for o, i in zip(at[lead:], index)) if at else index
-        raise Mismatch(f"{tensor}[{', '.join(map(str, where))}]: expected {int(expected[index])}, "
-                       f"got {int(got[index])} [{len(bad)} of {expected.size} elements differ]")
+    diff = golden_compare(None, tensor, expected, got)
+    if diff is not None:
+        lead = len(at) - len(diff.index)
+        where = tuple(at[:lead]) + tuple(o + i for o, i in zip(at[lead:], diff.index)) if at else diff.index
+        raise Mismatch(str(replace(diff, index=where)))
 
 
 class Scoreboard:

@@ -9,8 +9,9 @@ from itx.golden.rounding import ROUNDINGS, check_rounding
 
 
 def requant_parameters(cfg: HwConfig, lanes: int | None = None) -> dict[str, int]:
-    """itx_requant parameters: one lane per array column, accumulator in, in_bits out."""
-    return {"LANES": lanes or cfg.cols, "ACC_BITS": cfg.acc_bits, "OUT_BITS": cfg.in_bits,
+    """itx_requant parameters: one lane per array column, the accumulator (width and overflow) in, in_bits out."""
+    return {"LANES": lanes or cfg.cols, "ACC_BITS": cfg.acc_bits, "SATURATE": int(cfg.overflow == "saturate"),
+            "OUT_BITS": cfg.in_bits,
             "MUL_BITS": DYADIC_BITS, "SH_BITS": SH_BITS}
 
 

@@ -22,7 +22,7 @@ def test_compare_names_the_first_difference():
     kit.compare("c", want, want.copy())
     got = want.copy()
     got[2, 1] = -7
-    with pytest.raises(Mismatch, match=re.escape("c[2, 1]: expected 9, got -7 [1 of 12 elements differ]")):
+    with pytest.raises(Mismatch, match=re.escape("c[2, 1]: expected 9, got -7 [1 of 12 differ]")):
         kit.compare("c", want, got)
     with pytest.raises(Mismatch, match=re.escape("row[5, 3]: expected 3, got 0")):
         kit.compare("row", np.arange(4), np.array([0, 1, 2, 0]), at=(5, 0))

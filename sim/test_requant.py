@@ -48,3 +48,15 @@ def test_requant_icarus_out_bits(out_bits):
     params = requant_parameters(replace(CFG, in_bits=out_bits), 3)
     assert params["OUT_BITS"] == out_bits
     run_cocotb("tb_requant", params, {"rows": 12, "seed": 11 + out_bits}, seed=11 + out_bits, top="itx_requant")
+
+
+@pytest.mark.parametrize("acc_bits,overflow", [(16, "wrap"), (16, "saturate"), (24, "saturate")])
+def test_requant_icarus_narrow_accumulator(acc_bits, overflow):
+    """One accumulator per configuration: built with ACC_BITS / SATURATE, the bias add wraps or clips like golden's
+    add at that width (linear layers with sums leaving the accumulator, coarse biases matched in two steps)."""
+    reason = simulator_available("icarus")
+    if reason:
+        pytest.skip(reason)
+    params = requant_parameters(replace(CFG, acc_bits=acc_bits, overflow=overflow), 3)
+    assert (params["ACC_BITS"], params["SATURATE"]) == (acc_bits, int(overflow == "saturate"))
+    run_cocotb("tb_requant", params, {"rows": 12, "seed": acc_bits}, seed=acc_bits, top="itx_requant")

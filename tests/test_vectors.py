@@ -69,7 +69,7 @@ def test_value_out_of_range(tmp_path):
     (lambda d: d["gemms"][0].update(m=0), r"gemms\[0\]: field 'm' must be >= 1"),
     (lambda d: d["gemms"][0]["files"].update(a="../x.hex"), "must be a plain file name"),
     (lambda d: d["gemms"][0]["sha256"].update(c="abc"), "not a sha256 hex digest"),
-    (lambda d: d.update(format="other"), "not an itx-gemm-vectors v2 manifest"),
+    (lambda d: d.update(format="other"), "not an itx-gemm-vectors v3 manifest"),
 ])
 def test_malformed_manifest(manifest, edit, message):
     doc = json.loads(manifest.read_text())
@@ -118,8 +118,9 @@ def test_cli_writes_checks_and_reports_errors(tmp_path, capsys):
     assert main(["vectors", "gemm", "--out", str(out), "--shape", "3x0x2"]) == 2
 
 
-def _requant_gemm(rng, m=5, k=7, n=6, mode="dyadic"):
-    """A linear layer's GEMM with its re-scaling (itx.golden.requant factors and Y), as itx.golden.capture records it."""
+def _requant_gemm(rng, m=5, k=7, n=6, mode="dyadic", bias_scale=2 ** -8):
+    """A linear layer's GEMM with its re-scaling (itx.golden.requant factors and Y), as itx.golden.capture records it;
+    a bias_scale below the accumulator's (~2^-10) makes the matching two steps."""
     from itx.golden.ops import add
     from itx.golden.qtensor import QTensor
     from itx.golden.quant import match_along, rescale
@@ -128,7 +129,7 @@ def _requant_gemm(rng, m=5, k=7, n=6, mode="dyadic"):
 
     a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
     s = (rng.uniform(0.5, 2, (m, 1)) * rng.uniform(0.5, 2, (1, n)) * 2.0 ** -10).astype(np.float32)
-    acc, bias = QTensor(a @ b, s, 32), QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(2 ** -8), 16)
+    acc, bias = QTensor(a @ b, s, 32), QTensor(rng.integers(-3000, 3000, (1, n)), np.float32(bias_scale), 16)
     f, _ = linear_factors(acc, bias, 8, "row", mode)
     return VectorGemm("lin", a, b, a @ b, (f, rescale(add(match_along(acc, -1, "dyadic"), bias, "dyadic"), 8, "row",
                                                      mode).values))
@@ -137,17 +138,18 @@ def _requant_gemm(rng, m=5, k=7, n=6, mode="dyadic"):
 def test_requant_entry_round_trip(tmp_path):
     """Factors and Y written by golden come back equal, Y is what the factors compute from C, and every tensor is
     in the GEMM's .npz at the narrowest dtype."""
-    g = _requant_gemm(np.random.default_rng(1), mode="paper")
+    g = _requant_gemm(np.random.default_rng(1), mode="paper", bias_scale=2 ** -13)
+    assert (g.requant[0].sh2 > 0).all()
     man = read_manifest(write_manifest(tmp_path, [g, ("plain", g.a, g.b)], in_bits=8, acc_bits=32, overflow="wrap"))
     e, plain = man.gemms
     assert plain.requant is None and e.requant.divide and e.requant.rounding == "half_away"
     f = man.factors(e)
-    for key in ("mul", "sh", "bias", "rmul", "rsh", "div"):
+    for key in ("mul", "sh", "mul2", "sh2", "bias", "rmul", "rsh", "div"):
         assert np.array_equal(getattr(f, key), getattr(g.requant[0], key)), key
     assert np.array_equal(man.load(e, "y"), g.requant[1])
     man.verify(e)
     z = man.npz(e)
-    assert sorted(z) == ["a", "b", "bias", "c", "div", "mul", "rmul", "rsh", "sh", "y"]
+    assert sorted(z) == ["a", "b", "bias", "c", "div", "mul", "mul2", "rmul", "rsh", "sh", "sh2", "y"]
     assert (z["a"].dtype, z["c"].dtype, z["y"].dtype, z["sh"].dtype) == (np.int8, np.int32, np.int8, np.int8)
     assert sorted(man.npz(plain)) == ["a", "b", "c"]
 
@@ -234,8 +236,8 @@ def test_vectors_md_reader_reads_what_golden_writes(tmp_path):
     gemms = [_requant_gemm(rng), ("neg", np.full((3, 40), -512), np.full((40, 2), 511))]
     man = read_manifest(write_manifest(tmp_path, gemms, in_bits=10, acc_bits=24, overflow="saturate"))
     got = dict(scope["read_vectors"](tmp_path))
-    assert sorted(got) == ["lin", "neg"] and sorted(got["lin"]) == ["a", "b", "bias", "c", "div", "mul", "rmul", "rsh",
-                                                                  "sh", "y"]
+    assert sorted(got) == ["lin", "neg"] and sorted(got["lin"]) == ["a", "b", "bias", "c", "div", "mul", "mul2", "rmul",
+                                                                  "rsh", "sh", "sh2", "y"]
     for e in man.gemms:
         for key, arr in got[e.layer].items():
             assert np.array_equal(arr, man.load(e, key)), (e.layer, key)

@@ -1,7 +1,7 @@
 // Simulation-only layer runner: one GEMM of a model through itx_gemm_ctrl, and (with +rq) its accumulator
 // rows straight into itx_requant, so the array's INT32 results and the INT8 tensor the next layer consumes
 // both come out. Everything is $readmemh-preloaded; no per-cycle host interaction (Icarus or Verilator --binary).
-// Plusargs: +a +b=FILE (beat files, see itx_tb_source) +c=FILE (C out) +m +k +n; with +rq: +mul +sh +bias +rmul +rsh
+// Plusargs: +a +b=FILE (beat files, see itx_tb_source) +c=FILE (C out) +m +k +n; with +rq: +mul +sh +mul2 +sh2 +bias +rmul +rsh
 // +div=FILE (per-element factors, M x N row-major) +y=FILE (Y out) +divide=0|1 +rnd=CODE +mmode +rmode=CODE
 // (itx_requant stage modes).
 // Prints "ITX_STATS cycles=... ovf=... first_ovf=..." when done, "ITX_ERROR ..." on failure.
@@ -27,6 +27,8 @@ module itx_tb_layer #(
     reg [ACC_BITS-1:0] cmem [0:CMAX-1];
     reg [MUL_BITS-1:0] mulm [0:CMAX-1];
     reg [SH_BITS-1:0]  shm  [0:CMAX-1];
+    reg [MUL_BITS-1:0] mul2m[0:CMAX-1];
+    reg [SH_BITS-1:0]  sh2m [0:CMAX-1];
     reg [ACC_BITS-1:0] biasm[0:CMAX-1];
     reg [MUL_BITS-1:0] rmulm[0:CMAX-1];
     reg [SH_BITS-1:0]  rshm [0:CMAX-1];
@@ -42,8 +44,8 @@ module itx_tb_layer #(
     wire [COLS*ACC_BITS-1:0] c_data;
     wire [COLS*IN_BITS-1:0]  y_data;
     wire [COLS-1:0]          y_ovf;
-    reg  [COLS*MUL_BITS-1:0] f_mul, f_rmul;
-    reg  [COLS*SH_BITS-1:0]  f_sh, f_rsh;
+    reg  [COLS*MUL_BITS-1:0] f_mul, f_mul2, f_rmul;
+    reg  [COLS*SH_BITS-1:0]  f_sh, f_sh2, f_rsh;
     reg  [COLS*ACC_BITS-1:0] f_bias, f_div;
     wire c_ready = rq == 0 || rq_ready;
     wire c_fire  = c_valid && c_ready;
@@ -55,10 +57,10 @@ module itx_tb_layer #(
         .clk(clk), .rst(rst), .cfg_m(m[DIM_BITS-1:0]), .cfg_k(k[DIM_BITS-1:0]), .cfg_n(n[DIM_BITS-1:0]),
         .in_valid(in_valid), .in_ready(in_ready), .in_a(in_a), .in_b(in_b),
         .out_valid(c_valid), .out_ready(c_ready), .out_data(c_data), .out_last(c_last));
-    itx_requant #(.LANES(COLS), .ACC_BITS(ACC_BITS), .OUT_BITS(IN_BITS), .MUL_BITS(MUL_BITS),
+    itx_requant #(.LANES(COLS), .ACC_BITS(ACC_BITS), .SATURATE(SATURATE), .OUT_BITS(IN_BITS), .MUL_BITS(MUL_BITS),
                   .SH_BITS(SH_BITS)) u_rq (
         .clk(clk), .rst(rst), .in_valid(c_valid && rq != 0), .in_ready(rq_ready), .in_data(c_data),
-        .in_mul(f_mul), .in_sh(f_sh), .in_bias(f_bias), .in_rmul(f_rmul), .in_rsh(f_rsh), .in_div(f_div),
+        .in_mul(f_mul), .in_sh(f_sh), .in_mul2(f_mul2), .in_sh2(f_sh2), .in_bias(f_bias), .in_rmul(f_rmul), .in_rsh(f_rsh), .in_div(f_div),
         .in_divide(divide[0]), .in_rnd(rnd[1:0]), .in_mmode(mmode[1:0]), .in_rmode(rmode[1:0]), .in_last(c_last),
         .out_valid(y_valid), .out_ready(1'b1), .out_data(y_data), .out_ovf(y_ovf), .out_last(y_last));
 
@@ -81,6 +83,8 @@ module itx_tb_layer #(
         if (rq != 0) begin
             need("mul", $value$plusargs("mul=%s", fname)); $readmemh(fname, mulm, 0, m * n - 1);
             need("sh", $value$plusargs("sh=%s", fname)); $readmemh(fname, shm, 0, m * n - 1);
+            need("mul2", $value$plusargs("mul2=%s", fname)); $readmemh(fname, mul2m, 0, m * n - 1);
+            need("sh2", $value$plusargs("sh2=%s", fname)); $readmemh(fname, sh2m, 0, m * n - 1);
             need("bias", $value$plusargs("bias=%s", fname)); $readmemh(fname, biasm, 0, m * n - 1);
             need("rmul", $value$plusargs("rmul=%s", fname)); $readmemh(fname, rmulm, 0, m * n - 1);
             need("rsh", $value$plusargs("rsh=%s", fname)); $readmemh(fname, rshm, 0, m * n - 1);
@@ -126,6 +130,8 @@ module itx_tb_layer #(
             fidx = ctn * COLS + fl < n ? (ctm * ROWS + crow) * n + ctn * COLS + fl : 0;
             f_mul[fl*MUL_BITS +: MUL_BITS]  <= mulm[fidx];
             f_sh[fl*SH_BITS +: SH_BITS]     <= shm[fidx];
+            f_mul2[fl*MUL_BITS +: MUL_BITS] <= mul2m[fidx];
+            f_sh2[fl*SH_BITS +: SH_BITS]    <= sh2m[fidx];
             f_bias[fl*ACC_BITS +: ACC_BITS] <= biasm[fidx];
             f_rmul[fl*MUL_BITS +: MUL_BITS] <= rmulm[fidx];
             f_rsh[fl*SH_BITS +: SH_BITS]    <= rshm[fidx];
