@@ -46,3 +46,17 @@ def test_a_file_that_is_no_checkpoint_is_a_one_line_error(tmp_path, content, nee
         bad.write_bytes(content)
     with pytest.raises(ValueError, match=needle):
         train.export_checkpoint("integer", bad, tmp_path / "out")
+
+
+def test_cooldown_decays_linearly_to_zero_over_the_last_steps_only():
+    f = [train.lr_factor(s, 200, 1000, 400) for s in (0, 199, 600, 800, 1000)]
+    plain = [train.lr_factor(s, 200, 1000) for s in (0, 199, 600, 800, 1000)]
+    assert f[:3] == plain[:3] and f[3] == plain[3] / 2 and f[4] == 0.0
+    assert plain[4] > 0
+
+
+def test_a_cooldown_that_would_rewrite_the_past_is_refused(tmp_path):
+    from itx.cli import main
+
+    assert main(["train", "--model", "integer", "--steps", "10", "--cooldown", "11", "--run-dir", str(tmp_path),
+                 "--out", str(tmp_path / "o")]) == 2

@@ -26,7 +26,7 @@ def _run(args) -> int:
     train.train(args.model, args.steps, out, run_dir, max_tokens=args.max_tokens, lr=args.lr, warmup=args.warmup,
                 seed=args.seed, eval_every=args.eval_every, threads=args.threads, dropout=args.dropout,
                 max_minutes=args.max_minutes, resume=args.resume, device=args.device, min_steps=args.min_steps,
-                average=args.average)
+                average=args.average, cooldown=args.cooldown)
     # The command that produced these weights (a resumed run repeats it with --resume).
     (out / "train.json").write_text(json.dumps({"command": shlex.join(["itx"] + sys.argv[1:])}, indent=2) + "\n")
     print(f"exported {out}")
@@ -39,6 +39,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train the vanilla or Integer Transformer (PyTorch) and export npz + JSON")
     p.add_argument("--model", choices=("vanilla", "integer"), required=True)
     p.add_argument("--steps", type=int_in(1), default=40000, help="step limit (training stops earlier on a plateau)")
+    p.add_argument("--cooldown", type=int_in(0), default=0,
+                   help="learning rate decays linearly to 0 over the last N of --steps (0: inverse-sqrt throughout)")
     p.add_argument("--min-steps", type=int_in(0), default=None,
                    help="no plateau stop before this step (default 4 x --eval-every)")
     p.add_argument("--eval-every", type=int_in(1), default=250, help="steps between dev evaluations and checkpoints")
