@@ -43,9 +43,10 @@ def sentence0() -> str:
     return str(sentence_ops(model_dir("integer"), IntConfig(), *ids, SIM_BUILD / "capture"))
 
 
-def run_layernorm(lanes: int, in_bits: int, acc_bits: int, overflow: str, p_stall: float, real: dict | None) -> None:
+def run_layernorm(lanes: int, in_bits: int, acc_bits: int, overflow: str, p_stall: float, real: dict | None,
+                  sim: str = "icarus") -> None:
     tb = {"seed": lanes, "p_in": p_stall, "p_out": p_stall, "rows": 36, **(real or {})}
-    run_unit("icarus", "tb_layernorm", "itx_layernorm", params(lanes, in_bits, acc_bits, overflow), tb,
+    run_unit(sim, "tb_layernorm", "itx_layernorm", params(lanes, in_bits, acc_bits, overflow), tb,
              sentence0() if real is not None else None)
 
 
@@ -58,6 +59,12 @@ def test_layernorm_icarus(lanes, in_bits, acc_bits, overflow, p_stall, real):
 def test_layernorm_sentence0_all_ops():
     """Every LayerNorm of sentence 0 (14 ops, every row) at the configured widths."""
     run_layernorm(CFG.cols, CFG.in_bits, CFG.acc_bits, CFG.overflow, 0.1, {})
+
+
+@pytest.mark.slow
+def test_layernorm_verilator():
+    """The configured datapath's build under Verilator, real sentence ops included."""
+    run_layernorm(*CASES[0], sim="verilator")
 
 
 def test_layernorm_coverage():

@@ -42,8 +42,18 @@ def sentence0() -> str:
 
 @pytest.mark.parametrize("lanes,in_bits,acc_bits,overflow,p_stall,real", CASES)
 def test_residual_icarus(lanes, in_bits, acc_bits, overflow, p_stall, real):
+    run_residual(lanes, in_bits, acc_bits, overflow, p_stall, real)
+
+
+@pytest.mark.slow
+def test_residual_verilator():
+    """The configured datapath's build under Verilator, real sentence ops included."""
+    run_residual(*CASES[0], sim="verilator")
+
+
+def run_residual(lanes, in_bits, acc_bits, overflow, p_stall, real, sim="icarus"):
     tb = {"seed": lanes, "p_in": p_stall, "p_out": p_stall, "rows": 40}
-    run_unit("icarus", "tb_residual", "itx_residual", params(lanes, in_bits, acc_bits, overflow), tb,
+    run_unit(sim, "tb_residual", "itx_residual", params(lanes, in_bits, acc_bits, overflow), tb,
              sentence0() if real else None)
 
 
