@@ -231,3 +231,28 @@ async def measure_cycles(bench: RowBench, rows: list) -> tuple[int, int]:
     task.cancel()
     bench.p_in, bench.p_out, bench.out.p_stall = saved
     return ends[0] - first[0] + 1, ends[-1] - ends[-2]
+
+
+def stream_tests(bench, random_rows, edge_rows, reset_rows: int) -> tuple:
+    """A row unit's three stream tests, as cocotb tests to assign at the bench module's top level: random_stream
+    (cfg "rows" random rows, stalls on both sides), edge_cases (edge_rows(tb)) and reset_mid_stream (reset_rows
+    random rows, a reset after a third of their beats: the rows in flight are dropped, the stream after it exact)."""
+    import cocotb
+
+    async def random_stream(dut):
+        tb = bench(dut)
+        await tb.test(random_rows(tb, tb.cfg["rows"]), "random_stream")
+
+    async def edge_cases(dut):
+        tb = bench(dut)
+        await tb.test(edge_rows(tb), "edge_cases")
+
+    async def reset_mid_stream(dut):
+        tb = bench(dut)
+        rows = random_rows(tb, reset_rows)
+        await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
+
+    tests = random_stream, edge_cases, reset_mid_stream
+    for f in tests:   # cocotb names a test module.qualname: the bench module's
+        f.__module__, f.__qualname__ = bench.__module__, f.__name__
+    return tuple(cocotb.test(f) for f in tests)

@@ -20,7 +20,7 @@ from itx.golden.qtensor import QTensor
 from itx.golden.rounding import ROUNDINGS, round_div, round_div_or_zero
 from itx.sim.coverage import division_tie, headroom_bins, stall_bin, write_coverage
 from itx.sim.requant import rounding_code
-from itx.sim.rowbench import RowBench, lanes_word, measure_cycles
+from itx.sim.rowbench import RowBench, lanes_word, measure_cycles, stream_tests
 from itx.sim.rowunits import KNOBS, captured_rows, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
 from itx.sim.kit import unpack
 
@@ -200,26 +200,7 @@ def edge_rows(tb: LayerNormBench) -> list[Row]:
     return rows
 
 
-@cocotb.test()
-async def random_stream(dut):
-    """Random rows (lengths 1..3 lanes + 1, random offsets, gains, biases, F), both divisions, every rounding and
-    Eq. 10 mode, stalls on both sides."""
-    tb = LayerNormBench(dut)
-    await tb.test(random_rows(tb, CFG["rows"]), "random_stream")
-
-
-@cocotb.test()
-async def edge_cases(dut):
-    tb = LayerNormBench(dut)
-    await tb.test(edge_rows(tb), "edge_cases")
-
-
-@cocotb.test()
-async def reset_mid_stream(dut):
-    """Reset after a third of the beats: the rows in flight are dropped, the stream after it is exact."""
-    tb = LayerNormBench(dut)
-    rows = random_rows(tb, 10)
-    await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
+random_stream, edge_cases, reset_mid_stream = stream_tests(LayerNormBench, random_rows, edge_rows, 10)
 
 
 @cocotb.test(skip="capture" not in CFG)

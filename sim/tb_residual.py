@@ -19,7 +19,7 @@ from itx.golden.qtensor import QTensor
 from itx.golden.quant import rescale
 from itx.golden.rounding import ROUNDINGS
 from itx.sim.requant import rounding_code
-from itx.sim.rowbench import RowBench, lanes_word, measure_cycles
+from itx.sim.rowbench import RowBench, lanes_word, measure_cycles, stream_tests
 from itx.sim.rowunits import KNOBS, captured_rows, match_factor, output_scale, residual_cycles
 from itx.sim.kit import unpack
 from itx.sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
@@ -159,25 +159,7 @@ def edge_rows(tb: ResidualBench) -> list[Row]:
     return rows
 
 
-@cocotb.test()
-async def random_stream(dut):
-    """Random rows (lengths 1..3 lanes + 1, random scales), every rounding and Eq. 10 mode, stalls both sides."""
-    tb = ResidualBench(dut)
-    await tb.test(random_rows(tb, CFG["rows"]), "random_stream")
-
-
-@cocotb.test()
-async def edge_cases(dut):
-    tb = ResidualBench(dut)
-    await tb.test(edge_rows(tb), "edge_cases")
-
-
-@cocotb.test()
-async def reset_mid_stream(dut):
-    """Reset after a third of the beats: the rows in flight are dropped, the stream after it is exact."""
-    tb = ResidualBench(dut)
-    rows = random_rows(tb, 12)
-    await tb.test(rows, "reset_mid_stream", sum(len(tb.beats(r)) for r in rows) // 3)
+random_stream, edge_cases, reset_mid_stream = stream_tests(ResidualBench, random_rows, edge_rows, 12)
 
 
 @cocotb.test(skip="capture" not in CFG)
