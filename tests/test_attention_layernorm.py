@@ -36,24 +36,26 @@ def ref_add_scalar(row, s_row, c, s_c, mode):
     return [ref.match_one(x, s_row, s, mode) + ref.match_one(c, s_c, s, mode) for x in row], s
 
 
-def ref_poly_attention(q, sq, k, sk, v, sv, b, sb, dl, sd, n, f, mode, rmode):
+def ref_poly_attention(q, sq, k, sk, v, sv, b, sb, dl, sd, n, f, mode, rmode, keep=None):
+    """keep[i][j]: query i attends key j (None: all); a masked entry is 0 before the power and after |delta|."""
     d, rows_out = len(q[0]), []
+    keep = keep or [[True] * len(k) for _ in q]
     x, s_x = [], []
     for i, qi in enumerate(q):
         sc = [F32(sq[i] * sk[j]) * F32(math.sqrt(d)) for j in range(len(k))]
         s_row = min(sc)
         row = [ref.match_one(sum(a * c for a, c in zip(qi, kj)), sc[j], s_row, mode) for j, kj in enumerate(k)]
         row, s_row = ref_add_scalar(row, s_row, b, sb, mode)
-        x.append([max(e, 0) for e in row])
+        x.append([max(e, 0) if kept else 0 for e, kept in zip(row, keep[i])])
         s_x.append(s_row)
     x, s_x = ref_rescale_rows(x, s_x, rmode)
     p, s_p = [], []
-    for row, s in zip(x, s_x):
+    for row, s, kept in zip(x, s_x, keep):
         sn = s
         for _ in range(n - 1):
             sn = sn * s
         row, s2 = ref_add_scalar([e ** n for e in row], sn, abs(dl), sd, mode)
-        p.append(row)
+        p.append([e if k else 0 for e, k in zip(row, kept)])
         s_p.append(s2)
     p, _ = ref_rescale_rows(p, s_p, rmode)
     sv_min = min(sv)
