@@ -15,6 +15,10 @@ from itx.sim.poly import attention_ops, norm_parameters
 from itx.sim.rtl import SIM_BUILD
 from itx.sim.runner import simulator_available
 
+# One xdist worker runs every build of this unit, in order, then the coverage test that merges them
+# (addopts' --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("attn_norm")
+
 CFG = load_hw_config()
 OPS = ("enc.0.self_attn", "dec.0.self_attn")
 # (lanes, acc_bits, overflow, bits, p_stall, real sentence): the configured datapath first

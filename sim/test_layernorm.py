@@ -18,6 +18,10 @@ from itx.sim.rowunits import unit_parameters
 from itx.sim.rtl import SIM_BUILD
 from itx.sim.runner import simulator_available
 
+# One xdist worker runs every build of this unit, in order, then the coverage test that merges them
+# (addopts' --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("layernorm")
+
 CFG = load_hw_config()
 # (lanes, in_bits, acc_bits, overflow, p_stall, real sentence ops): the configured datapath first
 CASES = [(CFG.cols, CFG.in_bits, CFG.acc_bits, CFG.overflow, 0.3, {"real_ops": 2, "real_rows": 3}),

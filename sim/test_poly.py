@@ -15,6 +15,10 @@ from itx.sim.poly import attention_ops, poly_parameters
 from itx.sim.rtl import SIM_BUILD
 from itx.sim.runner import simulator_available
 
+# One xdist worker runs every build of this unit, in order, then the coverage test that merges them
+# (addopts' --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("poly")
+
 CFG = load_hw_config()
 OPS = ("enc.0.self_attn", "dec.0.self_attn")   # dec.0: causal mask
 # (lanes, acc_bits, overflow, bits, n, p_stall, real sentence): the configured datapath first
