@@ -18,7 +18,7 @@ from itx.sim.rtl import SIM_BUILD
 from itx.sim.runner import simulator_available
 
 # One xdist worker runs every build of this unit, in order, then the coverage test that merges them
-# (addopts' --dist loadgroup).
+# (conftest.py: -n distributes by group).
 pytestmark = pytest.mark.xdist_group("residual")
 
 CFG = load_hw_config()
