@@ -149,7 +149,12 @@ def add_sentence_args(p) -> None:
 def sentence_source(args, icfg: IntConfig) -> dict:
     """What a capture is of, recorded in its manifest (field 'source') and checked by readers."""
     return {"sentence": args.sentence, "pair": args.pair, "split": args.split, "model": str(args.model),
-            "layers": list(args.layer), "int_config": icfg.describe(), "rescale": icfg.rescale}
+            "layers": list(args.layer), "int_config": icfg.describe(), "rescale": icfg.rescale,
+            "knobs": {f: getattr(icfg, f) for f in UNIT_KNOBS}}
+
+
+# The knobs the non-GEMM RTL units take (itx.sim.ops_run): recorded with a capture so its vectors can be rerun.
+UNIT_KNOBS = ("bits", "match", "rescale", "rounding", "granularity", "ln_division", "ln_frac_bits")
 
 
 def sentence_ids(split: str, pair: str, sentence: int) -> tuple[list[int], list[int]]:

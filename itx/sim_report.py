@@ -1,4 +1,5 @@
-"""The report of a layer-by-layer RTL run (`itx sim model`): reports/sim/<name>.json and .md, one row per GEMM."""
+"""The report of an op-by-op RTL run (`itx sim model`): reports/sim/<name>.json and .md, one row per GEMM, then one
+per non-GEMM op."""
 from __future__ import annotations
 
 import json
@@ -8,33 +9,47 @@ from itx.golden.atomic import check_target, staged_files
 from itx.golden.config import ROOT
 from itx.golden.errors import UserError
 from itx.sim.model_run import LayerResult
+from itx.sim.ops_run import OpResult
 
 
-def first_mismatch(r: LayerResult) -> str:
-    """The first differing element of a GEMM's result, as text ("" when it matched)."""
+def first_mismatch(r: LayerResult | OpResult) -> str:
+    """The first differing element of a GEMM's or op's result, as text ("" when it matched)."""
     f = r.first
-    return "" if f is None else f"{f['tensor']}[{f['index'][0]}, {f['index'][1]}]: expected {f['expected']}, " \
+    return "" if f is None else f"{f['tensor']}[{', '.join(map(str, f['index']))}]: expected {f['expected']}, " \
                                 f"got {f['got']}"
 
 
-def write_report(results: list[LayerResult], meta: dict, out: Path) -> tuple[Path, Path]:
-    """reports/sim/<name>.json and .md: one row per GEMM plus totals, staged and moved in together."""
+def write_report(results: list[LayerResult], ops: list[OpResult], meta: dict, out: Path) -> tuple[Path, Path]:
+    """reports/sim/<name>.json and .md: one row per GEMM, one per non-GEMM op, and totals, staged and moved in
+    together."""
     rows = [{"index": r.index, "layer": r.layer, "shape": list(r.shape), "cycles": r.cycles,
              "pe_utilisation": round(r.utilisation, 4), "compared": r.tensor, "mismatches": r.mismatches,
              "first_mismatch": r.first} for r in results]
+    op_rows = [{"index": r.index, "op": r.op, "kind": r.kind, "shape": list(r.shape), "cycles": r.cycles,
+                "compared": r.compared, "mismatches": r.mismatches, "first_mismatch": r.first} for r in ops]
     jpath, mpath = out.with_suffix(".json"), out.with_suffix(".md")
-    doc = json.dumps({**meta, "gemms": rows}, indent=1) + "\n"
-    lines = [f"# RTL vs golden, layer by layer: {meta['title']}", "",
+    doc = json.dumps({**meta, "gemms": rows, "ops": op_rows}, indent=1) + "\n"
+    lines = [f"# RTL vs golden, op by op: {meta['title']}", "",
              *(f"- {k}: {v}" for k, v in meta.items() if k != "title"), "",
              "| # | layer | M x K x N | cycles | PE util. | compared | mismatches | first mismatch |",
              "|---:|---|---|---:|---:|---|---:|---|"]
     lines += [f"| {r.index} | {r.layer} | {'x'.join(map(str, r.shape))} | {r.cycles} | {r.utilisation:.1%} | "
               f"{'INT32 C' if r.tensor == 'C' else 'INT32 C + INT8 Y'} | {r.mismatches} | {first_mismatch(r)} |"
               for r in results]
+    if ops:
+        lines += ["", "| # | op | unit | shape | cycles | compared | mismatches | first mismatch |",
+                  "|---:|---|---|---|---:|---|---:|---|"]
+        lines += [f"| {r.index} | {r.op} | {UNIT_NAMES[r.kind]} | {'x'.join(map(str, r.shape))} | {r.cycles} | "
+                  f"{COMPARED[r.compared]} | {r.mismatches} | {first_mismatch(r)} |" for r in ops]
     with staged_files(out.parent, "--report directory") as stage:
         (stage / jpath.name).write_text(doc)
         (stage / mpath.name).write_text("\n".join(lines) + "\n")
     return jpath, mpath
+
+
+UNIT_NAMES = {"poly": "itx_poly", "attn_norm": "itx_attn_norm", "residual": "itx_residual",
+              "layernorm": "itx_layernorm"}
+COMPARED = {"out": "output", "out+scale": "output + row scales", "poly": "Poly(x) before Eq. 10"}
 
 
 def check_report_path(out: Path) -> Path:

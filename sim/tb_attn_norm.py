@@ -19,6 +19,7 @@ from itx.sim.coverage import write_coverage
 from itx.sim.poly import RTL_RESCALE_MODES, NormVectors, captured, norm_vectors
 from itx.golden.requant import STAGE_MODES
 from itx.sim.requant import rounding_code, stage_code
+from itx.sim import replay as rp
 from itx.sim.kit import pack, unpack
 from itx.sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact, check_rows,
                             headroom, run_length, run_stream, stall_points)
@@ -176,6 +177,23 @@ async def real_sentence(dut):
         n += await tb.check(v, f"norm {op} (sentence {CFG['sentence']})")
     dut._log.info("real_sentence: %d values bit-exact", n)
     write_coverage("norm", CFG)
+
+
+@cocotb.test(skip="replay" not in CFG)
+async def replay(dut):
+    """`itx sim model`: the normalisation of every attention of the captured sentence from golden's inputs (num = P V,
+    P), no stalls; the context against the model's (sim/replay.py)."""
+    tb, data, k, results = NormBench(dut), np.load(CFG["capture"]), rp.knobs(CFG), []
+    await tb.start()
+    for op in rp.ops_of(data, "attn_norm", CFG):
+        v = norm_vectors(captured(data, op, "num", tb.acc), captured(data, op, "p", tb.in_bits), data[f"{op}/v_scale"],
+                         int(data[f"{op}/f"]), tb.out, k["rescale"], k["rounding"], tb.acc, tb.overflow)
+        beats, _, _, sends, _ = tb.beats(v)
+        words, _, cycles = await rp.stream(dut, beats, int(sends.sum()))
+        want = data[f"{op}/out.values"]
+        results.append(rp.result(op, "attn_norm", "out", want, rp.rows_of(words, v.num.shape[0], v.num.shape[1],
+                                                                          tb.lanes, tb.out), cycles))
+    rp.write(CFG, results)
 
 
 @cocotb.test()

@@ -21,7 +21,9 @@ from itx.golden.rounding import ROUNDINGS, round_div, round_div_or_zero
 from itx.sim.coverage import division_tie, headroom_bins, stall_bin, write_coverage
 from itx.sim.requant import rounding_code
 from itx.sim.rowbench import RowBench, lanes_word, measure_cycles, stream_tests
+from itx.sim.unit_bench import start_clock_and_reset
 from itx.sim.rowunits import KNOBS, captured_rows, PARAM_BITS, layernorm_cycles, layernorm_factors, output_scale
+from itx.sim import replay as rp
 from itx.sim.kit import unpack
 
 CFG = json.loads(os.environ.get("ITX_TB", "{}"))
@@ -210,6 +212,27 @@ async def real_sentence(dut):
     rows = [Row(x, r["g"], r["gs"], r["b"], r["bs"], tag=f"{k} row {i}")
             for k, r in ops for i, x in enumerate(r["x"][:CFG.get("real_rows", 99)])]
     await LayerNormBench(dut).test(rows, "real_sentence")
+
+
+@cocotb.test(skip="replay" not in CFG)
+async def replay(dut):
+    """`itx sim model`: every LayerNorm of the captured sentence from golden's inputs, no stalls; the output rows and
+    their scales against the model's (sim/replay.py)."""
+    tb, data, k, results = LayerNormBench(dut), np.load(CFG["capture"]), rp.knobs(CFG), []
+    await start_clock_and_reset(dut)
+    inputs = captured_rows(data, "layernorm")
+    for op in rp.ops_of(data, "layernorm", CFG):
+        r = inputs[op]
+        rows = [Row(x, r["g"], r["gs"], r["b"], r["bs"], k["ln_division"], k["ln_frac_bits"], k["rounding"],
+                    k["rescale"]) for x in r["x"]]
+        beats = [b for row in rows for b in tb.beats(row)]
+        words, scales, cycles = await rp.stream(dut, beats, len(beats), ("out_m", "out_sh"))
+        want = data[f"{op}/out.values"]
+        got = rp.rows_of(words, len(rows), want.shape[-1], tb.lanes, tb.out_bits)
+        s = layernorm_factors(r["gs"], r["bs"], rows[0].frac)[2]
+        got_s = [output_scale(s, m, sh) for m, sh in scales]
+        results.append(rp.result(op, "layernorm", "out", want, got, cycles, (data[f"{op}/out.scale"], got_s)))
+    rp.write(CFG, results)
 
 
 @cocotb.test()

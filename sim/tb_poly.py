@@ -18,6 +18,7 @@ from itx.sim.coverage import write_coverage
 from itx.sim.poly import RTL_RESCALE_MODES, PolyVectors, captured, poly_vectors
 from itx.golden.requant import STAGE_MODES
 from itx.sim.requant import rounding_code, stage_code
+from itx.sim import replay as rp
 from itx.sim.kit import pack
 from itx.sim.unit_bench import (ACC_FACTS, CFG, HEADROOM, Driver, UnitBench, acc_fact,
                             headroom, is_tie, run_stream, stall_points)
@@ -209,6 +210,22 @@ async def real_sentence(dut):
         n += await tb.check(v, f"poly {op} (sentence {CFG['sentence']})")
     dut._log.info("real_sentence: %d values bit-exact", n)
     write_coverage("poly", CFG)
+
+
+@cocotb.test(skip="replay" not in CFG)
+async def replay(dut):
+    """`itx sim model`: every Poly of the captured sentence from golden's inputs, no stalls; Poly(x) against
+    itx.golden.attention.poly of those inputs (whose Eq. 10 re-scale is the model's P: itx.sim.poly.attention_ops)."""
+    tb, data, k, results = PolyBench(dut), np.load(CFG["capture"]), rp.knobs(CFG), []
+    await tb.start()
+    for op in rp.ops_of(data, "poly", CFG):
+        t = {name: captured(data, op, name, b) for name, b in (("scores", tb.acc), ("b", 16), ("delta", 16))}
+        v = tb.vectors(t["scores"], data[f"{op}/mask"], t["b"], t["delta"], k["match"], k["rescale"], k["rounding"])
+        beats = tb.beats(v)[0]
+        words, _, cycles = await rp.stream(dut, beats, len(beats))
+        got = rp.rows_of(words, v.x.shape[0], v.x.shape[1], tb.lanes, tb.acc)
+        results.append(rp.result(op, "poly", "poly", v.want.reshape(t["scores"].shape), got, cycles))
+    rp.write(CFG, results)
 
 
 @cocotb.test()

@@ -20,7 +20,9 @@ from itx.golden.quant import rescale
 from itx.golden.rounding import ROUNDINGS
 from itx.sim.requant import rounding_code
 from itx.sim.rowbench import RowBench, lanes_word, measure_cycles, stream_tests
+from itx.sim.unit_bench import start_clock_and_reset
 from itx.sim.rowunits import KNOBS, captured_rows, match_factor, output_scale, residual_cycles
+from itx.sim import replay as rp
 from itx.sim.kit import unpack
 from itx.sim.coverage import headroom_bins, rounding_tie, stall_bin, write_coverage
 
@@ -169,6 +171,26 @@ async def real_sentence(dut):
             for name, r in captured_rows(np.load(CFG["capture"]), "residual").items()
             for i, (x, sx, z, sz) in enumerate(zip(r["x"], r["sx"], r["z"], r["sz"]))]
     await ResidualBench(dut).test(rows, "real_sentence")
+
+
+@cocotb.test(skip="replay" not in CFG)
+async def replay(dut):
+    """`itx sim model`: every residual add of the captured sentence from golden's inputs, no stalls; the output rows
+    and their scales against the model's (sim/replay.py)."""
+    tb, data, knobs, results = ResidualBench(dut), np.load(CFG["capture"]), rp.knobs(CFG), []
+    await start_clock_and_reset(dut)
+    inputs = captured_rows(data, "residual")
+    for op in rp.ops_of(data, "residual", CFG):
+        r = inputs[op]
+        rows = [Row(*v, knobs["rounding"], knobs["rescale"])
+                for v in zip(r["x"], r["sx"], r["z"], r["sz"])]
+        beats = [b for row in rows for b in tb.beats(row)]
+        words, scales, cycles = await rp.stream(dut, beats, len(beats), ("out_m", "out_sh"))
+        want = data[f"{op}/out.values"]
+        got = rp.rows_of(words, len(rows), want.shape[-1], tb.lanes, tb.out_bits)
+        got_s = [output_scale(s, m, sh) for s, (m, sh) in zip(np.minimum(r["sx"], r["sz"]), scales)]
+        results.append(rp.result(op, "residual", "out", want, got, cycles, (data[f"{op}/out.scale"], got_s)))
+    rp.write(CFG, results)
 
 
 @cocotb.test()

@@ -1,6 +1,6 @@
-"""Layer-by-layer RTL run (sim/model_run.py, `itx sim model`) of golden's vectors: synthetic manifests with a
-re-scaling stage, corrupt and mismatched vectors, and the real model: first encoder layer of a sentence by default,
-the whole sentence under -m slow."""
+"""Op-by-op RTL run (sim/model_run.py for the GEMMs, sim/ops_run.py for the non-GEMM units; `itx sim model`) of
+golden's vectors: synthetic manifests with a re-scaling stage, corrupt and mismatched vectors, and the real model:
+first encoder layer of a sentence (every GEMM and op) by default, the whole sentence under -m slow."""
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +24,9 @@ from itx.golden.vectors import VectorGemm, read_manifest, write_manifest
 from itx import data
 from itx.cli import build_parser, main
 from itx.options import capture_sentence, hw_config, int_config
+from itx.golden.capture import OPS
 from itx.sim.model_run import run_layers
+from itx.sim.ops_run import run_ops
 from itx.sim.runner import simulator_available
 
 CFG = load_hw_config()
@@ -161,6 +163,39 @@ def test_first_encoder_layer_icarus(tmp_path):
     assert len(results) == len(man.gemms) == 14
     assert [r.mismatches for r in results] == [0] * 14
     assert sum(r.tensor == "Y" for r in results) == 6   # q, k, v, o, w1, w2 re-scaled in RTL
+    ops = run_ops(man.path.parent / OPS, IntConfig(), CFG, jobs=2, layers=("enc.0.",))
+    assert [(r.op, r.kind, r.mismatches) for r in ops] == [
+        ("enc.0.ln1", "layernorm", 0), ("enc.0.self_attn.poly", "poly", 0), ("enc.0.self_attn.context", "attn_norm", 0),
+        ("enc.0.res1", "residual", 0), ("enc.0.ln2", "layernorm", 0), ("enc.0.res2", "residual", 0)]
+    assert all(r.cycles > 0 for r in ops)
+
+
+def test_op_mismatch_is_localised(tmp_path):
+    """A capture whose expected outputs were altered (one value of enc.0.res1, one row scale of enc.0.res2): the
+    replay counts each, names op, tensor, index, expected and got, and runs every op (it does not stop)."""
+    _need()
+    _model()
+    man = _sentence(tmp_path / "v", "--layer", "enc.0.self_attn.q")
+    data = dict(np.load(man.path.parent / OPS))
+    orig = int(data["enc.0.res1/out.values"][0, 3, 17])
+    data["enc.0.res1/out.values"] = data["enc.0.res1/out.values"].copy()
+    data["enc.0.res1/out.values"][0, 3, 17] = orig + 1
+    data["enc.0.res2/out.scale"] = data["enc.0.res2/out.scale"].copy()
+    data["enc.0.res2/out.scale"][0, 5, 0] *= 2
+    np.savez(tmp_path / "ops.npz", **data)
+    r1, r2 = run_ops(tmp_path / "ops.npz", IntConfig(), CFG, layers=("enc.0.res",))
+    assert (r1.op, r1.mismatches, r1.first) == ("enc.0.res1", 1, {"tensor": "out", "index": [0, 3, 17],
+                                                                 "expected": orig + 1, "got": orig})
+    assert (r2.op, r2.mismatches, r2.first["tensor"], r2.first["index"]) == ("enc.0.res2", 1, "out scale", [5])
+
+
+def test_cli_op_knob_the_units_lack_is_one_line(tmp_path, capsys):
+    """--rescale paper reaches the GEMMs' re-scaling unit but no non-GEMM unit: refused before the capture, naming
+    the knob and --gemms-only."""
+    assert main(["sim", "model", "--sentence", "0", "--rescale", "paper", "--vectors", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--rescale='paper'" in err and "--gemms-only" in err and "\n" not in err
+    assert not (tmp_path / "v").exists()
 
 
 @pytest.mark.slow
@@ -251,7 +286,8 @@ def test_sim_model_runs_the_knobs_it_is_given(tmp_path, capsys):
     _model()
     vec = tmp_path / "v"
     assert main(["sim", "model", "--sentence", "0", "--layer", "enc.0.self_attn.q", "--rescale", "paper",
-                 "--rounding", "half_even", "--bits", "6", "--vectors", str(vec), "--report", str(tmp_path / "r")]) == 0
+                 "--rounding", "half_even", "--bits", "6", "--gemms-only", "--vectors", str(vec),
+                 "--report", str(tmp_path / "r")]) == 0
     assert "PASS" in capsys.readouterr().out
     man = read_manifest(vec)
     rq = man.gemms[0].requant

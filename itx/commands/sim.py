@@ -1,4 +1,6 @@
-"""`itx sim model`: every GEMM of a real sentence through the RTL (array + re-scaling unit), layer by layer."""
+"""`itx sim model`: every integer op of a real sentence through the RTL, op by op: each GEMM through the array and
+the re-scaling unit, then each Poly, attention normalisation, residual add and L1 LayerNorm through its unit, every
+unit fed golden's inputs of that op."""
 from __future__ import annotations
 
 import re
@@ -16,11 +18,14 @@ def _shown(path: Path) -> str:
 
 def _vectors(args, hw):
     """The manifest to run: --vectors if it holds one (recording this sentence), else golden's capture of the
-    sentence with the knobs given; returns (manifest, datapath, IntConfig description)."""
+    sentence with the knobs given; returns (manifest, IntConfig description, the IntConfig the non-GEMM units run:
+    None when the vectors do not record it)."""
     from itx.golden.errors import UserError
+    from itx.golden.int_config import IntConfig
     from itx.golden.requant import STAGE_MODES
     from itx.golden.vectors import MANIFEST, read_manifest
     from itx.options import capture_sentence, given_knobs, int_config
+    from itx.sim.ops_run import check_ops_knobs
     from itx.sim.rtl import SIM_BUILD
 
     if args.vectors and (Path(args.vectors) / MANIFEST).is_file():
@@ -30,8 +35,14 @@ def _vectors(args, hw):
         man = read_manifest(args.vectors)
         man.check_source("--vectors", sentence=args.sentence, pair=args.pair, split=args.split, model=args.model,
                          layers=args.layer)
-        return man, man.source.get("int_config", "as captured in the vectors")
+        knobs = man.source.get("knobs")
+        icfg = knobs and IntConfig(**knobs, acc_bits=man.acc_bits, overflow=man.overflow)
+        if icfg and not args.gemms_only:
+            check_ops_knobs(icfg)
+        return man, man.source.get("int_config", "as captured in the vectors"), icfg
     icfg = int_config(args, hw)
+    if not args.gemms_only:
+        check_ops_knobs(icfg)
     if icfg.match not in STAGE_MODES:
         raise UserError(f"--match {icfg.match}: itx_requant matches scales by one of {', '.join(STAGE_MODES)}")
     label = re.sub(r"[^A-Za-z0-9_.,=-]", "_", icfg.describe())
@@ -41,18 +52,27 @@ def _vectors(args, hw):
     man = read_manifest(path)
     print(f"captured {len(man.gemms)} GEMMs of sentence {args.sentence} ({icfg.describe()}) in "
           f"{time.perf_counter() - t0:.1f} s -> {man.path}")
-    return man, icfg.describe()
+    return man, icfg.describe(), icfg
 
 
 def _model(args) -> int:
+    from itx.golden.capture import OPS
+    from itx.golden.errors import UserError
     from itx.options import array, hw_config
     from itx.sim_report import check_report_path, first_mismatch, report_path, write_report
     from itx.sim.model_run import run_layers
+    from itx.sim.ops_run import run_ops
 
     hw = hw_config(args)
     rows, cols = array(args.array) if args.array else (hw.rows, hw.cols)
     report = check_report_path(Path(args.report) if args.report else report_path(args.sentence))  # before the run
-    man, knobs = _vectors(args, hw)
+    man, knobs, icfg = _vectors(args, hw)
+    ops = man.path.parent / OPS
+    if not args.gemms_only:
+        if icfg is None or not ops.is_file():
+            what = "unit knobs (field source.knobs)" if icfg is None else OPS
+            raise UserError(f"--vectors {man.path.parent}: holds no {what} for the non-GEMM ops; capture it again or "
+                            "pass --gemms-only")
     print(f"{'#':>3} {'layer':<34} {'M x K x N':>15} {'cycles':>8} {'util':>6} {'cmp':>4} {'mism':>5}  first mismatch")
 
     def show(r):
@@ -63,16 +83,33 @@ def _model(args) -> int:
     results = run_layers(man, hw, args.sim, rows, cols, args.jobs, progress=show)
     secs = time.perf_counter() - start
     bad = [r for r in results if r.mismatches]
+    op_results, op_secs = [], 0.0
+    if not args.gemms_only and not bad:
+        start = time.perf_counter()
+        op_results = run_ops(ops, icfg, hw, args.sim, args.jobs, tuple(args.layer),
+                             progress=lambda kind, t: print(f"{kind} unit: ran in {t:.1f} s", flush=True))
+        op_secs = time.perf_counter() - start
+        print(f"{'#':>3} {'op':<34} {'kind':>10} {'shape':>12} {'cycles':>8} {'mism':>5}  first mismatch")
+        for r in op_results:
+            print(f"{r.index:>3} {r.op:<34} {r.kind:>10} {'x'.join(map(str, r.shape)):>12} {r.cycles:>8} "
+                  f"{r.mismatches:>5}  {first_mismatch(r)}")
+    bad_ops = [r for r in op_results if r.mismatches]
     meta = {"title": f"sentence {args.sentence} ({args.pair}, model {args.model})", "simulator": args.sim,
             "array": f"{rows}x{cols}", "int_config": knobs, "vectors": _shown(man.path), "gemms_run": len(results),
             "gemms_total": len(man.gemms), "cycles": sum(r.cycles for r in results),
             "macs": sum(r.shape[0] * r.shape[1] * r.shape[2] for r in results),
-            "rtl_wall_s": round(secs, 2), "status": "MISMATCH" if bad else "bit-exact"}
-    jpath, mpath = write_report(results, meta, report)
+            "rtl_wall_s": round(secs, 2), "ops_run": "none (--gemms-only)" if args.gemms_only else len(op_results),
+            "ops_cycles": sum(r.cycles for r in op_results), "ops_wall_s": round(op_secs, 2),
+            "status": "MISMATCH" if bad or bad_ops else "bit-exact"}
+    jpath, mpath = write_report(results, op_results, meta, report)
     print(f"{len(results)} of {len(man.gemms)} GEMMs, {meta['cycles']} cycles, {meta['macs']} MACs, RTL wall time "
-          f"{secs:.1f} s under {args.sim}; report {jpath} and {mpath}")
+          f"{secs:.1f} s; {len(op_results)} non-GEMM ops, {meta['ops_cycles']} cycles, {op_secs:.1f} s; under "
+          f"{args.sim}; report {jpath} and {mpath}")
     if bad:
         print(f"FAIL: gemm {bad[0].index} ({bad[0].layer}): {bad[0].mismatches} mismatches; stopped there")
+        return 1
+    if bad_ops:
+        print(f"FAIL: {len(bad_ops)} non-GEMM op(s) differ, first {bad_ops[0].op}: {first_mismatch(bad_ops[0])}")
         return 1
     print("PASS: every compared tensor bit-exact")
     return 0
@@ -85,7 +122,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("sim", help="RTL simulation of a real model, layer by layer")
     ssub = p.add_subparsers(dest="action", required=True)
-    m = ssub.add_parser("model", help="every GEMM of one captured sentence through the RTL, compared bit for bit; "
+    m = ssub.add_parser("model", help="every integer op of one captured sentence through the RTL (GEMMs, then the "
+                        "non-GEMM units, each fed golden's inputs of its op), compared bit for bit; "
                         "the integer model's knobs and the datapath options as for `itx vectors model`")
     add_sentence_args(m)
     m.add_argument("--array", help="ROWSxCOLS (default: hw/config.toml)")
@@ -94,4 +132,6 @@ def register(sub) -> None:
                    "this sentence, pair, split, model and --layer), else captured into it")
     m.add_argument("--report", type=nonempty, help="report path without suffix (default reports/sim/sentence<i>)")
     m.add_argument("--jobs", type=int_in(1, 64), default=1, help="simulator processes in parallel (default 1)")
+    m.add_argument("--gemms-only", action="store_true", help="run the GEMMs alone, not the Poly, attention "
+                   "normalisation, residual and LayerNorm units")
     m.set_defaults(func=_model)
