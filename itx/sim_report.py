@@ -64,5 +64,6 @@ def check_report_path(out: Path) -> Path:
     return out
 
 
-def report_path(sentence: int) -> Path:
-    return ROOT / "reports" / "sim" / f"sentence{sentence}"
+def report_path(pair: str, sentence: int) -> Path:
+    """The default report of `itx sim model`: reports/sim/<pair>-sentence<i>."""
+    return ROOT / "reports" / "sim" / f"{pair}-sentence{sentence}"

@@ -40,7 +40,7 @@ class OpResult:
 
 def _units(data, names: list[str], icfg: IntConfig, hw: HwConfig) -> dict[str, tuple[str, str, dict[str, int]]]:
     """kind -> (bench module, top, parameters) for the kinds the capture holds: one lane per array column, the
-    datapath's accumulator, the model's bits (Poly's degree, LayerNorm's longest row from the capture)."""
+    datapath's accumulator, the model's bits (Poly's degree and the row units' longest row from the capture)."""
     kind = {op: str(data[f"{op}/kind"]) for op in names}
     kinds = set(kind.values())
     acc, ovf, lanes = hw.acc_bits, hw.overflow, hw.cols
@@ -51,11 +51,10 @@ def _units(data, names: list[str], icfg: IntConfig, hw: HwConfig) -> dict[str, t
         units["poly"] = ("tb_poly", "itx_poly", poly_parameters(acc, icfg.bits, n.pop(), ovf, lanes))
     if "attn_norm" in kinds:
         units["attn_norm"] = ("tb_attn_norm", "itx_attn_norm", norm_parameters(acc, icfg.bits, ovf, lanes))
-    if "residual" in kinds:
-        units["residual"] = ("tb_residual", "itx_residual", unit_parameters("itx_residual", rows, lanes))
-    if "layernorm" in kinds:
-        n = max(data[f"{op}/x.values"].shape[-1] for op in names if kind[op] == "layernorm")
-        units["layernorm"] = ("tb_layernorm", "itx_layernorm", unit_parameters("itx_layernorm", rows, lanes, n))
+    for k in ("residual", "layernorm"):   # the row buffers as deep as the longest row
+        if k in kinds:
+            n = max(data[f"{op}/x.values"].shape[-1] for op in names if kind[op] == k)
+            units[k] = (f"tb_{k}", f"itx_{k}", unit_parameters(f"itx_{k}", rows, lanes, n))
     return units
 
 

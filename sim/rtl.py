@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,26 @@ def rtl_module(name: str = TOP) -> RtlModule:
         raise ValueError(f"{path}: does not define module {name}")
     m = mods[name]
     return RtlModule(name, m["params"], {k: tuple(v) for k, v in m["ports"].items()})
+
+
+_INSTANCE = re.compile(r"^\s*(itx_\w+)\s*(?:#|\w+\s*\()", re.M)
+
+
+def rtl_files(top: str) -> tuple[str, ...]:
+    """The hw/ files of `top` and of every module instantiated under it (one module per file, instances found in
+    the comment-stripped source), sorted: what a build of `top` reads."""
+    seen, todo = set(), [top]
+    while todo:
+        name = todo.pop()
+        path = HW_DIR / f"{name}.v"
+        if name in seen:
+            continue
+        if not path.is_file():
+            raise ValueError(f"{path}: no such RTL module file (instantiated under {top})")
+        seen.add(name)
+        text = re.sub(r"//[^\n]*|/\*.*?\*/", "", path.read_text(), flags=re.S)
+        todo += [m for m in _INSTANCE.findall(text) if m != name]
+    return tuple(sorted(f"{n}.v" for n in seen))
 
 
 def rtl_parameters(cfg: HwConfig, rows: int | None = None, cols: int | None = None,

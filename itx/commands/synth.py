@@ -13,10 +13,10 @@ def _run(args) -> int:
     from itx.options import array
 
     arrays = [array(a) for a in args.array]
-    points = [DesignPoint(r, c, b, acc, args.overflow, mode) for (r, c), b, acc, mode in
+    points = [DesignPoint(r, c, b, acc, args.overflow, mode, args.max_n) for (r, c), b, acc, mode in
               itertools.product(arrays, args.in_bits, args.acc_bits, args.rescale)]
     rows = []
-    print(f"{'unit':<8} {'configuration':<44} {'cells':>8} {'NAND2-eq':>10} {'synth s':>8}  cells by type")
+    print(f"{'unit':<9} {'configuration':<52} {'cells':>8} {'NAND2-eq':>10} {'synth s':>8}  cells by type")
     for unit in args.unit or list(UNITS):
         for p in distinct_points(unit, points):
             r = synthesize(unit, p)
@@ -24,7 +24,7 @@ def _run(args) -> int:
             conf = " ".join(f"{k}={r['point'][k]}" for k in UNITS[unit].depends)
             kinds = " ".join(f"{t.strip('$_')} {n}" for t, n in r["cells"].items())
             when = "cached" if r["cached"] else f"{r['synth_s']:.1f}"
-            print(f"{unit:<8} {conf:<44} {r['total_cells']:>8} {r['nand2_eq']:>10.0f} {when:>8}  {kinds}", flush=True)
+            print(f"{unit:<9} {conf:<52} {r['total_cells']:>8} {r['nand2_eq']:>10.0f} {when:>8}  {kinds}", flush=True)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"area_model": "yosys stat -tech cmos transistors / 4 (NAND2-eq)", "results": [
@@ -34,7 +34,8 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
-    from itx.sim.synth import RESCALE_CHOICES, UNITS
+    from itx.errors import int_in
+    from itx.sim.synth import RESCALE_CHOICES, UNITS, DesignPoint
 
     p = sub.add_parser("synth", help="synthesize RTL units with Yosys: cells by type and NAND2-eq area per "
                                      "configuration (cached)")
@@ -45,5 +46,7 @@ def register(sub) -> None:
     p.add_argument("--overflow", choices=("wrap", "saturate"), default="wrap")
     p.add_argument("--rescale", nargs="+", choices=RESCALE_CHOICES, default=["dyadic"],
                    help="Eq. 10 mode(s) of the re-scaling unit; all = every mode selectable per beat (default dyadic)")
+    p.add_argument("--max-n", type=int_in(1, 4096), default=DesignPoint.max_n,
+                   help=f"longest row the residual and LayerNorm units buffer (default {DesignPoint.max_n})")
     p.add_argument("--json", default=str(ROOT / "build" / "synth.json"), help="output JSON (default build/synth.json)")
     p.set_defaults(func=_run)

@@ -234,6 +234,9 @@ def write_markdown(report: dict, path: Path) -> None:
     full = "; ".join(f"{r['pair']} {r['pct_fp32']:.1f}% {cell(r['pct_ci'], 'pct')}"
                      for r in s["table2"] if r["model"] == "integer")
     cliff = ", ".join(f"{k}: {v} bits" for k, v in h["acc_cliff"].items())
+    narrow = "; ".join(f"INT{r['bits']} {r['pair']} {r['pct_fp32']:.1f}% {cell(r['pct_ci'], 'pct')}"
+                       f"{'' if r['significant'] else ' (' + NOT_SIGNIFICANT + ')'}"
+                       for r in s["bits"] if r["method"] == "sp" and r["bits"] < 8)
     parts = [
         "# INT8 Transformer: what integer arithmetic costs in BLEU",
         "",
@@ -252,7 +255,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "from sampling noise of these sentences, and no finding is drawn from it; ΔNLL and KL have no sampling "
         "noise of decoding and rank effects too small for BLEU.",
         "",
-        f"Headlines (computed from the tables): fully integer INT8 BLEU as % of FP32 (95% CI): {full}. Layers "
+        f"Headlines (computed from the tables): fully integer INT8 BLEU as % of FP32 (95% CI): {full}; narrower "
+        f"activations (Scale Propagation, section 3): {narrow or 'none swept'}. Layers "
         f"whose ΔBLEU is significantly negative: {hurt}. Module types significantly hurt: {hurt_modules}. Largest "
         f"ΔNLL per layer: {worst}. Narrowest accumulator from which no wider width is significantly different from "
         f"the widest swept: {cliff}.",
