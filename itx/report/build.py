@@ -12,7 +12,7 @@ from itx.report.plan import MODULE_NAMES, Profile, Run, int_modules, layer_group
 
 TABLE2_MODELS = ("vanilla", "integer")
 ABLATION_MODEL = "integer"  # the model whose every module has an integer form (poly attention, L1 LayerNorm)
-RTL_RUN = Path(__file__).resolve().parents[2] / "reports" / "sim" / "sentence0.json"  # `itx sim` layer run
+RTL_RUN = Path(__file__).resolve().parents[2] / "reports" / "sim" / "en-de-sentence0.json"  # `itx sim model`
 
 
 # What a dry Builder answers while it only records the measurements (see Builder).
