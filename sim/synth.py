@@ -10,8 +10,9 @@ flip-flop (a library DFF is nearer 20-24), no timing-driven mapping.
 
 A unit is one row of UNITS (top module, the design-point fields it depends on, its parameters, and input ports tied to
 constants for a single-mode variant; its files are the top's hierarchy, sim.rtl.rtl_files): the GEMM array, the
-re-scaling unit, and the non-GEMM units of `itx sim model` (Poly, attention normalisation, residual, LayerNorm). Results are cached in
-sim_build/synth/ by a hash of the sources, parameters, script and Yosys version, so a repeated run is instant.
+re-scaling unit, and the non-GEMM units of `itx sim model` (Poly, attention normalisation, residual, LayerNorm).
+Results are cached in sim_build/synth/ by a hash of the sources, parameters, script and Yosys version, so a repeated
+run is instant.
 """
 from __future__ import annotations
 
