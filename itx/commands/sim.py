@@ -46,7 +46,7 @@ def _vectors(args, hw):
     if icfg.match not in STAGE_MODES:
         raise UserError(f"--match {icfg.match}: itx_requant matches scales by one of {', '.join(STAGE_MODES)}")
     label = re.sub(r"[^A-Za-z0-9_.,=-]", "_", icfg.describe())
-    out = Path(args.vectors) if args.vectors else SIM_BUILD / "vectors" / f"sentence{args.sentence}-{label}"
+    out = Path(args.vectors) if args.vectors else SIM_BUILD / "vectors" / f"{args.pair}-sentence{args.sentence}-{label}"
     t0 = time.perf_counter()
     _, path = capture_sentence(args, out, hw, icfg)
     man = read_manifest(path)
