@@ -46,7 +46,8 @@ def _vectors(args, hw):
     if icfg.match not in STAGE_MODES:
         raise UserError(f"--match {icfg.match}: itx_requant matches scales by one of {', '.join(STAGE_MODES)}")
     label = re.sub(r"[^A-Za-z0-9_.,=-]", "_", icfg.describe())
-    out = Path(args.vectors) if args.vectors else SIM_BUILD / "vectors" / f"{args.pair}-sentence{args.sentence}-{label}"
+    out = Path(args.vectors) if args.vectors else \
+        SIM_BUILD / "vectors" / f"{args.pair}-sentence{args.sentence}-{label}"
     t0 = time.perf_counter()
     _, path = capture_sentence(args, out, hw, icfg)
     man = read_manifest(path)
@@ -131,7 +132,8 @@ def register(sub) -> None:
     m.add_argument("--sim", choices=SIMULATORS, default="icarus")
     m.add_argument("--vectors", type=nonempty, help="vector directory: read if it holds a manifest (it must record "
                    "this sentence, pair, split, model and --layer), else captured into it")
-    m.add_argument("--report", type=nonempty, help="report path without suffix (default reports/sim/<pair>-sentence<i>)")
+    m.add_argument("--report", type=nonempty,
+                   help="report path without suffix (default reports/sim/<pair>-sentence<i>)")
     m.add_argument("--jobs", type=int_in(1, 64), default=1, help="simulator processes in parallel (default 1)")
     m.add_argument("--gemms-only", action="store_true", help="run the GEMMs alone, not the Poly, attention "
                    "normalisation, residual and LayerNorm units")
