@@ -64,6 +64,7 @@ def check_report_path(out: Path) -> Path:
     return out
 
 
-def report_path(pair: str, sentence: int) -> Path:
-    """The default report of `itx sim model`: reports/sim/<pair>-sentence<i>."""
-    return ROOT / "reports" / "sim" / f"{pair}-sentence{sentence}"
+def report_path(pair: str, sentence: int, sim: str = "icarus") -> Path:
+    """The default report of `itx sim model`: reports/sim/<pair>-sentence<i>, -<sim> after it for a simulator
+    other than Icarus (the reference run)."""
+    return ROOT / "reports" / "sim" / (f"{pair}-sentence{sentence}" + ("" if sim == "icarus" else f"-{sim}"))

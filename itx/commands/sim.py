@@ -67,7 +67,7 @@ def _model(args) -> int:
     hw = hw_config(args)
     rows, cols = array(args.array) if args.array else (hw.rows, hw.cols)
     # before the run
-    report = check_report_path(Path(args.report) if args.report else report_path(args.pair, args.sentence))
+    report = check_report_path(Path(args.report) if args.report else report_path(args.pair, args.sentence, args.sim))
     man, knobs, icfg = _vectors(args, hw)
     ops = man.path.parent / OPS
     if not args.gemms_only:
@@ -133,7 +133,8 @@ def register(sub) -> None:
     m.add_argument("--vectors", type=nonempty, help="vector directory: read if it holds a manifest (it must record "
                    "this sentence, pair, split, model and --layer), else captured into it")
     m.add_argument("--report", type=nonempty,
-                   help="report path without suffix (default reports/sim/<pair>-sentence<i>)")
+                   help="report path without suffix (default reports/sim/<pair>-sentence<i>, "
+                        "+ -verilator under Verilator)")
     m.add_argument("--jobs", type=int_in(1, 64), default=1, help="simulator processes in parallel (default 1)")
     m.add_argument("--gemms-only", action="store_true", help="run the GEMMs alone, not the Poly, attention "
                    "normalisation, residual and LayerNorm units")
