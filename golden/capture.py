@@ -67,7 +67,7 @@ class Capture:
         return sum(g.requant is not None for g in self.gemms)
 
 
-class _Recording(IntTransformer):
+class Recording(IntTransformer):
     """IntTransformer that adds to each linear layer's captured GEMM the itx_requant factors of its post-GEMM
     act(add(acc, bias)) and the INT8 output, when the RTL's re-scaling unit can compute it (IntConfig.match one of
     its STAGE_MODES), and records the inputs and output of every integer non-GEMM op (Capture.ops)."""
@@ -128,7 +128,7 @@ def capture(cfg: ModelConfig, weights: dict[str, np.ndarray], icfg: IntConfig, s
     cap = Capture()
     s, t = pad_batch([src]), pad_batch([[BOS] + list(tgt[:-1])])
     FP32Transformer(cfg, weights, hook=cap.fp32).logits(s, t)
-    _Recording(cfg, weights, icfg, cap=cap).logits(s, t)
+    Recording(cfg, weights, icfg, cap=cap).logits(s, t)
     return cap
 
 

@@ -168,10 +168,12 @@ def load(model_dir: Path | str) -> tuple[ModelConfig, dict[str, np.ndarray]]:
 
 
 def emit(hook, name: str, x: np.ndarray) -> np.ndarray:
-    """Capture hook: a callable gets (name, array), a dict stores array under name (last call wins)."""
+    """Capture hook: a callable gets (name, array) and what it returns, when not None, replaces the array (the RTL
+    in the loop: itx.sim.chain); a dict stores array under name (last call wins)."""
     if callable(hook):
-        hook(name, x)
-    elif hook is not None:
+        y = hook(name, x)
+        return x if y is None else y
+    if hook is not None:
         hook[name] = x
     return x
 

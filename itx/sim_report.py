@@ -64,7 +64,8 @@ def check_report_path(out: Path) -> Path:
     return out
 
 
-def report_path(pair: str, sentence: int, sim: str = "icarus") -> Path:
-    """The default report of `itx sim model`: reports/sim/<pair>-sentence<i>, -<sim> after it for a simulator
-    other than Icarus (the reference run)."""
-    return ROOT / "reports" / "sim" / (f"{pair}-sentence{sentence}" + ("" if sim == "icarus" else f"-{sim}"))
+def report_path(pair: str, sentence: int, sim: str = "icarus", chain: str | None = None) -> Path:
+    """The default report of `itx sim model`: reports/sim/<pair>-sentence<i>, then -chain-<prefix> for --chain and
+    -<sim> for a simulator other than Icarus (the reference run)."""
+    name = f"{pair}-sentence{sentence}" + (f"-chain-{chain.replace('.', '_')}" if chain else "")
+    return ROOT / "reports" / "sim" / (name + ("" if sim == "icarus" else f"-{sim}"))

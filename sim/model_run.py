@@ -70,9 +70,10 @@ class LayerResult:
 
 
 def run_layers(man: Manifest, cfg: HwConfig, sim: str = "icarus", rows: int | None = None,
-               cols: int | None = None, jobs: int = 1, progress=None) -> list[LayerResult]:
+               cols: int | None = None, jobs: int = 1, progress=None, outputs: dict | None = None) -> list[LayerResult]:
     """Run every GEMM of the manifest (with its re-scaling stage where it has a requant entry) and compare; stops
-    at the first GEMM with a mismatch (its result is the last in the list)."""
+    at the first GEMM with a mismatch (its result is the last in the list). `outputs`: filled with GEMM index ->
+    what the RTL computed, (C, Y or None)."""
     for fld, want in (("in_bits", cfg.in_bits), ("acc_bits", cfg.acc_bits), ("overflow", cfg.overflow)):
         if getattr(man, fld) != want:
             raise UserError(f"{man.path}: field {fld!r} = {getattr(man, fld)!r} does not match the RTL's {want!r} "
@@ -94,10 +95,14 @@ def run_layers(man: Manifest, cfg: HwConfig, sim: str = "icarus", rows: int | No
             cycles, ovf, first_ovf = fut.result()
             util = e.m * e.k * e.n / (cycles * bench.rows * bench.cols)
             res = LayerResult(i, e.layer, (e.m, e.k, e.n), cycles, util, "C")
-            res.found(compare(e.layer, "C", c_exp, read_hex(work / f"{i}.c.hex", (e.m, e.n), cfg.acc_bits)))
+            c_got = read_hex(work / f"{i}.c.hex", (e.m, e.n), cfg.acc_bits)
+            y_got = None if rq is None else read_hex(work / f"{i}.y.hex", (e.m, e.n), cfg.in_bits)
+            if outputs is not None:
+                outputs[i] = (c_got, y_got)
+            res.found(compare(e.layer, "C", c_exp, c_got))
             if rq is not None and not res.mismatches:
                 res.tensor = "Y"
-                res.found(compare(e.layer, "Y", rq[1], read_hex(work / f"{i}.y.hex", (e.m, e.n), cfg.in_bits)))
+                res.found(compare(e.layer, "Y", rq[1], y_got))
                 if ovf and not res.mismatches:
                     res.mismatches = ovf
                     res.first = {"tensor": "Y overflow flag", "index": list(divmod(first_ovf, e.n)),

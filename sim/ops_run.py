@@ -36,6 +36,8 @@ class OpResult:
     compared: str           # the tensor compared: the op's output, or Poly(x) before Eq. 10
     mismatches: int = 0
     first: dict | None = None
+    values: np.ndarray | None = None    # what the unit computed (run_ops(outputs=True)), and its row scales
+    scale: np.ndarray | None = None
 
 
 def _units(data, names: list[str], icfg: IntConfig, hw: HwConfig) -> dict[str, tuple[str, str, dict[str, int]]]:
@@ -69,15 +71,16 @@ def check_ops_knobs(icfg: IntConfig) -> None:
 
 
 def run_ops(ops: Path, icfg: IntConfig, hw: HwConfig, sim: str = "icarus", jobs: int = 1, layers: tuple[str, ...] = (),
-            progress=None) -> list[OpResult]:
+            progress=None, outputs: bool = False) -> list[OpResult]:
     """Every non-GEMM op of the capture `ops` (those whose name starts with one of `layers`, default all) through its
-    unit under `sim`, compared with golden; `progress(kind, seconds)` as each unit's run ends."""
+    unit under `sim`, compared with golden; `progress(kind, seconds)` as each unit's run ends; `outputs`: each
+    result also carries what the unit computed (OpResult.values, .scale)."""
     ops = Path(ops).resolve()     # the simulator runs in its build directory
     data = np.load(ops)
     names = [op for op in map(str, data["ops"]) if not layers or op.startswith(layers)]
     if not names:             # --layer picked GEMMs only
         return []
-    attention = sorted({op.rsplit(".", 1)[0] for op in names if str(data[f"{op}/kind"]) == "poly"})
+    attention = sorted({op.rsplit(".", 1)[0] for op in names if str(data[f"{op}/kind"]) in ("poly", "attn_norm")})
     attention_ops(ops, tuple(attention), icfg)   # golden's attention of the captured inputs is the model's
     knobs = {"match": icfg.match, "rescale": icfg.rescale, "rounding": icfg.rounding,
              "ln_division": icfg.ln_division, "ln_frac_bits": icfg.ln_frac_bits}
@@ -88,7 +91,7 @@ def run_ops(ops: Path, icfg: IntConfig, hw: HwConfig, sim: str = "icarus", jobs:
     for kind, (module, top, params) in units.items():
         job = {"sim": sim, "module": module, "top": top, "params": params,
                "tb": {"seed": 0, "capture": str(ops), "knobs": knobs, "ops": names,
-                      "replay": str(work / f"{kind}.json")}}
+                      "replay": str(work / f"{kind}.json"), "outputs": str(work / f"{kind}.npz") if outputs else ""}}
         pending.append((kind, job, work / f"{kind}.log"))
     running: list[tuple[str, subprocess.Popen, Path, float]] = []
     try:
@@ -118,8 +121,10 @@ def run_ops(ops: Path, icfg: IntConfig, hw: HwConfig, sim: str = "icarus", jobs:
     for kind in units:
         path = work / f"{kind}.json"
         if path.is_file():
+            got = np.load(work / f"{kind}.npz") if outputs else {}
             results += [OpResult(order[r["op"]], r["op"], r["kind"], tuple(r["shape"]), r["cycles"], r["compared"],
-                                 r["mismatches"], r["first"]) for r in json.loads(path.read_text())]
+                                 r["mismatches"], r["first"], got.get(f"{r['op']}/values"), got.get(f"{r['op']}/scale"))
+                        for r in json.loads(path.read_text())]
     missing = sorted(set(order) - {r.op for r in results})
     if missing:
         raise RuntimeError(f"{ops}: no unit ran op(s) {', '.join(missing[:3])}")

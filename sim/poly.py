@@ -166,22 +166,37 @@ def accumulator_hit(exact: np.ndarray, acc_bits: int) -> np.ndarray:
     return to_accumulator(exact, acc_bits, "wrap") != exact
 
 
+def probabilities(scores: QTensor, b: QTensor, delta: QTensor, n: int, mask, c: IntConfig,
+                  poly_values: np.ndarray | None = None) -> QTensor:
+    """P as IntTransformer.poly_attention computes it: Poly (Eq. 11) of the row-matched scores, re-scaled per row to
+    c.bits (Eq. 10). poly_values: Poly(x) as itx_poly computed it (the unit stops before Eq. 10), re-scaled instead
+    of golden's (itx.sim.chain)."""
+    x = poly(match_along(scores, -1, c.match, c.rounding), b, delta, n, c.bits, mask, c.match, c.rounding, c.rescale,
+             c.acc_bits, c.overflow)
+    if poly_values is not None:
+        x = QTensor.trusted(np.asarray(poly_values, np.int64).reshape(x.shape), x.scale, x.bits)
+    return rescale(x, c.bits, "row", c.rescale, None, c.rounding)
+
+
 def attention_ops(path, ops: tuple[str, ...], icfg: IntConfig) -> Path:
     """The attention modules `ops` (e.g. enc.0.self_attn) of golden's captured sentence (itx.golden.capture.write_ops'
-    npz at `path`, captured with icfg): each must have its <op>.poly and <op>.context records, and itx.golden.attention's
-    poly / attention_output of the captured inputs must give the model's own P and context, so a capture that
-    drifted from itx.golden.attention fails here. Returns `path` for the cocotb process (tb_poly / tb_attn_norm)."""
+    npz at `path`, captured with icfg): each must have its <op>.poly or <op>.context record (a full capture has both),
+    and itx.golden.attention's poly / attention_output of the captured inputs must give the model's own P and
+    context, so a capture that drifted from itx.golden.attention fails here. Returns `path` for the cocotb process
+    (tb_poly / tb_attn_norm)."""
     data, c = np.load(path), icfg
     for op in ops:
-        if f"{op}.poly/kind" not in data or f"{op}.context/kind" not in data:
+        if f"{op}.poly/kind" not in data and f"{op}.context/kind" not in data:
             raise ValueError(f"{path}: attention op {op!r} not captured (ops: {', '.join(map(str, data['ops']))})")
-        t = {k: captured(data, f"{op}.poly", k, b) for k, b in (("scores", c.acc_bits), ("b", c.param_bits),
-                                                                 ("delta", c.param_bits), ("out", c.bits))}
-        p = rescale(poly(match_along(t["scores"], -1, c.match, c.rounding), t["b"], t["delta"],
-                         int(data[f"{op}.poly/n"]), c.bits, data[f"{op}.poly/mask"], c.match, c.rounding, c.rescale,
-                         c.acc_bits, c.overflow), c.bits, "row", c.rescale, None, c.rounding)
-        if not np.array_equal(p.values, t["out"].values):
-            raise AssertionError(f"{op}: itx.golden.attention.poly of the captured scores differs from the model's P")
+        if f"{op}.poly/kind" in data:
+            t = {k: captured(data, f"{op}.poly", k, b) for k, b in (("scores", c.acc_bits), ("b", c.param_bits),
+                                                                     ("delta", c.param_bits), ("out", c.bits))}
+            p = probabilities(t["scores"], t["b"], t["delta"], int(data[f"{op}.poly/n"]), data[f"{op}.poly/mask"], c)
+            if not np.array_equal(p.values, t["out"].values):
+                raise AssertionError(f"{op}: itx.golden.attention.poly of the captured scores differs from the "
+                                     "model's P")
+        if f"{op}.context/kind" not in data:
+            continue
         n = {k: captured(data, f"{op}.context", k, b) for k, b in (("num", c.acc_bits), ("p", c.bits),
                                                                     ("out", c.bits))}
         ctx = attention_output(n["num"], n["p"], data[f"{op}.context/v_scale"], int(data[f"{op}.context/f"]), c.bits,

@@ -64,20 +64,23 @@ def result(op: str, kind: str, tensor: str, expected: np.ndarray, got: np.ndarra
            scale: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """One op's record: shape, cycles, mismatches and the first one (index into the op's output tensor); `scale`:
     (expected, got) output scales, compared when the values match."""
-    d = compare(op, tensor, expected, got.reshape(expected.shape))
+    got = got.reshape(expected.shape)
+    d = compare(op, tensor, expected, got)
     compared = tensor if scale is None else f"{tensor}+scale"
-    if d is None and scale is not None:
+    rec = {"op": op, "kind": kind, "shape": list(expected.shape), "cycles": cycles, "compared": compared,
+           "mismatches": 0 if d is None else d.count,
+           "first": None if d is None else {"tensor": d.tensor, "index": list(d.index), "expected": d.expected,
+                                            "got": d.got},
+           "_got": {"values": got}}     # what the unit computed, for write's cfg["outputs"] (itx.sim.chain)
+    if scale is not None:
         want, have = (np.asarray(s, np.float32).reshape(-1) for s in scale)
+        rec["_got"]["scale"] = have
         bad = np.flatnonzero(want != have)
-        if bad.size:
+        if d is None and bad.size:
             i = int(bad[0])
-            return {"op": op, "kind": kind, "shape": list(expected.shape), "cycles": cycles, "compared": compared,
-                    "mismatches": int(bad.size), "first": {"tensor": f"{tensor} scale", "index": [i],
-                                                           "expected": float(want[i]), "got": float(have[i])}}
-    return {"op": op, "kind": kind, "shape": list(expected.shape), "cycles": cycles, "compared": compared,
-            "mismatches": 0 if d is None else d.count,
-            "first": None if d is None else {"tensor": d.tensor, "index": list(d.index), "expected": d.expected,
-                                             "got": d.got}}
+            rec.update(mismatches=int(bad.size), first={"tensor": f"{tensor} scale", "index": [i],
+                                                        "expected": float(want[i]), "got": float(have[i])})
+    return rec
 
 
 def ops_of(data, kind: str, cfg: dict) -> list[str]:
@@ -91,5 +94,9 @@ def knobs(cfg: dict) -> dict:
 
 
 def write(cfg: dict, results: list[dict]) -> None:
-    """The replay's results to cfg["replay"] (read by itx.sim.ops_run)."""
-    Path(cfg["replay"]).write_text(json.dumps(results, indent=1) + "\n")
+    """The replay's results to cfg["replay"] (read by itx.sim.ops_run) and, when cfg["outputs"] names a file, what
+    the unit computed for each op (<op>/values, and <op>/scale for the row units) as one .npz."""
+    Path(cfg["replay"]).write_text(json.dumps([{k: v for k, v in r.items() if k != "_got"} for r in results],
+                                              indent=1) + "\n")
+    if cfg.get("outputs"):
+        np.savez(cfg["outputs"], **{f"{r['op']}/{k}": v for r in results for k, v in r["_got"].items()})

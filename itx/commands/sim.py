@@ -67,7 +67,10 @@ def _model(args) -> int:
     hw = hw_config(args)
     rows, cols = array(args.array) if args.array else (hw.rows, hw.cols)
     # before the run
-    report = check_report_path(Path(args.report) if args.report else report_path(args.pair, args.sentence, args.sim))
+    report = check_report_path(Path(args.report) if args.report else report_path(args.pair, args.sentence, args.sim,
+                                                                                  args.chain))
+    if args.chain:
+        return _chain(args, hw, report)
     man, knobs, icfg = _vectors(args, hw)
     ops = man.path.parent / OPS
     if not args.gemms_only:
@@ -117,6 +120,55 @@ def _model(args) -> int:
     return 0
 
 
+def _chain(args, hw, report: Path) -> int:
+    """--chain: the ops under one prefix in RTL one after the other, each fed the RTL outputs before it."""
+    from itx.golden.errors import UserError
+    from itx.golden.model import load, model_dir
+    from itx.options import int_config, sentence_ids
+    from itx.sim.chain import run_chain
+    from itx.sim.model_run import LayerResult
+    from itx.sim.ops_run import check_ops_knobs
+    from itx.sim_report import first_mismatch, write_report
+
+    if args.gemms_only or args.layer or args.vectors or args.array:
+        what = next(o for o, v in (("--gemms-only", args.gemms_only), ("--layer", args.layer),
+                                   ("--vectors", args.vectors), ("--array", args.array)) if v)
+        raise UserError(f"{what} does not apply to --chain (it runs every op under the prefix, from its own capture)")
+    icfg = int_config(args, hw)
+    check_ops_knobs(icfg)
+    ids = sentence_ids(args.split, args.pair, args.sentence)
+    print(f"{'#':>3} {'op':<34} {'unit':>10} {'shape':>15} {'cycles':>8} {'mism':>5}  first mismatch")
+
+    def show(r):
+        gemm = isinstance(r, LayerResult)
+        print(f"{r.index:>3} {r.layer if gemm else r.op:<34} {'array' if gemm else r.kind:>10} "
+              f"{'x'.join(map(str, r.shape)):>15} {r.cycles:>8} {r.mismatches:>5}  {first_mismatch(r)}", flush=True)
+
+    start = time.perf_counter()
+    try:
+        res = run_chain(*load(model_dir(args.model)), icfg, hw, *ids, args.chain, args.sim, progress=show)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    secs = time.perf_counter() - start
+    gemms = [r for r in res.steps if isinstance(r, LayerResult)]
+    ops = [r for r in res.steps if not isinstance(r, LayerResult)]
+    meta = {"title": f"sentence {args.sentence} ({args.pair}, model {args.model}), {args.chain} chained in RTL",
+            "simulator": args.sim, "array": f"{hw.rows}x{hw.cols}", "int_config": icfg.describe(),
+            "mode": "chain: every op fed the RTL outputs of the ops before it", "gemms_run": len(gemms),
+            "cycles": sum(r.cycles for r in gemms), "ops_run": len(ops), "ops_cycles": sum(r.cycles for r in ops),
+            "wall_s": round(secs, 2), "output": res.output,
+            "output_vs_golden": "identical" if res.difference is None else res.difference,
+            "status": "bit-exact" if res.difference is None else "MISMATCH"}
+    jpath, mpath = write_report(gemms, ops, meta, report)
+    print(f"{len(res.steps)} RTL runs ({len(gemms)} GEMMs, {len(ops)} ops) chained under {args.chain}, {secs:.1f} s "
+          f"under {args.sim}; report {jpath} and {mpath}")
+    if res.difference is not None:
+        print(f"FAIL: {res.output}: {res.difference}")
+        return 1
+    print(f"PASS: {res.output}, computed op after op in RTL, is golden's bit for bit (values and scales)")
+    return 0
+
+
 def register(sub) -> None:
     from itx.errors import int_in, nonempty
     from itx.options import add_sentence_args
@@ -135,6 +187,8 @@ def register(sub) -> None:
     m.add_argument("--report", type=nonempty,
                    help="report path without suffix (default reports/sim/<pair>-sentence<i>, "
                         "+ -verilator under Verilator)")
+    m.add_argument("--chain", type=nonempty, help="run the ops whose name starts with this (e.g. enc.0) in RTL one "
+                   "after the other, each fed the RTL outputs before it; the last against golden's own run")
     m.add_argument("--jobs", type=int_in(1, 64), default=1, help="simulator processes in parallel (default 1)")
     m.add_argument("--gemms-only", action="store_true", help="run the GEMMs alone, not the Poly, attention "
                    "normalisation, residual and LayerNorm units")
