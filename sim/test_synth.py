@@ -111,7 +111,6 @@ def test_residual_holds_its_row_buffer_and_factor():
 
 
 @needs_yosys
-@pytest.mark.slow
 def test_residual_row_buffer_scales_with_max_n():
     """Doubling MAX_N from 4 to 8 on one 4-bit lane adds at least 4 x 5 buffer flip-flops."""
     small, big = (synthesize("residual", replace(RESIDUAL, max_n=n)) for n in (4, 8))
@@ -119,9 +118,8 @@ def test_residual_row_buffer_scales_with_max_n():
 
 
 @needs_yosys
-@pytest.mark.slow
 def test_requant_single_mode_units_and_design_area():
-    """One lane, 16-bit accumulator (about 15 min of Yosys per mode on a loaded 2-core machine): pow2's constant
+    """One lane, 16-bit accumulator (about 30 s of Yosys for all three syntheses on a loaded 2-core machine): pow2's constant
     rmul = 1 folds the second multiplier away, so it is smaller than dyadic; a design point's area sums the array,
     the re-scaling unit and the non-GEMM units."""
     area = {m: synthesize("requant", DesignPoint(cols=1, acc_bits=16, rescale=m))["nand2_eq"] for m in ("pow2",

@@ -187,15 +187,15 @@ class Builder:
     def syntheses(directory=SYNTH_RUNS) -> list[dict]:
         """Every synthesis result of the `itx synth --json` files in `directory` (sim/synth.py), the NAND2-eq area
         recomputed with its area model from the recorded cells; none when the directory is absent."""
-        from itx.sim.synth import nand2_eq
+        from itx.sim.synth import UNITS, nand2_eq
 
         rows = []
         for path in sorted(Path(directory).glob("*.json")):
             try:
                 for r in json.loads(path.read_text())["results"]:
-                    cells = r["cells"]
-                    rows.append({"unit": r["unit"], "point": dict(r["point"]),
-                                 "configuration": " ".join(f"{k}={v}" for k, v in r["point"].items()),
+                    cells, point = r["cells"], {f: r["point"][f] for f in UNITS[r["unit"]].depends}
+                    rows.append({"unit": r["unit"], "point": point,
+                                 "configuration": " ".join(f"{k}={v}" for k, v in point.items()),
                                  "cells": sum(cells.values()),
                                  "dff": cells.get("$_DFF_P_", 0), "nand2_eq": round(nand2_eq(cells)),
                                  "yosys": r["yosys"]})
